@@ -1,0 +1,124 @@
+"""The frame codec, by tables of inputs and outputs: no server, no socket."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tornado_websockets import protocol
+from tornado_websockets.exceptions import ProtocolError
+from tornado_websockets.protocol import Frame
+
+
+@pytest.mark.parametrize(
+    ("message", "frame"),
+    [
+        ('{"event": "chat", "data": {"text": "hi"}}', Frame("chat", {"text": "hi"})),
+        ('{"event": "chat"}', Frame("chat", {})),
+        ('{"event": "chat", "data": null}', Frame("chat", {})),
+        ('{"event": "chat.message", "data": {}}', Frame("chat.message", {})),
+        (b'{"event": "bytes", "data": {"a": 1}}', Frame("bytes", {"a": 1})),
+        ('{"event": "x", "data": {"deep": [[[1]]]}, "extra": 1}', Frame("x", {"deep": [[[1]]]})),
+    ],
+)
+def test_decode_valid(message: str | bytes, frame: Frame) -> None:
+    assert protocol.decode(message) == frame
+
+
+@pytest.mark.parametrize(
+    ("message", "warning"),
+    [
+        ("not json", "Invalid JSON was sent."),
+        ("", "Invalid JSON was sent."),
+        ('{"event": "x"', "Invalid JSON was sent."),
+        (b'{"event": "\xff\xfe"}', "Invalid JSON was sent."),
+        ("[" * 100_000 + "]" * 100_000, "Invalid JSON was sent."),
+        ('{"event": "x", "data": {"n": ' + "9" * 5000 + "}}", "Invalid JSON was sent."),
+        ("[1, 2]", "The frame should be a JSON object."),
+        ('"chat"', "The frame should be a JSON object."),
+        ("null", "The frame should be a JSON object."),
+        ('{"data": {}}', "There is no event in this JSON."),
+        ('{"event": null}', "There is no event in this JSON."),
+        ('{"event": ""}', "There is no event in this JSON."),
+        ('{"event": 5}', "The event should be a string."),
+        ('{"event": ["a"]}', "The event should be a string."),
+        ('{"event": "x", "data": "text"}', "The data should be a dictionary."),
+        ('{"event": "x", "data": [1]}', "The data should be a dictionary."),
+        ('{"event": "x", "data": 0}', "The data should be a dictionary."),
+    ],
+)
+def test_decode_invalid_raises_the_warning_text(message: str | bytes, warning: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        protocol.decode(message)
+    assert caught.value.message == warning
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [(None, {}), ("hello", {"message": "hello"}), ({"a": 1}, {"a": 1}), ({}, {})],
+)
+def test_encode_emit_normalizes_data(data: Any, expected: dict[str, Any]) -> None:
+    assert json.loads(protocol.encode_emit("ev", data)) == {"event": "ev", "data": expected}
+
+
+@pytest.mark.parametrize("event", [None, 1, b"bytes", ["x"]])
+def test_encode_emit_rejects_a_non_str_event(event: Any) -> None:
+    with pytest.raises(TypeError, match="Event should be a str"):
+        protocol.encode_emit(event, {})
+
+
+@pytest.mark.parametrize("data", [1, 1.5, [1], ("a",), b"x", True])
+def test_encode_emit_rejects_other_data(data: Any) -> None:
+    with pytest.raises(TypeError, match="Data should be a dict, a str or None"):
+        protocol.encode_emit("ev", data)
+
+
+def test_unencodable_value_names_event_and_type() -> None:
+    with pytest.raises(TypeError, match=r'"ev".*object'):
+        protocol.encode_emit("ev", {"x": object()})
+
+
+def test_encoding_is_compact_utf8() -> None:
+    assert protocol.encode("é", {"a": [1, 2]}) == '{"event":"é","data":{"a":[1,2]}}'.encode()
+
+
+def test_warning_and_error_frames() -> None:
+    assert json.loads(protocol.warning_frame("Nope.", event="x")) == {
+        "event": "warning",
+        "data": {"message": "Nope.", "event": "x"},
+    }
+    error = json.loads(protocol.error_frame("boom"))
+    assert error["event"] == "error"
+    assert error["data"]["event"] == "boom"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.one_of(st.text(), st.binary()))
+def test_any_input_decodes_or_raises_protocol_error(message: str | bytes) -> None:
+    try:
+        frame = protocol.decode(message)
+    except ProtocolError as error:
+        assert error.message
+    else:
+        assert isinstance(frame.event, str)
+        assert isinstance(frame.data, dict)
+
+
+@given(st.dictionaries(st.sampled_from(["event", "data", "id", "x"]), json_values, max_size=4))
+def test_any_json_object_decodes_or_raises_protocol_error(payload: dict[str, Any]) -> None:
+    try:
+        frame = protocol.decode(json.dumps(payload))
+    except ProtocolError:
+        return
+    assert frame.event == payload["event"]
+    assert frame.data == (payload.get("data") or {})

@@ -1,0 +1,75 @@
+"""The JSON codec: orjson when the ``fast`` extra is installed, the standard library otherwise.
+
+Both produce the same bytes for the same value (compact separators, UTF-8, no ASCII escaping,
+non-finite floats as ``null``), so a frame looks the same whichever codec a process uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import json
+import math
+import uuid
+from typing import Any
+
+__all__ = ["BACKEND", "dumps", "loads"]
+
+
+def _default(value: Any) -> Any:
+    """Encode the everyday types that JSON lacks; anything else is a ``TypeError`` naming its type."""
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__qualname__} is not JSON serializable")
+
+
+def _finite(value: Any) -> Any:
+    """Replace NaN and infinities by None, as orjson does, for the standard-library path."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _stdlib_dumps(value: Any) -> bytes:
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
+    except ValueError:
+        # allow_nan=False raised: only non-finite floats take this slow path.
+        text = json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"), default=_default)
+    return text.encode("utf-8", "strict")
+
+
+def _stdlib_loads(data: str | bytes) -> Any:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = bytes(data).decode("utf-8", "strict")
+    return json.loads(data)
+
+
+try:
+    import orjson
+except ImportError:  # the `fast` extra is not installed
+    BACKEND = "json"
+    dumps = _stdlib_dumps
+    loads = _stdlib_loads
+else:
+    BACKEND = "orjson"
+    _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+
+    def dumps(value: Any) -> bytes:
+        """Encode ``value`` as compact UTF-8 JSON bytes."""
+        return orjson.dumps(value, default=_default, option=_OPTIONS)
+
+    def loads(data: str | bytes) -> Any:
+        """Decode JSON text or UTF-8 bytes."""
+        return orjson.loads(data)

@@ -1,0 +1,59 @@
+"""Accounting for frames the server did not deliver: counted by reason, logged at a bounded rate.
+
+Peers drop frames silently; we never do. Every code path that gives up on a frame calls
+`record_drop`, and `dropped` tells how many were lost and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+
+__all__ = ["CONNECTION_CLOSED", "WRITE_FAILED", "dropped", "record_drop", "reset_drops"]
+
+logger = logging.getLogger(__name__)
+
+#: The connection was closed before the frame could be written.
+CONNECTION_CLOSED = "connection_closed"
+#: The socket failed while the frame was being written.
+WRITE_FAILED = "write_failed"
+
+#: Seconds between two WARNING lines about drops; counts are exact whatever the rate.
+LOG_INTERVAL = 10.0
+
+_lock = threading.Lock()
+_counts: Counter[tuple[str, str]] = Counter()
+_unlogged: Counter[tuple[str, str]] = Counter()
+_last_log = 0.0
+
+
+def record_drop(reason: str, path: str, count: int = 1) -> None:
+    """Count ``count`` frames for ``path`` that were not delivered because of ``reason``."""
+    global _last_log
+    with _lock:
+        _counts[reason, path] += count
+        _unlogged[reason, path] += count
+        now = time.monotonic()
+        if now - _last_log < LOG_INTERVAL:
+            return
+        _last_log = now
+        summary = ", ".join(f"{n} on {p} ({r})" for (r, p), n in sorted(_unlogged.items()))
+        _unlogged.clear()
+    logger.warning("Frames not delivered: %s", summary)
+
+
+def dropped() -> dict[tuple[str, str], int]:
+    """A snapshot of the drop counts, keyed by ``(reason, path)``."""
+    with _lock:
+        return dict(_counts)
+
+
+def reset_drops() -> None:
+    """Forget every count (for tests)."""
+    global _last_log
+    with _lock:
+        _counts.clear()
+        _unlogged.clear()
+        _last_log = 0.0

@@ -1,0 +1,63 @@
+"""How an event function is called: which arguments it asks for, and whether it is a coroutine.
+
+Inspected once at registration, so dispatching a frame costs a dict lookup and a call.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["RESERVED_EVENTS", "EventFunction"]
+
+#: Events run by the server itself on connect and disconnect; a client cannot send them.
+RESERVED_EVENTS = frozenset({"open", "close"})
+
+
+@dataclass(frozen=True, slots=True)
+class EventFunction:
+    """A registered event function and the calling convention read from its signature."""
+
+    name: str
+    callback: Callable[..., Any]
+    wants_self: bool
+    wants_socket: bool
+    wants_data: bool
+    is_async: bool
+
+    @classmethod
+    def inspect(cls, name: str, callback: Callable[..., Any]) -> EventFunction:
+        """Read which of ``self``, ``socket`` and ``data`` the callback takes."""
+        try:
+            parameters = inspect.signature(callback).parameters
+        except (TypeError, ValueError):  # some builtins have no signature: call them bare
+            parameters = {}  # type: ignore[assignment]
+        names = set(parameters)
+        takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        call = getattr(callback, "__call__", None)  # noqa: B004 - an object with an async __call__
+        is_async = inspect.iscoroutinefunction(callback) or (
+            not inspect.isfunction(callback)
+            and not inspect.ismethod(callback)
+            and inspect.iscoroutinefunction(call)
+        )
+        return cls(
+            name=name,
+            callback=callback,
+            wants_self="self" in names,
+            wants_socket="socket" in names or takes_kwargs,
+            wants_data="data" in names or takes_kwargs,
+            is_async=is_async,
+        )
+
+    def arguments(self, context: Any, socket: Any, data: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments for one call."""
+        kwargs: dict[str, Any] = {}
+        if self.wants_self:
+            kwargs["self"] = context
+        if self.wants_socket:
+            kwargs["socket"] = socket
+        if self.wants_data:
+            kwargs["data"] = data
+        return kwargs

@@ -1,0 +1,94 @@
+"""Every error this library raises on purpose.
+
+The whole tree::
+
+    TornadoWebSocketsError
+     +-- EmitHandlerError            an emit that can reach nobody
+     +-- InvalidInstanceError        an object of the wrong type where ours was expected
+     +-- NotCallableError            @ws.on given something that cannot be called
+     +-- WebSocketEventAlreadyBinded an event name bound twice on one path
+     +-- ProtocolError               a client frame that cannot be decoded (also a ValueError)
+
+Each exception keeps its constructor arguments as attributes and builds its own message, so
+``str(error)`` explains the fault and says how to fix it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TornadoWebSocketsError(Exception):
+    """Base class of every exception raised by tornado_websockets."""
+
+
+class EmitHandlerError(TornadoWebSocketsError):
+    """``emit`` was called where no client can be reached: no server loop runs in this process."""
+
+    def __init__(self, event: str, path: str) -> None:
+        self.event = event
+        self.path = path
+        super().__init__(event, path)
+
+    def __str__(self) -> str:
+        return (
+            f'Cannot emit "{self.event}" on "{self.path}": no Tornado server loop is running in this '
+            "process. Emit from an event function, or start the server first "
+            "(TornadoWrapper.start_app(), listen() and loop(), or `manage.py runtornado`)."
+        )
+
+
+class InvalidInstanceError(TornadoWebSocketsError):
+    """An object of the wrong class was given where an instance of ours was expected."""
+
+    def __init__(self, actual_instance: Any, expected_instance_name: str) -> None:
+        self.actual_instance = actual_instance
+        self.expected_instance_name = expected_instance_name
+        super().__init__(actual_instance, expected_instance_name)
+
+    def __str__(self) -> str:
+        return (
+            f"Expected an instance of {self.expected_instance_name}, "
+            f"got {type(self.actual_instance).__qualname__}: {self.actual_instance!r}."
+        )
+
+
+class NotCallableError(TornadoWebSocketsError):
+    """``@ws.on`` was given something that is not a function or a method."""
+
+    def __init__(self, thing: Any) -> None:
+        self.thing = thing
+        super().__init__(thing)
+
+    def __str__(self) -> str:
+        return (
+            f"Cannot bind {self.thing!r} ({type(self.thing).__qualname__}) as an event: it is not "
+            "callable. Decorate a function or a method with @ws.on, or name the event with "
+            '@ws.on(name="...").'
+        )
+
+
+class WebSocketEventAlreadyBinded(TornadoWebSocketsError):  # noqa: N818 - public name since 0.x
+    """An event name is already bound on this WebSocket path."""
+
+    def __init__(self, event: str, path: str) -> None:
+        self.event = event
+        self.path = path
+        super().__init__(event, path)
+
+    def __str__(self) -> str:
+        return (
+            f'The event "{self.event}" is already bound on "{self.path}". Rename the function, '
+            'or bind it under another name with @ws.on(name="...").'
+        )
+
+
+class ProtocolError(TornadoWebSocketsError, ValueError):
+    """A frame from a client could not be understood; ``message`` is what the client is told."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message

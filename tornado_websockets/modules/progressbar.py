@@ -1,0 +1,65 @@
+"""ProgressBar: report a long task's progress live to every client of a path."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tornado_websockets.modules.module import Module
+
+if TYPE_CHECKING:
+    from tornado_websockets.websockethandler import WebSocketHandler
+
+__all__ = ["ProgressBar"]
+
+
+class ProgressBar(Module):
+    """A progress bar whose ``init``, ``update`` and ``done`` events drive a client-side bar.
+
+    Events are named ``module_progressbar_<name>_init``, ``..._update`` and ``..._done``; a client
+    that connects mid-task receives ``init`` with the current value at once.
+
+    :param name: distinguishes several progress bars on one path.
+    :param min: the starting value.
+    :param max: the value at which the task is done.
+    :param indeterminate: no value, only activity (``is_done`` is then always False).
+    :raise ValueError: ``min`` is greater than ``max``.
+    """
+
+    def __init__(self, name: str = "", min: int = 0, max: int = 100, indeterminate: bool = False) -> None:  # noqa: A002
+        if min > max:
+            raise ValueError(f"ProgressBar min ({min}) should not be greater than max ({max}).")
+        super().__init__("progressbar_" + name + "_")
+        self.min = min
+        self.max = max
+        self.current = min
+        self.indeterminate = indeterminate
+
+    def on_open(self, socket: WebSocketHandler) -> None:
+        """Send the new client the bar's current state."""
+        socket.emit(self.name + "init", self.state())
+
+    def state(self) -> dict[str, Any]:
+        """What ``init`` sends: the bounds and current value, or only the indeterminate flag."""
+        if self.indeterminate:
+            return {"indeterminate": True}
+        return {"indeterminate": False, "min": self.min, "max": self.max, "current": self.current}
+
+    def reset(self) -> None:
+        """Go back to ``min`` and tell the clients (``init``)."""
+        self.current = self.min
+        self.emit("init", self.state())
+
+    def tick(self, label: str | None = None) -> None:
+        """Advance by one and emit ``update`` (with ``label`` if given), then ``done`` at ``max``."""
+        if not self.indeterminate and self.current < self.max:
+            self.current += 1
+        data: dict[str, Any] = {} if self.indeterminate else {"current": self.current}
+        if label is not None:
+            data["label"] = label
+        self.emit("update", data)
+        if self.is_done():
+            self.emit("done")
+
+    def is_done(self) -> bool:
+        """True when a determinate bar has reached ``max``."""
+        return not self.indeterminate and self.current >= self.max

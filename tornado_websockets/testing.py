@@ -1,0 +1,183 @@
+"""Test your event functions against a real server on a loopback port, with a real client.
+
+::
+
+    from tornado_websockets.testing import serve
+
+    async def test_echo():  # with pytest-asyncio, or inside asyncio.run()
+        async with serve() as server:
+            async with server.connect("/echo") as client:
+                await client.emit("echo", {"text": "hi"})
+                assert await client.wait_for("echo") == {"text": "hi"}
+
+`serve` starts `TornadoWrapper`'s application (every registered `WebSocket`) on ``127.0.0.1`` and
+a free port, and shuts it down afterwards, closing its connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Generator, Sequence
+from typing import Any
+
+import tornado.httpclient
+import tornado.websocket
+
+from tornado_websockets import protocol
+from tornado_websockets.protocol import Frame
+from tornado_websockets.tornadowrapper import TornadoWrapper
+
+__all__ = ["DEFAULT_TIMEOUT", "Frame", "TestServer", "WebSocketTestClient", "serve"]
+
+#: Seconds a client waits for a connection or a frame before giving up.
+DEFAULT_TIMEOUT = 5.0
+
+
+class WebSocketTestClient:
+    """A client connection that sends events and waits for them, with timeouts.
+
+    Frames are buffered in arrival order: `receive` takes the next one, `wait_for` the next one
+    of a given event, leaving the others in the buffer.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, connection: tornado.websocket.WebSocketClientConnection) -> None:
+        self.connection = connection
+        self._buffer: list[Frame] = []
+
+    @classmethod
+    async def connect(
+        cls, url: str, headers: dict[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> WebSocketTestClient:
+        """Open a connection to ``url`` (``ws://...``), sending ``headers`` with the upgrade."""
+        request = tornado.httpclient.HTTPRequest(url, headers=headers, connect_timeout=timeout)
+        connection = await asyncio.wait_for(tornado.websocket.websocket_connect(request), timeout)
+        return cls(connection)
+
+    async def __aenter__(self) -> WebSocketTestClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def emit(self, event: str, data: dict[str, Any] | str | None = None) -> None:
+        """Send an event as the JavaScript client does."""
+        await self.send(protocol.encode_emit(event, data).decode())
+
+    async def send(self, message: str | bytes) -> None:
+        """Send a raw text (``str``) or binary (``bytes``) frame, valid or not."""
+        await self.connection.write_message(message, binary=isinstance(message, bytes))
+
+    async def _read(self, timeout: float) -> Frame:
+        message = await asyncio.wait_for(self.connection.read_message(), timeout)
+        if message is None:
+            raise ConnectionError(f"The server closed the connection (code {self.close_code}).")
+        return protocol.decode(message)
+
+    async def receive(self, timeout: float = DEFAULT_TIMEOUT) -> Frame:
+        """The next frame from the server, whatever its event."""
+        if self._buffer:
+            return self._buffer.pop(0)
+        return await self._read(timeout)
+
+    async def wait_for(self, event: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """The data of the next frame whose event is ``event``; other frames stay buffered."""
+        for index, frame in enumerate(self._buffer):
+            if frame.event == event:
+                return self._buffer.pop(index).data
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f'No "{event}" event within {timeout}s; buffered: {self._buffer!r}')
+            try:
+                frame = await self._read(remaining)
+            except TimeoutError:
+                raise TimeoutError(
+                    f'No "{event}" event within {timeout}s; buffered: {self._buffer!r}'
+                ) from None
+            if frame.event == event:
+                return frame.data
+            self._buffer.append(frame)
+
+    async def wait_closed(self, timeout: float = DEFAULT_TIMEOUT) -> int | None:
+        """Wait until the server closes the connection; returns the close code."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
+            message = await asyncio.wait_for(self.connection.read_message(), remaining)
+            if message is None:
+                return self.close_code
+        raise TimeoutError(f"The connection was still open after {timeout}s.")
+
+    @property
+    def close_code(self) -> int | None:
+        """The code the server closed with, once closed."""
+        return self.connection.close_code
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Close the connection."""
+        self.connection.close(code, reason)
+
+
+class _Connecting:
+    """``await server.connect(path)`` or ``async with server.connect(path) as client``."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None, timeout: float) -> None:
+        self._args = (url, headers, timeout)
+        self._client: WebSocketTestClient | None = None
+
+    def __await__(self) -> Generator[Any, None, WebSocketTestClient]:
+        return WebSocketTestClient.connect(*self._args).__await__()
+
+    async def __aenter__(self) -> WebSocketTestClient:
+        self._client = await WebSocketTestClient.connect(*self._args)
+        return self._client
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+class TestServer:
+    """A running server: its port, the URLs of its paths, and `connect`."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, port: int, address: str) -> None:
+        self.port = port
+        self.address = address
+
+    def url(self, path: str) -> str:
+        """The ``ws://`` URL of a `WebSocket` path (without the ``/ws`` prefix)."""
+        return f"ws://{self.address}:{self.port}/ws{path if path.startswith('/') else '/' + path}"
+
+    def http_url(self, path: str = "/") -> str:
+        """The ``http://`` URL of any path of the application."""
+        return f"http://{self.address}:{self.port}{path}"
+
+    def connect(
+        self, path: str, headers: dict[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> _Connecting:
+        """Connect a `WebSocketTestClient` to a `WebSocket` path."""
+        return _Connecting(self.url(path), headers, timeout)
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    tornado_handlers: Sequence[Any] | None = None,
+    tornado_settings: dict[str, Any] | None = None,
+    address: str = "127.0.0.1",
+    port: int = 0,
+) -> AsyncIterator[TestServer]:
+    """Start the registered WebSockets (plus ``tornado_handlers``) on a loopback port, then stop them."""
+    TornadoWrapper.start_app(tornado_handlers, tornado_settings)
+    TornadoWrapper.listen(port, address)
+    assert TornadoWrapper.tornado_port is not None
+    try:
+        yield TestServer(TornadoWrapper.tornado_port, address)
+    finally:
+        await TornadoWrapper.shutdown(grace=1.0)

@@ -1,0 +1,244 @@
+"""TornadoWrapper: the process-wide holder of the Tornado application, its server and its loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, ClassVar
+
+import tornado.httpserver
+import tornado.ioloop
+import tornado.netutil
+import tornado.web
+
+__all__ = ["TornadoWrapper"]
+
+logger = logging.getLogger(__name__)
+
+#: Route patterns that match every path: kept after every other handler so they never hide one.
+_CATCH_ALL_PATTERNS = frozenset({".*", "/.*", "(.*)", "/(.*)", ".*$", "^.*$", "/.*$", "^/.*$"})
+
+#: Seconds that shutdown() waits for connections to finish closing.
+SHUTDOWN_GRACE = 5.0
+
+
+def _is_catch_all(spec: Any) -> bool:
+    pattern = spec[0] if isinstance(spec, (tuple, list)) and spec else getattr(spec, "regex", None)
+    if pattern is not None and not isinstance(pattern, str):
+        pattern = getattr(pattern, "pattern", None)
+    return isinstance(pattern, str) and pattern in _CATCH_ALL_PATTERNS
+
+
+def _check_handlers(handlers: Any, argument: str) -> list[Any]:
+    if not isinstance(handlers, (list, tuple)):
+        raise TypeError(
+            f"{argument} should be a list or a tuple of handler specs such as "
+            f"[('/path', HandlerClass)], not {type(handlers).__qualname__}."
+        )
+    return list(handlers)
+
+
+class TornadoWrapper:
+    """The Tornado application, server and loop of this process, shared by every `WebSocket`.
+
+    Every method is a class method: there is one wrapper per process. A typical script::
+
+        TornadoWrapper.start_app()
+        TornadoWrapper.listen(8000)
+        TornadoWrapper.loop()
+
+    or, in one call, ``TornadoWrapper.run(8000)``.
+    """
+
+    tornado_app: ClassVar[tornado.web.Application | None] = None
+    tornado_server: ClassVar[tornado.httpserver.HTTPServer | None] = None
+    tornado_port: ClassVar[int | None] = None
+    handlers: ClassVar[list[Any]] = []
+    #: The loop the server runs on; emits from other threads are handed to it.
+    io_loop: ClassVar[tornado.ioloop.IOLoop | None] = None
+    #: Runs plain ``def`` event functions off the loop; created on first use.
+    executor: ClassVar[Executor | None] = None
+    #: Worker threads of the default executor.
+    max_workers: ClassVar[int] = 16
+    _shutdown_task: ClassVar[asyncio.Task[None] | None] = None
+
+    @classmethod
+    def add_handlers(cls, handlers: Sequence[Any]) -> list[Any]:
+        """Register handler specs; added to the running application at once if there is one."""
+        new = _check_handlers(handlers, "handlers")
+        cls.handlers.extend(new)
+        if cls.tornado_app is not None:
+            # Application.add_handlers puts the new host rule before the initial one, so live
+            # additions stay ahead of a catch-all fallback given to start_app.
+            cls.tornado_app.add_handlers(r".*", new)
+        return cls.handlers
+
+    @classmethod
+    def start_app(
+        cls,
+        tornado_handlers: Sequence[Any] | None = None,
+        tornado_settings: dict[str, Any] | None = None,
+    ) -> tornado.web.Application:
+        """Build the application from the registered handlers plus ``tornado_handlers``.
+
+        Catch-all patterns (``.*``, such as the Django fallback) go last whatever their order.
+        """
+        extra = _check_handlers(tornado_handlers if tornado_handlers is not None else [], "tornado_handlers")
+        if tornado_settings is None:
+            tornado_settings = {}
+        if not isinstance(tornado_settings, dict):
+            raise TypeError(f"tornado_settings should be a dict, not {type(tornado_settings).__qualname__}.")
+        every = [*extra, *cls.handlers]
+        routes = [h for h in every if not _is_catch_all(h)] + [h for h in every if _is_catch_all(h)]
+        cls.tornado_app = tornado.web.Application(routes, **tornado_settings)
+        return cls.tornado_app
+
+    @classmethod
+    def listen(
+        cls,
+        tornado_port: int,
+        address: str = "",
+        ssl_options: Any = None,
+        **server_options: Any,
+    ) -> tornado.httpserver.HTTPServer:
+        """Start serving the application on ``tornado_port`` (0 picks a free port).
+
+        ``ssl_options`` (an `ssl.SSLContext` or a dict) serves HTTPS and ``wss://``.
+        """
+        if isinstance(tornado_port, bool) or not isinstance(tornado_port, int):
+            raise TypeError(f"tornado_port should be an int, not {type(tornado_port).__qualname__}.")
+        if cls.tornado_app is None:
+            raise TypeError("No Tornado application yet: call TornadoWrapper.start_app() before listen().")
+        sockets = tornado.netutil.bind_sockets(tornado_port, address)
+        server = tornado.httpserver.HTTPServer(cls.tornado_app, ssl_options=ssl_options, **server_options)
+        server.add_sockets(sockets)
+        cls.tornado_server = server
+        cls.tornado_port = sockets[0].getsockname()[1]
+        cls.io_loop = tornado.ioloop.IOLoop.current()
+        logger.info("Listening on %s:%d", address or "*", cls.tornado_port)
+        return server
+
+    @classmethod
+    def loop(cls) -> None:
+        """Run the IOLoop until `stop` is called."""
+        cls.io_loop = tornado.ioloop.IOLoop.current()
+        cls.io_loop.start()
+
+    @classmethod
+    def stop(cls) -> None:
+        """Stop the loop started by `loop`; safe to call from any thread or a signal handler."""
+        io_loop = cls.io_loop
+        if io_loop is not None:
+            io_loop.add_callback(io_loop.stop)
+
+    @classmethod
+    def run(
+        cls,
+        tornado_port: int = 8000,
+        tornado_handlers: Sequence[Any] | None = None,
+        tornado_settings: dict[str, Any] | None = None,
+        address: str = "",
+        ssl_options: Any = None,
+    ) -> None:
+        """Quick starter for scripts: build the app, listen, and loop until SIGINT or SIGTERM.
+
+        On either signal the server stops accepting, closes every WebSocket with code 1001
+        (going away) and returns once they are closed or `SHUTDOWN_GRACE` seconds have passed.
+        """
+        cls.start_app(tornado_handlers, tornado_settings)
+        cls.listen(tornado_port, address, ssl_options=ssl_options)
+        cls.install_signal_handlers()
+        cls.loop()
+
+    @classmethod
+    def install_signal_handlers(cls) -> None:
+        """Make SIGINT and SIGTERM shut the server down gracefully (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        asyncio_loop = tornado.ioloop.IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
+
+        def on_signal(signum: int) -> None:
+            logger.info("Received %s, shutting down", signal.Signals(signum).name)
+            cls._shutdown_task = asyncio_loop.create_task(cls._shutdown_then_stop())
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio_loop.add_signal_handler(signum, on_signal, signum)
+
+    @classmethod
+    async def _shutdown_then_stop(cls) -> None:
+        await cls.shutdown()
+        cls.stop()
+
+    @classmethod
+    def live_connections(cls) -> list[Any]:
+        """Every open connection of every registered `WebSocket` of this process."""
+        connections: list[Any] = []
+        for spec in cls.handlers:
+            kwargs = spec[2] if isinstance(spec, (tuple, list)) and len(spec) > 2 else None
+            websocket = kwargs.get("websocket") if isinstance(kwargs, dict) else None
+            connections.extend(getattr(websocket, "handlers", ()))
+        return connections
+
+    @classmethod
+    async def shutdown(cls, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop accepting, close every WebSocket with 1001, and forget the server and app.
+
+        Registered handlers are kept, so `start_app` can build the application again.
+        """
+        if cls.tornado_server is not None:
+            cls.tornado_server.stop()
+        connections = cls.live_connections()
+        for connection in connections:
+            connection.close(1001, "Server shutting down")
+        deadline = asyncio.get_running_loop().time() + grace
+        while any(c.ws_connection is not None for c in connections):
+            if asyncio.get_running_loop().time() > deadline:
+                logger.warning("%d connections still open after %.1fs", len(cls.live_connections()), grace)
+                break
+            await asyncio.sleep(0.01)
+        if cls.tornado_server is not None:
+            await cls.tornado_server.close_all_connections()
+        cls.tornado_server = None
+        cls.tornado_app = None
+        cls.tornado_port = None
+
+    @classmethod
+    def reset(cls) -> None:
+        """Forget everything: application, server, port, loop and registered handlers (for tests)."""
+        if cls.tornado_server is not None:
+            cls.tornado_server.stop()
+        cls.tornado_app = None
+        cls.tornado_server = None
+        cls.tornado_port = None
+        cls.handlers = []
+        cls.io_loop = None
+
+    @classmethod
+    def get_executor(cls) -> Executor:
+        """The executor that runs plain ``def`` event functions, created on first use."""
+        if cls.executor is None:
+            cls.executor = ThreadPoolExecutor(cls.max_workers, thread_name_prefix="tornado-websockets")
+        return cls.executor
+
+    @classmethod
+    def call_in_loop(cls, callback: Callable[..., Any], *args: Any) -> bool:
+        """Run ``callback(*args)`` on the server loop: now if this thread runs it, else handed over.
+
+        Returns False when no server loop is running in this process, so nothing can be delivered.
+        """
+        io_loop = cls.io_loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and (io_loop is None or io_loop.asyncio_loop is running):  # type: ignore[attr-defined]
+            callback(*args)
+            return True
+        if io_loop is None or not io_loop.asyncio_loop.is_running():  # type: ignore[attr-defined]
+            return False
+        io_loop.add_callback(callback, *args)
+        return True
