@@ -15,7 +15,11 @@ from tornado_websockets.exceptions import (
 @pytest.mark.parametrize(
     ("error", "attributes", "words"),
     [
-        (EmitHandlerError("news", "/feed"), {"event": "news", "path": "/feed"}, ['"news"', '"/feed"', "start"]),
+        (
+            EmitHandlerError("news", "/feed"),
+            {"event": "news", "path": "/feed"},
+            ['"news"', '"/feed"', "start"],
+        ),
         (
             InvalidInstanceError(42, "tornado_websockets.websocket.WebSocket"),
             {"actual_instance": 42, "expected_instance_name": "tornado_websockets.websocket.WebSocket"},

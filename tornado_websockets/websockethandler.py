@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
@@ -97,10 +98,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         super().close(code, reason)
 
     def _unlink(self) -> None:
-        try:
+        with contextlib.suppress(ValueError):  # already unlinked by close()
             self.websocket.handlers.remove(self)
-        except ValueError:  # already unlinked by close()
-            pass
 
     # Dispatch ------------------------------------------------------------------------------------
 
