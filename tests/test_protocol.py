@@ -102,6 +102,7 @@ WARNINGS = {
     protocol.NO_EVENT,
     protocol.EVENT_NOT_STRING,
     protocol.DATA_NOT_DICT,
+    protocol.ID_INVALID,
 }
 
 json_values = st.recursive(
@@ -131,3 +132,47 @@ def test_any_json_object_decodes_or_raises_protocol_error(payload: dict[str, Any
         return
     assert frame.event == payload["event"]
     assert frame.data == (payload.get("data") or {})
+
+
+@pytest.mark.parametrize(
+    ("message", "frame_id"),
+    [('{"event": "a", "id": 7}', 7), ('{"event": "a", "id": "req-1"}', "req-1"), ('{"event": "a"}', None)],
+)
+def test_decode_keeps_a_valid_id(message: str, frame_id: Any) -> None:
+    assert protocol.decode(message).id == frame_id
+
+
+@pytest.mark.parametrize(
+    ("message", "warning", "frame_id"),
+    [
+        ('{"event": "a", "id": true}', protocol.ID_INVALID, None),
+        ('{"event": "a", "id": 1.5}', protocol.ID_INVALID, None),
+        ('{"event": "a", "id": 9007199254740992}', protocol.ID_INVALID, None),
+        ('{"event": "a", "id": "' + "x" * 129 + '"}', protocol.ID_INVALID, None),
+        ('{"event": "a", "id": 3, "data": []}', protocol.DATA_NOT_DICT, 3),
+        ('{"event": 1, "id": "r"}', protocol.EVENT_NOT_STRING, "r"),
+        ('{"id": 4}', protocol.NO_EVENT, 4),
+    ],
+)
+def test_refused_requests_keep_their_id_for_the_reply(message: str, warning: str, frame_id: Any) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        protocol.decode(message)
+    assert (caught.value.message, caught.value.frame_id) == (warning, frame_id)
+
+
+def test_ack_frames() -> None:
+    assert json.loads(protocol.ack_frame(7, [1, "a"])) == {"event": "ack", "id": 7, "data": [1, "a"]}
+    assert json.loads(protocol.ack_error_frame("r", "Nope.", "ev")) == {
+        "event": "ack",
+        "id": "r",
+        "error": {"message": "Nope.", "event": "ev"},
+    }
+    with pytest.raises(TypeError, match="reply to request 7"):
+        protocol.ack_frame(7, object())
+
+
+def test_decode_server_frame() -> None:
+    frame = protocol.decode_server_frame('{"event": "ack", "id": 1, "data": [1]}')
+    assert (frame.event, frame.id, frame.data, frame.error) == ("ack", 1, [1], None)
+    with pytest.raises(ProtocolError):
+        protocol.decode_server_frame("[]")

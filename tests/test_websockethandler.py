@@ -14,10 +14,10 @@ import tornado.httpclient
 import tornado.websocket
 import websockets
 
-from tornado_websockets.exceptions import InvalidInstanceError
+from tornado_websockets.exceptions import ConnectionDenied, EventError, InvalidInstanceError
 from tornado_websockets.testing import serve
 from tornado_websockets.websocket import WebSocket
-from tornado_websockets.websockethandler import WebSocketHandler
+from tornado_websockets.websockethandler import CONNECT_HOOK_SETTING, WebSocketHandler
 
 
 async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
@@ -321,3 +321,168 @@ async def test_independent_client_library_speaks_the_same_protocol() -> None:
         assert json.loads(reply) == {"event": "chat.message", "data": {"echo": "héllo", "unicode": "☃"}}
         await connection.send(b"not json")
         assert json.loads(await asyncio.wait_for(connection.recv(), 5))["event"] == "warning"
+
+
+async def test_requests_with_an_id_get_the_return_value_as_reply() -> None:
+    ws = WebSocket("/rpc")
+
+    @ws.on
+    def add(data: dict[str, Any]) -> int:
+        return int(data["a"]) + int(data["b"])
+
+    @ws.on
+    async def echo_list(data: dict[str, Any]) -> list[Any]:
+        return [data, "x"]
+
+    @ws.on
+    async def nothing() -> None:
+        return None
+
+    async with serve() as server, server.connect("/rpc") as client:
+        assert await client.request("add", {"a": 2, "b": 3}) == 5
+        assert await client.request("echo_list", "hi") == [{"message": "hi"}, "x"]
+        assert await client.request("nothing") is None
+        await client.emit("add", {"a": 1, "b": 1})  # without an id: no reply, exactly as before
+        await client.send('{"event": "add", "data": {"a": 1, "b": 2}, "id": "abc"}')
+        frame = await client.receive()
+        assert (frame.event, frame.id, frame.data, frame.error) == ("ack", "abc", 3, None)
+
+
+async def test_failed_requests_get_an_error_reply_tied_to_their_id() -> None:
+    ws = WebSocket("/rpc")
+
+    @ws.on
+    async def refuse() -> None:
+        raise EventError("The room is full.")
+
+    @ws.on
+    def crash() -> None:
+        raise KeyError("internal detail")
+
+    @ws.on
+    async def unencodable() -> object:
+        return object()
+
+    async with serve() as server, server.connect("/rpc") as client:
+        with pytest.raises(EventError, match=r"The room is full\."):
+            await client.request("refuse")
+        with pytest.raises(EventError, match=r'The event "crash" failed on the server\.'):
+            await client.request("crash")
+        with pytest.raises(EventError, match='The event "unencodable" failed'):
+            await client.request("unencodable")
+        with pytest.raises(EventError, match='Event "missing" is not bound'):
+            await client.request("missing")
+        assert (await client.wait_for("warning"))["event"] == "missing"
+        await client.send('{"event": "refuse", "data": 5, "id": 9}')
+        assert (await client.wait_for("warning"))["message"] == "The data should be a dictionary."
+        frame = await client.receive()
+        assert (frame.event, frame.id, frame.error) == (
+            "ack",
+            9,
+            {"message": "The data should be a dictionary."},
+        )
+        await client.send('{"event": "refuse", "id": [1]}')
+        assert "id should be" in (await client.wait_for("warning"))["message"]
+
+
+async def test_event_error_without_id_is_an_error_event_with_its_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ws = WebSocket("/rpc")
+
+    @ws.on
+    async def refuse() -> None:
+        raise EventError("Not now.")
+
+    async with serve() as server, server.connect("/rpc") as client:
+        await client.emit("refuse")
+        assert await client.wait_for("error") == {"message": "Not now.", "event": "refuse"}
+    assert "Not now." not in caplog.text  # a refusal is not a server fault
+
+
+async def test_guards_refuse_before_the_upgrade() -> None:
+    ws = WebSocket("/private/<int:id>")
+    seen: list[Any] = []
+
+    @ws.guard
+    def only_with_token(socket: WebSocketHandler) -> bool:
+        seen.append(socket.path_params)
+        return socket.request.headers.get("X-Token") == "secret"
+
+    @ws.guard
+    async def not_seven(socket: WebSocketHandler) -> None:
+        if socket.path_params["id"] == 7:
+            raise ConnectionDenied(451, "Unavailable For Legal Reasons")
+
+    @ws.on
+    async def open(socket: WebSocketHandler) -> None:
+        socket.emit("welcome")
+
+    async with serve() as server:
+        with pytest.raises(tornado.httpclient.HTTPClientError) as caught:
+            await server.connect("/private/1")
+        assert caught.value.code == 403
+        with pytest.raises(tornado.httpclient.HTTPClientError) as caught:
+            await server.connect("/private/7", headers={"X-Token": "secret"})
+        assert caught.value.code == 451
+        assert ws.handlers == []
+        async with server.connect("/private/2", headers={"X-Token": "secret"}) as client:
+            assert await client.wait_for("welcome") == {}
+    assert seen == [{"id": 1}, {"id": 7}, {"id": 2}]
+
+
+async def test_connect_hook_from_application_settings_runs_before_guards() -> None:
+    ws = WebSocket("/hooked")
+    order: list[str] = []
+
+    async def hook(socket: WebSocketHandler) -> None:
+        order.append("hook")
+        socket.user_id = socket.request.headers.get("X-User")
+
+    @ws.guard
+    async def known_users_only(socket: WebSocketHandler) -> bool:
+        order.append("guard")
+        return socket.user_id is not None
+
+    async with serve(tornado_settings={CONNECT_HOOK_SETTING: hook}) as server:
+        with pytest.raises(tornado.httpclient.HTTPClientError):
+            await server.connect("/hooked")
+        async with server.connect("/hooked", headers={"X-User": "ann"}):
+            pass
+    assert order == ["hook", "guard", "hook", "guard"]
+
+
+async def test_connection_user_and_path_state() -> None:
+    ws = WebSocket("/state")
+    ws.state.total = 0
+
+    async def identify(socket: WebSocketHandler) -> None:
+        socket.user_id = socket.request.headers.get("X-User")
+
+    @ws.on
+    async def count(socket: WebSocketHandler) -> dict[str, int]:
+        socket.state.mine = getattr(socket.state, "mine", 0) + 1
+        socket.user_state.theirs = getattr(socket.user_state, "theirs", 0) + 1
+        ws.state.total += 1
+        return {"mine": socket.state.mine, "user": socket.user_state.theirs, "total": ws.state.total}
+
+    async with serve(tornado_settings={CONNECT_HOOK_SETTING: identify}) as server:
+        ann1 = await server.connect("/state", headers={"X-User": "ann"})
+        ann2 = await server.connect("/state", headers={"X-User": "ann"})
+        bob = await server.connect("/state", headers={"X-User": "bob"})
+        assert await ann1.request("count") == {"mine": 1, "user": 1, "total": 1}
+        assert await ann2.request("count") == {"mine": 1, "user": 2, "total": 2}
+        assert await bob.request("count") == {"mine": 1, "user": 1, "total": 3}
+        assert await ann1.request("count") == {"mine": 2, "user": 3, "total": 4}
+        assert set(ws.users) == {"ann", "bob"}
+        ann1.close()
+        await wait_until(lambda: len(ws.handlers) == 2)
+        assert set(ws.users) == {"ann", "bob"}  # ann still has a connection
+        ann2.close()
+        bob.close()
+        await wait_until(lambda: ws.handlers == [])
+        assert ws.users == ()  # per-user state goes with the user's last connection
+        anonymous = await server.connect("/state")
+        with pytest.raises(EventError, match="failed"):
+            await anonymous.request("count")  # user_state needs a known user
+        anonymous.close()

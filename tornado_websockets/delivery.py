@@ -11,7 +11,15 @@ import threading
 import time
 from collections import Counter
 
-__all__ = ["CONNECTION_CLOSED", "WRITE_FAILED", "dropped", "record_drop", "reset_drops"]
+__all__ = [
+    "BACKPLANE_UNREACHABLE",
+    "CONNECTION_CLOSED",
+    "UNKNOWN_PATH",
+    "WRITE_FAILED",
+    "dropped",
+    "record_drop",
+    "reset_drops",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +27,11 @@ logger = logging.getLogger(__name__)
 CONNECTION_CLOSED = "connection_closed"
 #: The socket failed while the frame was being written.
 WRITE_FAILED = "write_failed"
+
+#: An emit arrived through the backplane for a path this process does not serve.
+UNKNOWN_PATH = "unknown_path"
+#: The backplane could not be reached, so other processes did not get the frame.
+BACKPLANE_UNREACHABLE = "backplane_unreachable"
 
 #: Seconds between two WARNING lines about drops; counts are exact whatever the rate.
 LOG_INTERVAL = 10.0

@@ -10,10 +10,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RESERVED_EVENTS", "EventFunction"]
+__all__ = ["RESERVED_EVENTS", "EventFunction", "is_async_callable"]
 
 #: Events run by the server itself on connect and disconnect; a client cannot send them.
 RESERVED_EVENTS = frozenset({"open", "close"})
+
+
+def is_async_callable(function: Callable[..., Any]) -> bool:
+    """True for ``async def`` functions and for objects whose ``__call__`` is ``async def``."""
+    if inspect.iscoroutinefunction(function):
+        return True
+    if inspect.isfunction(function) or inspect.ismethod(function):
+        return False
+    return inspect.iscoroutinefunction(getattr(function, "__call__", None))  # noqa: B004
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +45,13 @@ class EventFunction:
             parameters = {}  # type: ignore[assignment]
         names = set(parameters)
         takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-        call = getattr(callback, "__call__", None)  # noqa: B004 - an object with an async __call__
-        is_async = inspect.iscoroutinefunction(callback) or (
-            not inspect.isfunction(callback)
-            and not inspect.ismethod(callback)
-            and inspect.iscoroutinefunction(call)
-        )
         return cls(
             name=name,
             callback=callback,
             wants_self="self" in names,
             wants_socket="socket" in names or takes_kwargs,
             wants_data="data" in names or takes_kwargs,
-            is_async=is_async,
+            is_async=is_async_callable(callback),
         )
 
     def arguments(self, context: Any, socket: Any, data: dict[str, Any]) -> dict[str, Any]:

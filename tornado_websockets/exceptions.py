@@ -8,6 +8,8 @@ The whole tree::
      +-- NotCallableError            @ws.on given something that cannot be called
      +-- WebSocketEventAlreadyBinded an event name bound twice on one path
      +-- ProtocolError               a client frame that cannot be decoded (also a ValueError)
+     +-- EventError                  raised by an event function: its message is sent to the client
+     +-- ConnectionDenied            raised by a connect guard: the upgrade is refused with a status
 
 Each exception keeps its constructor arguments as attributes and builds its own message, so
 ``str(error)`` explains the fault and says how to fix it.
@@ -84,7 +86,27 @@ class WebSocketEventAlreadyBinded(TornadoWebSocketsError):  # noqa: N818 - publi
 
 
 class ProtocolError(TornadoWebSocketsError, ValueError):
-    """A frame from a client could not be understood; ``message`` is what the client is told."""
+    """A frame from a client could not be understood; ``message`` is what the client is told.
+
+    ``frame_id`` is the frame's ``id`` when it had a valid one, so the request still gets a reply.
+    """
+
+    def __init__(self, message: str, frame_id: int | str | None = None) -> None:
+        self.message = message
+        self.frame_id = frame_id
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class EventError(TornadoWebSocketsError):
+    """Raise it in an event function to tell the client what went wrong, in your own words.
+
+    The message goes to the client (as the ``error`` event, or the ``ack`` reply of a request) and
+    nothing is logged as a server fault. Any other exception is logged and the client only learns
+    that the event failed.
+    """
 
     def __init__(self, message: str) -> None:
         self.message = message
@@ -92,3 +114,15 @@ class ProtocolError(TornadoWebSocketsError, ValueError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ConnectionDenied(TornadoWebSocketsError):  # noqa: N818 - a refusal, like abort(), not a fault
+    """Raise it in a connect guard to refuse the upgrade with an HTTP ``status`` (403 by default)."""
+
+    def __init__(self, status: int = 403, reason: str | None = None) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(status, reason)
+
+    def __str__(self) -> str:
+        return f"Connection refused with HTTP {self.status}" + (f": {self.reason}" if self.reason else ".")

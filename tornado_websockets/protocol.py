@@ -14,13 +14,20 @@ from tornado_websockets import codec
 from tornado_websockets.exceptions import ProtocolError
 
 __all__ = [
+    "ACK_EVENT",
     "ERROR_EVENT",
     "WARNING_EVENT",
     "Frame",
+    "FrameId",
+    "ServerFrame",
+    "ack_error_frame",
+    "ack_frame",
     "decode",
+    "decode_server_frame",
     "encode",
     "encode_emit",
     "error_frame",
+    "failure_message",
     "normalize_data",
     "warning_frame",
 ]
@@ -35,12 +42,40 @@ EVENT_NOT_STRING = "The event should be a string."
 DATA_NOT_DICT = "The data should be a dictionary."
 
 
+ACK_EVENT = "ack"
+ID_INVALID = "The id should be a string (up to 128 characters) or an integer (as JavaScript can hold)."
+MAX_ID_LENGTH = 128
+MAX_SAFE_INTEGER = 2**53 - 1
+
+#: What a frame's ``id`` may be: the client's own token for matching the reply.
+FrameId = int | str
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One decoded frame: the event name and its data (always a dict)."""
+    """One decoded frame: the event name, its data (always a dict) and, for a request, its id."""
 
     event: str
     data: dict[str, Any] = field(default_factory=dict)
+    id: FrameId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFrame:
+    """A frame as a client receives it: ``data`` is any JSON value for an ``ack``, else a dict."""
+
+    event: str
+    data: Any = None
+    id: FrameId | None = None
+    error: dict[str, Any] | None = None
+
+
+def decode_server_frame(message: str | bytes) -> ServerFrame:
+    """Decode a frame sent by the server (what the JavaScript and test clients do)."""
+    payload = codec.loads(message)
+    if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
+        raise ProtocolError(NOT_AN_OBJECT)
+    return ServerFrame(payload["event"], payload.get("data"), payload.get("id"), payload.get("error"))
 
 
 def decode(message: str | bytes) -> Frame:
@@ -55,15 +90,28 @@ def decode(message: str | bytes) -> Frame:
         raise ProtocolError(NOT_AN_OBJECT)
     event = payload.get("event")
     if event is None or event == "":
-        raise ProtocolError(NO_EVENT)
+        raise ProtocolError(NO_EVENT, _id_of(payload))
     if not isinstance(event, str):
-        raise ProtocolError(EVENT_NOT_STRING)
+        raise ProtocolError(EVENT_NOT_STRING, _id_of(payload))
+    frame_id = payload.get("id")
+    if frame_id is not None and _id_of(payload) is None:
+        raise ProtocolError(ID_INVALID)
     data = payload.get("data")
     if data is None:
         data = {}
     elif not isinstance(data, dict):
-        raise ProtocolError(DATA_NOT_DICT)
-    return Frame(event, data)
+        raise ProtocolError(DATA_NOT_DICT, frame_id)
+    return Frame(event, data, frame_id)
+
+
+def _id_of(payload: dict[str, Any]) -> FrameId | None:
+    """The frame's id when it is a valid one, so even a refused request gets its reply."""
+    frame_id = payload.get("id")
+    if isinstance(frame_id, str) and len(frame_id) <= MAX_ID_LENGTH:
+        return frame_id
+    if isinstance(frame_id, int) and not isinstance(frame_id, bool) and abs(frame_id) <= MAX_SAFE_INTEGER:
+        return frame_id
+    return None
 
 
 def normalize_data(data: Any) -> Mapping[str, Any]:
@@ -100,6 +148,27 @@ def warning_frame(message: str, **extra: Any) -> bytes:
     return encode(WARNING_EVENT, {"message": message, **extra})
 
 
-def error_frame(event: str) -> bytes:
+def failure_message(event: str) -> str:
+    """What a client is told when an event function fails: the event's name and nothing internal."""
+    return f'The event "{event}" failed on the server.'
+
+
+def error_frame(event: str, message: str | None = None) -> bytes:
     """The frame that tells a client its event function failed, without leaking internals."""
-    return encode(ERROR_EVENT, {"message": f'The event "{event}" failed on the server.', "event": event})
+    return encode(ERROR_EVENT, {"message": message or failure_message(event), "event": event})
+
+
+def ack_frame(frame_id: FrameId, result: Any) -> bytes:
+    """The reply to a request: ``{"event": "ack", "id": ..., "data": <the function's return value>}``."""
+    try:
+        return codec.dumps({"event": ACK_EVENT, "id": frame_id, "data": result})
+    except TypeError as error:
+        raise TypeError(f"Cannot encode the reply to request {frame_id!r}: {error}") from None
+
+
+def ack_error_frame(frame_id: FrameId, message: str, event: str | None = None) -> bytes:
+    """The reply to a request that failed: ``{"event": "ack", "id": ..., "error": {"message": ...}}``."""
+    error: dict[str, Any] = {"message": message}
+    if event is not None:
+        error["event"] = event
+    return codec.dumps({"event": ACK_EVENT, "id": frame_id, "error": error})

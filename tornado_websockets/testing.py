@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from typing import Any
 
 import tornado.httpclient
 import tornado.websocket
 
-from tornado_websockets import protocol
-from tornado_websockets.protocol import Frame
+from tornado_websockets import codec, protocol
+from tornado_websockets.exceptions import EventError
+from tornado_websockets.protocol import ServerFrame
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
-__all__ = ["DEFAULT_TIMEOUT", "Frame", "TestServer", "WebSocketTestClient", "serve"]
+__all__ = ["DEFAULT_TIMEOUT", "ServerFrame", "TestServer", "WebSocketTestClient", "serve"]
 
 #: Seconds a client waits for a connection or a frame before giving up.
 DEFAULT_TIMEOUT = 5.0
@@ -45,7 +46,8 @@ class WebSocketTestClient:
 
     def __init__(self, connection: tornado.websocket.WebSocketClientConnection) -> None:
         self.connection = connection
-        self._buffer: list[Frame] = []
+        self._buffer: list[ServerFrame] = []
+        self._last_id = 0
 
     @classmethod
     async def connect(
@@ -70,38 +72,55 @@ class WebSocketTestClient:
         """Send a raw text (``str``) or binary (``bytes``) frame, valid or not."""
         await self.connection.write_message(message, binary=isinstance(message, bytes))
 
-    async def _read(self, timeout: float) -> Frame:
+    async def request(
+        self, event: str, data: dict[str, Any] | str | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> Any:
+        """Send an event with an ``id`` and return the event function's reply.
+
+        :raise EventError: the server answered with an error (its message is the error's).
+        """
+        self._last_id += 1
+        frame_id = self._last_id
+        payload = {"event": event, "data": protocol.normalize_data(data), "id": frame_id}
+        await self.send(codec.dumps(payload).decode())
+        reply = await self._wait(lambda f: f.event == protocol.ACK_EVENT and f.id == frame_id, timeout)
+        if reply.error is not None:
+            raise EventError(str(reply.error.get("message")))
+        return reply.data
+
+    async def _read(self, timeout: float) -> ServerFrame:
         message = await asyncio.wait_for(self.connection.read_message(), timeout)
         if message is None:
             raise ConnectionError(f"The server closed the connection (code {self.close_code}).")
-        return protocol.decode(message)
+        return protocol.decode_server_frame(message)
 
-    async def receive(self, timeout: float = DEFAULT_TIMEOUT) -> Frame:
+    async def receive(self, timeout: float = DEFAULT_TIMEOUT) -> ServerFrame:
         """The next frame from the server, whatever its event."""
         if self._buffer:
             return self._buffer.pop(0)
         return await self._read(timeout)
 
-    async def wait_for(self, event: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    async def wait_for(self, event: str, timeout: float = DEFAULT_TIMEOUT) -> Any:
         """The data of the next frame whose event is ``event``; other frames stay buffered."""
+        return (await self._wait(lambda frame: frame.event == event, timeout, f'"{event}" event')).data
+
+    async def _wait(
+        self, wanted: Callable[[ServerFrame], bool], timeout: float, what: str = "reply"
+    ) -> ServerFrame:
         for index, frame in enumerate(self._buffer):
-            if frame.event == event:
-                return self._buffer.pop(index).data
+            if wanted(frame):
+                return self._buffer.pop(index)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f'No "{event}" event within {timeout}s; buffered: {self._buffer!r}')
+        while (remaining := deadline - loop.time()) > 0:
             try:
                 frame = await self._read(remaining)
             except TimeoutError:
-                raise TimeoutError(
-                    f'No "{event}" event within {timeout}s; buffered: {self._buffer!r}'
-                ) from None
-            if frame.event == event:
-                return frame.data
+                break
+            if wanted(frame):
+                return frame
             self._buffer.append(frame)
+        raise TimeoutError(f"No {what} within {timeout}s; buffered: {self._buffer!r}")
 
     async def wait_closed(self, timeout: float = DEFAULT_TIMEOUT) -> int | None:
         """Wait until the server closes the connection; returns the close code."""

@@ -8,12 +8,18 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import tornado.httpserver
 import tornado.ioloop
 import tornado.netutil
 import tornado.web
+
+from tornado_websockets import delivery
+from tornado_websockets.broker import Broker, Envelope, broker_from_url
+
+if TYPE_CHECKING:
+    from tornado_websockets.websocket import WebSocket
 
 __all__ = ["TornadoWrapper"]
 
@@ -64,6 +70,10 @@ class TornadoWrapper:
     executor: ClassVar[Executor | None] = None
     #: Worker threads of the default executor.
     max_workers: ClassVar[int] = 16
+    #: Every `WebSocket` of the process by path, whether or not it was added to the handlers.
+    websockets: ClassVar[dict[str, WebSocket]] = {}
+    #: The backplane: in-process by default, Redis with ``use_broker("redis://...")``.
+    broker: ClassVar[Broker] = Broker()
     _shutdown_task: ClassVar[asyncio.Task[None] | None] = None
 
     @classmethod
@@ -76,6 +86,31 @@ class TornadoWrapper:
             # additions stay ahead of a catch-all fallback given to start_app.
             cls.tornado_app.add_handlers(r".*", new)
         return cls.handlers
+
+    @classmethod
+    def register_websocket(cls, websocket: WebSocket) -> None:
+        """Make ``websocket`` reachable by path for emits arriving through the broker."""
+        if websocket.path in cls.websockets:
+            logger.warning("A second WebSocket for %r replaces the first one", websocket.path)
+        cls.websockets[websocket.path] = websocket
+
+    @classmethod
+    def use_broker(cls, broker: Broker | str | None) -> Broker:
+        """Set the backplane: a `Broker`, or a URL (``redis://127.0.0.1:6379/0``, ``memory://``).
+
+        Call it before `listen`; the broker starts receiving when the server starts listening.
+        """
+        cls.broker = broker if isinstance(broker, Broker) else broker_from_url(broker)
+        return cls.broker
+
+    @classmethod
+    def deliver_envelope(cls, envelope: Envelope) -> None:
+        """Deliver an envelope published by another process to this process's clients."""
+        websocket = cls.websockets.get(envelope.path)
+        if websocket is None:
+            delivery.record_drop(delivery.UNKNOWN_PATH, envelope.path)
+            return
+        websocket.deliver(envelope)
 
     @classmethod
     def start_app(
@@ -119,6 +154,7 @@ class TornadoWrapper:
         cls.tornado_server = server
         cls.tornado_port = sockets[0].getsockname()[1]
         cls.io_loop = tornado.ioloop.IOLoop.current()
+        cls.io_loop.add_callback(cls.broker.start, cls.deliver_envelope)
         logger.info("Listening on %s:%d", address or "*", cls.tornado_port)
         return server
 
@@ -176,12 +212,7 @@ class TornadoWrapper:
     @classmethod
     def live_connections(cls) -> list[Any]:
         """Every open connection of every registered `WebSocket` of this process."""
-        connections: list[Any] = []
-        for spec in cls.handlers:
-            kwargs = spec[2] if isinstance(spec, (tuple, list)) and len(spec) > 2 else None
-            websocket = kwargs.get("websocket") if isinstance(kwargs, dict) else None
-            connections.extend(getattr(websocket, "handlers", ()))
-        return connections
+        return [connection for websocket in cls.websockets.values() for connection in websocket.handlers]
 
     @classmethod
     async def shutdown(cls, grace: float = SHUTDOWN_GRACE) -> None:
@@ -202,6 +233,7 @@ class TornadoWrapper:
             await asyncio.sleep(0.01)
         if cls.tornado_server is not None:
             await cls.tornado_server.close_all_connections()
+        await cls.broker.stop()
         cls.tornado_server = None
         cls.tornado_app = None
         cls.tornado_port = None
@@ -216,6 +248,8 @@ class TornadoWrapper:
         cls.tornado_port = None
         cls.handlers = []
         cls.io_loop = None
+        cls.websockets = {}
+        cls.broker = Broker()
 
     @classmethod
     def get_executor(cls) -> Executor:

@@ -1,25 +1,32 @@
-"""WebSocket: a path, the event functions bound on it, and emit to every client of that path."""
+"""WebSocket: a path, the event functions bound on it, its rooms, and emit to its clients."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from tornado_websockets import protocol
+from tornado_websockets.broker import Envelope
 from tornado_websockets.events import EventFunction
 from tornado_websockets.exceptions import EmitHandlerError, NotCallableError, WebSocketEventAlreadyBinded
+from tornado_websockets.rooms import Rooms
+from tornado_websockets.routes import Route
 from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websockethandler import WebSocketHandler
 
 if TYPE_CHECKING:
     from tornado_websockets.modules import Module
 
-__all__ = ["WebSocket"]
+__all__ = ["RoomTarget", "WebSocket"]
 
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: What ``skip`` accepts: a connection, or its ``id``.
+Skip = WebSocketHandler | str | None
 
 
 class WebSocket:
@@ -34,10 +41,12 @@ class WebSocket:
             socket.emit("message", data)
 
     Clients connect to ``ws://host:port/ws/echo`` and send ``{"event": "message", "data": {...}}``.
+    The path may hold variables, ``WebSocket("/chat/<room>")`` or ``<int:id>``, read by event
+    functions from ``socket.path_params``.
 
     :param path: the path below ``/ws``; stripped and given a leading ``/``.
     :param add_to_handlers: register ``('/ws' + path, WebSocketHandler, {'websocket': self})`` with
-        `TornadoWrapper`; pass False to mount the handler yourself.
+        `TornadoWrapper`; pass False to mount `handler_spec` yourself.
     """
 
     def __init__(self, path: str, add_to_handlers: bool = True) -> None:
@@ -45,13 +54,21 @@ class WebSocket:
             raise TypeError(f"path should be a str such as '/chat', not {type(path).__qualname__}.")
         path = path.strip()
         self.path = path if path.startswith("/") else "/" + path
+        self.route = Route.parse(self.path)
         #: Event name -> how to call its function; dispatch never looks anything up by attribute.
         self.events: dict[str, EventFunction] = {}
-        #: The live connections of this path.
+        #: The live connections of this path, in this process.
         self.handlers: list[WebSocketHandler] = []
+        #: The rooms of this path, in this process.
+        self.rooms: Rooms[WebSocketHandler] = Rooms()
         #: What ``self`` is for event functions defined as methods of a class.
         self.context: Any = None
+        #: Application state shared by every connection of this path.
+        self.state = SimpleNamespace()
         self.modules: list[Module] = []
+        self.guards: list[Callable[..., Any]] = []
+        self._user_states: dict[Hashable, tuple[SimpleNamespace, int]] = {}
+        TornadoWrapper.register_websocket(self)
         if add_to_handlers:
             TornadoWrapper.add_handlers([self.handler_spec()])
 
@@ -60,7 +77,9 @@ class WebSocket:
 
     def handler_spec(self) -> tuple[str, type[WebSocketHandler], dict[str, Any]]:
         """The Tornado handler spec that serves this path, for mounting it by hand."""
-        return ("/ws" + self.path, WebSocketHandler, {"websocket": self})
+        return ("/ws" + self.route.pattern, WebSocketHandler, {"websocket": self})
+
+    # Binding ------------------------------------------------------------------------------------
 
     def add_event(self, name: str, callback: Callable[..., Any]) -> None:
         """Bind ``callback`` to the event ``name``: the plain call behind `on`."""
@@ -85,7 +104,8 @@ class WebSocket:
         receives, by parameter name, ``socket`` (the connection) and ``data`` (a dict); a method of
         a class gets ``self`` from `context`. ``open`` and ``close`` run on connect and disconnect.
         Plain ``def`` functions run in a worker thread (blocking calls and the Django ORM are
-        fine there); ``async def`` functions run on the loop. The callback is returned unchanged.
+        fine there); ``async def`` functions run on the loop. What the function returns is the
+        reply to a client request that carried an ``id``. The callback is returned unchanged.
         """
         if callback is None and name is not None:
 
@@ -99,25 +119,123 @@ class WebSocket:
         self.add_event(name or callback.__name__, callback)
         return callback
 
+    def guard(self, function: F) -> F:
+        """Decorator registering a connect guard, run before the upgrade with ``socket``.
+
+        The guard sees ``socket.request``, ``socket.path_params`` and, with Django,
+        ``socket.user``. Returning False refuses the connection with 403; raising
+        `~tornado_websockets.exceptions.ConnectionDenied` refuses it with its status. A plain
+        ``def`` guard runs in a worker thread, an ``async def`` one on the loop.
+        """
+        if not callable(function):
+            raise NotCallableError(function)
+        self.guards.append(function)
+        return function
+
     def bind(self, module: Module) -> None:
         """Attach a `~tornado_websockets.modules.Module`, which binds its own namespaced events."""
         self.modules.append(module)
         module.bind_to(self)
 
-    def emit(self, event: str, data: dict[str, Any] | str | None = None) -> None:
-        """Send ``{"event": event, "data": data}`` to every client connected to this path.
+    # Emitting -----------------------------------------------------------------------------------
+
+    def emit(
+        self,
+        event: str,
+        data: dict[str, Any] | str | None = None,
+        *,
+        room: str | None = None,
+        skip: Skip = None,
+    ) -> None:
+        """Send ``{"event": event, "data": data}`` to every client of this path, or of one ``room``.
 
         A ``str`` is sent as ``{"message": data}`` and ``None`` as ``{}``. The frame is encoded once,
-        whatever the number of clients. Safe from any thread of the server process.
+        whatever the number of clients. ``skip`` (a connection or its id) leaves one client out,
+        typically the sender. Safe from any thread of the server process; with a cross-process
+        backplane, also from processes that run no server (a view, a worker).
 
         :raise TypeError: ``event`` is not a str, or ``data`` is not a dict, a str or None.
-        :raise EmitHandlerError: no server loop runs in this process, so nobody can be reached.
+        :raise EmitHandlerError: no server loop runs in this process and no backplane is set, so
+            nobody can be reached.
         """
+        if room is not None and (not isinstance(room, str) or not room):
+            raise TypeError(f"room should be a non-empty str, not {room!r}.")
         frame = protocol.encode_emit(event, data)
-        if not TornadoWrapper.call_in_loop(self.broadcast, frame):
-            raise EmitHandlerError(event, self.path)
+        skip_id = skip.id if isinstance(skip, WebSocketHandler) else skip
+        envelope = Envelope(self.path, frame, room, skip_id, TornadoWrapper.broker.id)
+        if TornadoWrapper.call_in_loop(self.send, envelope):
+            return
+        if TornadoWrapper.broker.cross_process:
+            TornadoWrapper.broker.publish_sync(envelope)
+            return
+        raise EmitHandlerError(event, self.path)
+
+    def to(self, room: str) -> RoomTarget:
+        """The clients of ``room``: ``ws.to("lobby").emit("news", data)``."""
+        return RoomTarget(self, room)
+
+    def send(self, envelope: Envelope) -> None:
+        """Deliver an envelope to this process's clients, then publish it to the others (on the loop)."""
+        self.deliver(envelope)
+        TornadoWrapper.broker.publish(envelope)
+
+    def deliver(self, envelope: Envelope) -> None:
+        """Write the envelope's frame to this process's clients of its room (or of the path)."""
+        targets = self.handlers if envelope.room is None else self.rooms.members(envelope.room)
+        frame, skip = envelope.frame, envelope.skip
+        for handler in tuple(targets):
+            if handler.id != skip:
+                handler.write_frame(frame)
 
     def broadcast(self, frame: bytes) -> None:
-        """Write an encoded frame to every live connection; call on the server loop."""
-        for handler in tuple(self.handlers):
-            handler.write_frame(frame)
+        """Write an encoded frame to every live connection of this process; call on the loop."""
+        self.deliver(Envelope(self.path, frame))
+
+    # State --------------------------------------------------------------------------------------
+
+    def user_state(self, user_id: Hashable) -> SimpleNamespace:
+        """The state shared by every connection of one user, while the user has one."""
+        entry = self._user_states.get(user_id)
+        if entry is None:
+            raise KeyError(f"User {user_id!r} has no live connection on {self.path!r}.")
+        return entry[0]
+
+    def attach_user(self, user_id: Hashable) -> SimpleNamespace:
+        """Count one more live connection for ``user_id``; returns the user's shared state."""
+        state, count = self._user_states.get(user_id, (SimpleNamespace(), 0))
+        self._user_states[user_id] = (state, count + 1)
+        return state
+
+    def detach_user(self, user_id: Hashable) -> None:
+        """Count one connection less; the state goes with the user's last connection."""
+        state, count = self._user_states[user_id]
+        if count <= 1:
+            del self._user_states[user_id]
+        else:
+            self._user_states[user_id] = (state, count - 1)
+
+    @property
+    def users(self) -> tuple[Hashable, ...]:
+        """The ids of the users with a live connection in this process."""
+        return tuple(self._user_states)
+
+
+class RoomTarget:
+    """The clients of one room of a `WebSocket`, returned by `WebSocket.to`."""
+
+    def __init__(self, websocket: WebSocket, room: str) -> None:
+        self.websocket = websocket
+        self.room = room
+
+    def __repr__(self) -> str:
+        return f"<RoomTarget {self.websocket.path!r} room={self.room!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RoomTarget) and (other.websocket, other.room) == (self.websocket, self.room)
+
+    def __hash__(self) -> int:
+        return hash((id(self.websocket), self.room))
+
+    def emit(self, event: str, data: dict[str, Any] | str | None = None, *, skip: Skip = None) -> None:
+        """Send to every client in the room; see `WebSocket.emit`."""
+        self.websocket.emit(event, data, room=self.room, skip=skip)

@@ -7,24 +7,31 @@ import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable
+import uuid
+from collections.abc import Awaitable, Callable, Hashable
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import tornado.ioloop
+import tornado.web
 import tornado.websocket
 
 from tornado_websockets import delivery, protocol
 from tornado_websockets import websocket as websocket_module
-from tornado_websockets.events import RESERVED_EVENTS, EventFunction
-from tornado_websockets.exceptions import InvalidInstanceError, ProtocolError
+from tornado_websockets.events import RESERVED_EVENTS, EventFunction, is_async_callable
+from tornado_websockets.exceptions import ConnectionDenied, EventError, InvalidInstanceError, ProtocolError
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
 if TYPE_CHECKING:
     from tornado_websockets.websocket import WebSocket
 
-__all__ = ["WebSocketHandler"]
+__all__ = ["CONNECT_HOOK_SETTING", "WebSocketHandler"]
 
 logger = logging.getLogger(__name__)
+
+#: Tornado application setting: an async callable run with each connection before its guards (the
+#: Django integration loads ``socket.user`` and ``socket.session`` there).
+CONNECT_HOOK_SETTING = "tornado_websockets_connect_hook"
 
 
 class WebSocketHandler(tornado.websocket.WebSocketHandler):
@@ -32,6 +39,10 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
 
     Created by Tornado for each client of a `~tornado_websockets.websocket.WebSocket` path; do not
     instantiate it yourself. Frames of one connection are handled one at a time, in order.
+
+    Attributes an event function may use: ``id`` (unique), ``request`` (the upgrade request),
+    ``path_params`` (the route variables), ``state`` (this connection's own namespace),
+    ``user_id`` and ``user_state`` (shared by one user's connections), ``rooms``.
     """
 
     websocket: WebSocket
@@ -41,11 +52,15 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         if not isinstance(websocket, websocket_module.WebSocket):
             raise InvalidInstanceError(websocket, "tornado_websockets.websocket.WebSocket")
         self.websocket = websocket
+        self.id = uuid.uuid4().hex
+        self.state = SimpleNamespace()
+        self.path_params: dict[str, Any] = {}
+        self._user_id: Hashable | None = None
         self._opened = False
 
     def __repr__(self) -> str:
         state = "closed" if self.is_closed else "open"
-        return f"<WebSocketHandler {self.websocket.path!r} {state} from {self.request.remote_ip}>"
+        return f"<WebSocketHandler {self.websocket.path!r} {self.id[:8]} {state}>"
 
     @property
     def is_closed(self) -> bool:
@@ -53,7 +68,56 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         connection = self.ws_connection
         return connection is None or connection.is_closing()
 
+    # Identity and state -------------------------------------------------------------------------
+
+    @property
+    def user_id(self) -> Hashable | None:
+        """Who is connected, when known (the Django user's pk, or what a guard set); else None."""
+        return self._user_id
+
+    @user_id.setter
+    def user_id(self, value: Hashable | None) -> None:
+        if self._opened and self._user_id is not None:
+            self.websocket.detach_user(self._user_id)
+        self._user_id = value
+        if self._opened and value is not None:
+            self.websocket.attach_user(value)
+
+    @property
+    def user_state(self) -> SimpleNamespace:
+        """State shared by every live connection of this user on this path."""
+        if self._user_id is None:
+            raise AttributeError("user_state needs a known user: set socket.user_id (or log in with Django).")
+        return self.websocket.user_state(self._user_id)
+
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms this connection is in."""
+        return self.websocket.rooms.rooms_of(self)
+
+    def join(self, room: str) -> None:
+        """Enter ``room``: emits to the room now reach this connection."""
+        self.websocket.rooms.join(room, self)
+
+    def leave(self, room: str) -> None:
+        """Leave ``room``; leaving a room one is not in does nothing."""
+        self.websocket.rooms.leave(room, self)
+
     # Tornado callbacks -------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Before the upgrade: read route variables, run the connect hook, then every guard."""
+        self.path_params = self.websocket.route.convert(self.path_kwargs)
+        hook = self.settings.get(CONNECT_HOOK_SETTING)
+        if hook is not None:
+            await hook(self)
+        for guard in self.websocket.guards:
+            try:
+                allowed = await self._run(guard, {"socket": self})
+            except ConnectionDenied as denied:
+                raise tornado.web.HTTPError(denied.status, reason=denied.reason) from None
+            if allowed is False:
+                raise tornado.web.HTTPError(403)
 
     def open(self, *args: str, **kwargs: str) -> Awaitable[None] | None:
         """Register the connection, then run the ``open`` event function if one is bound."""
@@ -61,6 +125,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             TornadoWrapper.io_loop = tornado.ioloop.IOLoop.current()
         self._opened = True
         self.websocket.handlers.append(self)
+        if self._user_id is not None:
+            self.websocket.attach_user(self._user_id)
         for module in self.websocket.modules:
             module.on_open(self)
         function = self.websocket.events.get("open")
@@ -72,16 +138,17 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             frame = protocol.decode(message)
         except ProtocolError as error:
             self.write_frame(protocol.warning_frame(error.message))
+            if error.frame_id is not None:
+                self.write_frame(protocol.ack_error_frame(error.frame_id, error.message))
             return None
         function = self.websocket.events.get(frame.event)
         if function is None or frame.event in RESERVED_EVENTS:
-            self.write_frame(
-                protocol.warning_frame(
-                    f'Event "{frame.event}" is not bound on "{self.websocket.path}".', event=frame.event
-                )
-            )
+            message = f'Event "{frame.event}" is not bound on "{self.websocket.path}".'
+            self.write_frame(protocol.warning_frame(message, event=frame.event))
+            if frame.id is not None:
+                self.write_frame(protocol.ack_error_frame(frame.id, message, frame.event))
             return None
-        return self._call(function, frame.data)
+        return self._call(function, frame.data, frame.id)
 
     def on_close(self) -> None:
         """Unlink the connection, then run the ``close`` event function if one is bound."""
@@ -100,25 +167,53 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
     def _unlink(self) -> None:
         with contextlib.suppress(ValueError):  # already unlinked by close()
             self.websocket.handlers.remove(self)
+            self.websocket.rooms.leave_all(self)
+            if self._user_id is not None:
+                self.websocket.detach_user(self._user_id)
 
     # Dispatch ------------------------------------------------------------------------------------
 
-    async def _call(self, function: EventFunction, data: dict[str, Any]) -> None:
+    async def _run(self, callback: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        """Call a user function: ``async def`` on the loop, plain ``def`` in the worker threads."""
+        if is_async_callable(callback):
+            return await callback(**kwargs)
+        # A plain def may block or use the Django ORM, which refuses to run on the loop.
+        call = functools.partial(callback, **kwargs)
+        result = await asyncio.get_running_loop().run_in_executor(TornadoWrapper.get_executor(), call)
+        return await result if inspect.isawaitable(result) else result
+
+    async def _call(
+        self, function: EventFunction, data: dict[str, Any], frame_id: protocol.FrameId | None = None
+    ) -> None:
         kwargs = function.arguments(self.websocket.context, self, data)
         try:
             if function.is_async:
-                await function.callback(**kwargs)
+                result = await function.callback(**kwargs)
             else:
-                # A plain def may block or use the Django ORM, which refuses to run on the loop.
-                loop = asyncio.get_running_loop()
-                call = functools.partial(function.callback, **kwargs)
-                result = await loop.run_in_executor(TornadoWrapper.get_executor(), call)
-                if inspect.isawaitable(result):
-                    await result
+                result = await self._run(function.callback, kwargs)
+        except EventError as error:
+            self._reply_error(function.name, frame_id, error.message)
+            return
         except Exception:
             logger.exception('Event function for "%s" on "%s" raised', function.name, self.websocket.path)
-            if not self.is_closed:
-                self.write_frame(protocol.error_frame(function.name))
+            self._reply_error(function.name, frame_id, protocol.failure_message(function.name))
+            return
+        if frame_id is not None:
+            try:
+                self.write_frame(protocol.ack_frame(frame_id, result))
+            except TypeError:
+                logger.exception(
+                    'The reply of "%s" on "%s" cannot be encoded', function.name, self.websocket.path
+                )
+                self._reply_error(function.name, frame_id, protocol.failure_message(function.name))
+
+    def _reply_error(self, event: str, frame_id: protocol.FrameId | None, message: str) -> None:
+        if self.is_closed:
+            return
+        if frame_id is None:
+            self.write_frame(protocol.error_frame(event, message))
+        else:
+            self.write_frame(protocol.ack_error_frame(frame_id, message, event))
 
     # Sending -------------------------------------------------------------------------------------
 

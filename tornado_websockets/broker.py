@@ -1,0 +1,98 @@
+"""The backplane carrying emits between server processes: the `Broker` interface, in-process default.
+
+Delivery is local first, then published: a process delivers an emit to its own clients, then hands
+the `Envelope` to the broker, whose other processes deliver it to theirs. The frame inside is
+encoded once, by the process that emitted it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from tornado_websockets import codec
+
+__all__ = ["Broker", "Envelope", "broker_from_url"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One emit on its way to the clients: where it goes, and the frame already encoded."""
+
+    path: str
+    frame: bytes
+    room: str | None = None
+    skip: str | None = None  # the id of a connection that must not receive it (the sender)
+    origin: str = ""  # the id of the broker that published it, so it does not deliver it twice
+
+    def pack(self) -> bytes:
+        """Bytes for the wire: a JSON header line, then the frame as it is."""
+        header = codec.dumps({"p": self.path, "r": self.room, "s": self.skip, "o": self.origin})
+        return header + b"\n" + self.frame
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Envelope:
+        """The reverse of `pack`; raises ValueError on anything else."""
+        header, separator, frame = data.partition(b"\n")
+        if not separator:
+            raise ValueError("not an envelope: no header line")
+        fields = codec.loads(header)
+        if not isinstance(fields, dict) or not isinstance(fields.get("p"), str):
+            raise ValueError("not an envelope: bad header")
+        return cls(fields["p"], frame, fields.get("r"), fields.get("s"), fields.get("o") or "")
+
+
+Deliver = Callable[[Envelope], None]
+
+
+class Broker:
+    """The default broker: one process, nothing to set up, nothing leaves the process.
+
+    Subclasses that reach other processes set `cross_process` and implement `start`, `publish`,
+    `publish_sync` and `stop`.
+    """
+
+    #: True when emits reach the clients of other processes.
+    cross_process: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.id = uuid.uuid4().hex
+        self.deliver: Deliver | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__qualname__} {self.id[:8]}>"
+
+    async def start(self, deliver: Deliver) -> None:
+        """Begin receiving: ``deliver`` is called on the server loop for each envelope from elsewhere."""
+        self.deliver = deliver
+
+    def publish(self, envelope: Envelope) -> None:
+        """Send an envelope, already delivered locally, to the other processes (on the loop)."""
+
+    def publish_sync(self, envelope: Envelope) -> None:
+        """Send an envelope from a process or thread without a server loop (a view, a worker)."""
+        raise NotImplementedError("The in-process broker cannot reach other processes.")
+
+    async def stop(self) -> None:
+        """Stop receiving and release connections."""
+        self.deliver = None
+
+
+def broker_from_url(url: str | None) -> Broker:
+    """The broker for a URL: ``None`` or ``memory://`` for in-process, ``redis://...`` for Redis."""
+    if url is None or url in {"", "memory://"}:
+        return Broker()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        try:
+            from tornado_websockets.broker_redis import RedisBroker
+        except ImportError as error:
+            raise ImportError(
+                "The Redis backplane needs the redis package: pip install 'django-tornado-websockets[redis]'"
+            ) from error
+        return RedisBroker(url)
+    raise ValueError(f"Unknown backplane URL {url!r}: use memory:// or redis://host:port/db.")
