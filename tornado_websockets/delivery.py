@@ -12,8 +12,10 @@ import time
 from collections import Counter
 
 __all__ = [
+    "BACKLOG_BOUND",
     "BACKPLANE_UNREACHABLE",
     "CONNECTION_CLOSED",
+    "SLOW_CONSUMER",
     "UNKNOWN_PATH",
     "WRITE_FAILED",
     "dropped",
@@ -28,6 +30,10 @@ CONNECTION_CLOSED = "connection_closed"
 #: The socket failed while the frame was being written.
 WRITE_FAILED = "write_failed"
 
+#: The frame would have pushed the connection's unflushed backlog past its bound.
+BACKLOG_BOUND = "backlog_bound"
+#: A connection closed for not reading: what was still in its backlog is lost with it.
+SLOW_CONSUMER = "slow_consumer"
 #: An emit arrived through the backplane for a path this process does not serve.
 UNKNOWN_PATH = "unknown_path"
 #: The backplane could not be reached, so other processes did not get the frame.

@@ -48,6 +48,15 @@ class WebSocketTestClient:
         self.connection = connection
         self._buffer: list[ServerFrame] = []
         self._last_id = 0
+        # Tornado's client stops reading the socket while one message waits to be read, which
+        # would also leave the server's close frame unread; pump everything into a queue instead.
+        self._incoming: asyncio.Queue[ServerFrame | None] = asyncio.Queue()
+        self._pump_task = asyncio.ensure_future(self._pump())
+
+    async def _pump(self) -> None:
+        while (message := await self.connection.read_message()) is not None:
+            self._incoming.put_nowait(protocol.decode_server_frame(message))
+        self._incoming.put_nowait(None)
 
     @classmethod
     async def connect(
@@ -89,10 +98,11 @@ class WebSocketTestClient:
         return reply.data
 
     async def _read(self, timeout: float) -> ServerFrame:
-        message = await asyncio.wait_for(self.connection.read_message(), timeout)
-        if message is None:
+        frame = await asyncio.wait_for(self._incoming.get(), timeout)
+        if frame is None:
+            self._incoming.put_nowait(None)  # every later read sees the end too
             raise ConnectionError(f"The server closed the connection (code {self.close_code}).")
-        return protocol.decode_server_frame(message)
+        return frame
 
     async def receive(self, timeout: float = DEFAULT_TIMEOUT) -> ServerFrame:
         """The next frame from the server, whatever its event."""
@@ -124,13 +134,11 @@ class WebSocketTestClient:
 
     async def wait_closed(self, timeout: float = DEFAULT_TIMEOUT) -> int | None:
         """Wait until the server closes the connection; returns the close code."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (remaining := deadline - loop.time()) > 0:
-            message = await asyncio.wait_for(self.connection.read_message(), remaining)
-            if message is None:
-                return self.close_code
-        raise TimeoutError(f"The connection was still open after {timeout}s.")
+        try:
+            await asyncio.wait_for(asyncio.shield(self._pump_task), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"The connection was still open after {timeout}s.") from None
+        return self.close_code
 
     @property
     def close_code(self) -> int | None:

@@ -17,6 +17,7 @@ import tornado.web
 
 from tornado_websockets import delivery
 from tornado_websockets.broker import Broker, Envelope, broker_from_url
+from tornado_websockets.limits import Limits
 
 if TYPE_CHECKING:
     from tornado_websockets.websocket import WebSocket
@@ -74,6 +75,10 @@ class TornadoWrapper:
     websockets: ClassVar[dict[str, WebSocket]] = {}
     #: The backplane: in-process by default, Redis with ``use_broker("redis://...")``.
     broker: ClassVar[Broker] = Broker()
+    #: Event functions running now, on the loop or in the executor (shutdown waits for them).
+    in_flight: ClassVar[int] = 0
+    #: Limits of every connection whose `WebSocket` sets none of its own.
+    limits: ClassVar[Limits] = Limits()
     _shutdown_task: ClassVar[asyncio.Task[None] | None] = None
 
     @classmethod
@@ -218,17 +223,24 @@ class TornadoWrapper:
     async def shutdown(cls, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop accepting, close every WebSocket with 1001, and forget the server and app.
 
-        Registered handlers are kept, so `start_app` can build the application again.
+        Event functions still running get ``grace`` seconds to finish. Registered handlers are
+        kept, so `start_app` can build the application again.
         """
         if cls.tornado_server is not None:
             cls.tornado_server.stop()
         connections = cls.live_connections()
         for connection in connections:
             connection.close(1001, "Server shutting down")
-        deadline = asyncio.get_running_loop().time() + grace
-        while any(c.ws_connection is not None for c in connections):
-            if asyncio.get_running_loop().time() > deadline:
-                logger.warning("%d connections still open after %.1fs", len(cls.live_connections()), grace)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while cls.in_flight or any(c.ws_connection is not None for c in connections):
+            if loop.time() > deadline:
+                logger.warning(
+                    "Shutting down with %d event functions running and %d connections open after %.1fs",
+                    cls.in_flight,
+                    sum(c.ws_connection is not None for c in connections),
+                    grace,
+                )
                 break
             await asyncio.sleep(0.01)
         if cls.tornado_server is not None:
@@ -250,6 +262,8 @@ class TornadoWrapper:
         cls.io_loop = None
         cls.websockets = {}
         cls.broker = Broker()
+        cls.limits = Limits()
+        cls.in_flight = 0
 
     @classmethod
     def get_executor(cls) -> Executor:

@@ -11,6 +11,7 @@ from tornado_websockets import protocol
 from tornado_websockets.broker import Envelope
 from tornado_websockets.events import EventFunction
 from tornado_websockets.exceptions import EmitHandlerError, NotCallableError, WebSocketEventAlreadyBinded
+from tornado_websockets.limits import Limits
 from tornado_websockets.rooms import Rooms
 from tornado_websockets.routes import Route
 from tornado_websockets.tornadowrapper import TornadoWrapper
@@ -47,14 +48,16 @@ class WebSocket:
     :param path: the path below ``/ws``; stripped and given a leading ``/``.
     :param add_to_handlers: register ``('/ws' + path, WebSocketHandler, {'websocket': self})`` with
         `TornadoWrapper`; pass False to mount `handler_spec` yourself.
+    :param limits: this path's `~tornado_websockets.limits.Limits`; by default `TornadoWrapper.limits`.
     """
 
-    def __init__(self, path: str, add_to_handlers: bool = True) -> None:
+    def __init__(self, path: str, add_to_handlers: bool = True, *, limits: Limits | None = None) -> None:
         if not isinstance(path, str):
             raise TypeError(f"path should be a str such as '/chat', not {type(path).__qualname__}.")
         path = path.strip()
         self.path = path if path.startswith("/") else "/" + path
         self.route = Route.parse(self.path)
+        self.limits = limits
         #: Event name -> how to call its function; dispatch never looks anything up by attribute.
         self.events: dict[str, EventFunction] = {}
         #: The live connections of this path, in this process.

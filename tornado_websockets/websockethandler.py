@@ -20,6 +20,7 @@ from tornado_websockets import delivery, protocol
 from tornado_websockets import websocket as websocket_module
 from tornado_websockets.events import RESERVED_EVENTS, EventFunction, is_async_callable
 from tornado_websockets.exceptions import ConnectionDenied, EventError, InvalidInstanceError, ProtocolError
+from tornado_websockets.limits import BACKLOG_CLOSE_CODE, RATE_CLOSE_CODE, RateLimiter
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
 if TYPE_CHECKING:
@@ -57,6 +58,10 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self.path_params: dict[str, Any] = {}
         self._user_id: Hashable | None = None
         self._opened = False
+        self.limits = websocket.limits or TornadoWrapper.limits
+        self._limiter = (
+            None if self.limits.max_rate is None else RateLimiter(self.limits.max_rate, self.limits.burst)
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self.is_closed else "open"
@@ -67,6 +72,23 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         """True once the connection is closing or closed."""
         connection = self.ws_connection
         return connection is None or connection.is_closing()
+
+    # Limits: Tornado reads these properties when it accepts the connection ---------------------
+
+    @property
+    def max_message_size(self) -> int:
+        """Bytes in one inbound message; a larger one closes the connection with 1009."""
+        return self.limits.max_message_size
+
+    @property
+    def ping_interval(self) -> float | None:
+        """Seconds between keepalive pings."""
+        return self.limits.ping_interval
+
+    @property
+    def ping_timeout(self) -> float | None:
+        """Seconds to wait for a pong before closing the connection."""
+        return self.limits.ping_timeout
 
     # Identity and state -------------------------------------------------------------------------
 
@@ -134,6 +156,9 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         """Decode one frame and dispatch it; a bad frame earns a ``warning`` and nothing else."""
+        if self._limiter is not None and not self._limiter.allow():
+            self._refuse_rate()
+            return None
         try:
             frame = protocol.decode(message)
         except ProtocolError as error:
@@ -164,6 +189,15 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._unlink()
         super().close(code, reason)
 
+    def _refuse_rate(self) -> None:
+        assert self._limiter is not None
+        if self._limiter.refused == 1:
+            limit = self.limits.max_rate
+            self.write_frame(protocol.warning_frame(f"Too many events: slow down to {limit} per second."))
+        elif self._limiter.refused > self.limits.burst:
+            logger.warning("Closing %r: it kept sending past the rate limit", self)
+            self.close(RATE_CLOSE_CODE, "Rate limit exceeded")
+
     def _unlink(self) -> None:
         with contextlib.suppress(ValueError):  # already unlinked by close()
             self.websocket.handlers.remove(self)
@@ -186,6 +220,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self, function: EventFunction, data: dict[str, Any], frame_id: protocol.FrameId | None = None
     ) -> None:
         kwargs = function.arguments(self.websocket.context, self, data)
+        TornadoWrapper.in_flight += 1
         try:
             if function.is_async:
                 result = await function.callback(**kwargs)
@@ -198,6 +233,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             logger.exception('Event function for "%s" on "%s" raised', function.name, self.websocket.path)
             self._reply_error(function.name, frame_id, protocol.failure_message(function.name))
             return
+        finally:
+            TornadoWrapper.in_flight -= 1
         if frame_id is not None:
             try:
                 self.write_frame(protocol.ack_frame(frame_id, result))
@@ -233,15 +270,38 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         """Send a ``warning`` event, as the server does for frames it cannot understand."""
         self.write_frame(protocol.warning_frame(message))
 
+    @property
+    def backlog(self) -> int:
+        """Bytes written to this connection that its socket has not taken yet."""
+        stream = getattr(self.ws_connection, "stream", None)
+        if stream is None:
+            return 0
+        # IOStream keeps no public count of its write buffer; these counters have done so since
+        # Tornado 5 (tests/test_limits.py fails if they ever go away).
+        return int(stream._total_write_index - stream._total_write_done_index)
+
     def write_frame(self, frame: bytes) -> None:
-        """Write an already encoded text frame; a closed connection counts a drop instead."""
+        """Write an already encoded text frame; a frame that cannot be written counts as a drop.
+
+        A client whose unflushed backlog would pass ``limits.max_backlog`` is closed with
+        `~tornado_websockets.limits.BACKLOG_CLOSE_CODE`, so it cannot grow the server's memory.
+        """
+        path = self.websocket.path
         if self.is_closed:
-            delivery.record_drop(delivery.CONNECTION_CLOSED, self.websocket.path)
+            delivery.record_drop(delivery.CONNECTION_CLOSED, path)
+            return
+        if self.backlog + len(frame) > self.limits.max_backlog:
+            delivery.record_drop(delivery.BACKLOG_BOUND, path)
+            delivery.record_drop(delivery.SLOW_CONSUMER, path)
+            logger.warning("Closing %r: %d bytes not read by the client", self, self.backlog)
+            # Tornado aborts the stream if the close handshake does not finish within its
+            # close timeout, so the memory held stays bounded by max_backlog meanwhile.
+            self.close(BACKLOG_CLOSE_CODE, "Client too slow")
             return
         try:
             future = self.write_message(frame)
         except tornado.websocket.WebSocketClosedError:
-            delivery.record_drop(delivery.CONNECTION_CLOSED, self.websocket.path)
+            delivery.record_drop(delivery.CONNECTION_CLOSED, path)
             return
         future.add_done_callback(self._written)
 

@@ -1,0 +1,119 @@
+"""A live fuzz run: 10,000 random and malformed frames at a real server, which answers every one.
+
+The frame parser alone is property-tested in test_protocol.py; here the whole path runs: socket,
+handler, decode, dispatch. Text frames with invalid UTF-8 are not sent: RFC 6455 requires the
+server to fail such a connection, and Tornado does; bad UTF-8 travels in binary frames instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import string
+from typing import Any
+
+from tornado_websockets.testing import serve
+from tornado_websockets.websocket import WebSocket
+from tornado_websockets.websockethandler import WebSocketHandler
+
+FRAMES = int(os.environ.get("TWS_FUZZ_FRAMES", "10000"))
+
+
+def random_json(rng: random.Random, depth: int = 0) -> Any:
+    kind = rng.randrange(9 if depth < 4 else 6)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rng.choice([True, False])
+    if kind == 2:
+        return rng.choice([0, -1, 2**31, 2**63 - 1, -(2**63), 10**30, rng.randrange(-1000, 1000)])
+    if kind == 3:
+        return rng.choice([0.5, -1e308, 1e-308, rng.random()])
+    if kind in (4, 5):
+        return "".join(rng.choice(string.printable + "éà☃\U0001f600\u0000") for _ in range(rng.randrange(12)))
+    if kind == 6:
+        return [random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {random_json_key(rng): random_json(rng, depth + 1) for _ in range(rng.randrange(4))}
+
+
+def random_json_key(rng: random.Random) -> str:
+    return rng.choice(["event", "data", "message", "x", "", "__class__"])
+
+
+def fuzz_frame(rng: random.Random) -> str | bytes:
+    """One frame, valid or not; never with an ``id`` so that each earns exactly one reply."""
+    kind = rng.randrange(12)
+    if kind == 0:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))  # binary garbage, bad UTF-8
+    if kind == 1:
+        return rng.choice(["", "{", "}", "nul", "[1,", '{"event": "echo",}', "\ufeff{}", "NaN"])
+    if kind == 2:
+        depth = rng.choice([10, 1000, 100_000])
+        return '{"event": "echo", "data": {"deep": ' + "[" * depth + "]" * depth + "}}"
+    if kind == 3:
+        return '{"event": "echo", "data": {"n": ' + "9" * rng.choice([20, 400, 5000]) + "}}"
+    if kind == 4:
+        return json.dumps(random_json(rng))
+    if kind == 5:
+        return json.dumps({"event": random_json(rng), "data": random_json(rng)})
+    if kind == 6:
+        name = rng.choice(["open", "close", "__init__", "emit", "on_message", "write_message", "nope"])
+        return json.dumps({"event": name, "data": {}})
+    if kind == 7:
+        return json.dumps({"event": "echo", "data": random_json(rng)}).encode()  # valid JSON, binary frame
+    return json.dumps({"event": "echo", "data": {"k": random_json(rng)}})
+
+
+async def test_ten_thousand_malformed_frames_each_get_a_warning_or_a_dispatch() -> None:
+    ws = WebSocket("/fuzz")
+    dispatched = 0
+
+    @ws.on
+    async def echo(socket: WebSocketHandler, data: dict[str, Any]) -> None:
+        nonlocal dispatched
+        dispatched += 1
+        socket.emit("echo", {"n": dispatched})
+
+    @ws.on
+    async def ping(socket: WebSocketHandler) -> None:
+        socket.emit("pong")
+
+    rng = random.Random(20261125)
+    frames = [fuzz_frame(rng) for _ in range(FRAMES)]
+    replies: dict[str, int] = {}
+
+    async with serve() as server, server.connect("/fuzz") as fuzzer, server.connect("/fuzz") as bystander:
+
+        async def send_all() -> None:
+            for frame in frames:
+                await fuzzer.send(frame)
+
+        async def read_all() -> None:
+            for _ in range(FRAMES):
+                frame = await fuzzer.receive(timeout=30)
+                replies[frame.event] = replies.get(frame.event, 0) + 1
+
+        async def bystander_pings() -> int:
+            served = 0
+            while not reader.done():
+                await bystander.emit("ping")
+                await bystander.wait_for("pong", timeout=5)
+                served += 1
+            return served
+
+        sender = asyncio.create_task(send_all())
+        reader = asyncio.create_task(read_all())
+        served = await bystander_pings()
+        await sender
+        await reader
+
+        assert sum(replies.values()) == FRAMES
+        assert set(replies) <= {"warning", "echo"}
+        assert replies["echo"] == dispatched > 0
+        assert replies["warning"] > FRAMES // 3
+        assert served > 0  # the other client was served throughout
+        await fuzzer.emit("ping")  # and the fuzzing connection itself is still usable
+        assert await fuzzer.wait_for("pong") == {}
+        assert len(ws.handlers) == 2
