@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 EXTRAS ?= test,lint,fast,django,redis,browser,docs
 
-.PHONY: install lint test demo clean
+.PHONY: install lint test demo soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ test: lint
 
 demo: install
 	$(BIN)/python example_project/standalone.py $(PORT)
+
+# The long versions of the fuzz and soak tests (the suite runs short ones).
+SOAK_CYCLES ?= 50000
+FUZZ_FRAMES ?= 200000
+soak: install
+	TWS_SOAK_CYCLES=$(SOAK_CYCLES) TWS_FUZZ_FRAMES=$(FUZZ_FRAMES) $(BIN)/python -m pytest -s -p no:randomly \
+		tests/test_soak.py tests/test_fuzz.py tests/test_limits.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
