@@ -32,7 +32,7 @@ demo: install
 SOAK_CYCLES ?= 50000
 FUZZ_FRAMES ?= 200000
 soak: install
-	TWS_SOAK_CYCLES=$(SOAK_CYCLES) TWS_FUZZ_FRAMES=$(FUZZ_FRAMES) $(BIN)/python -m pytest -s -p no:randomly \
+	TWS_SOAK_CYCLES=$(SOAK_CYCLES) TWS_FUZZ_FRAMES=$(FUZZ_FRAMES) $(BIN)/python -m pytest -s -o timeout=1800 \
 		tests/test_soak.py tests/test_fuzz.py tests/test_limits.py
 
 clean:

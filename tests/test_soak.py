@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import time
 from typing import Any
 
@@ -67,4 +68,5 @@ async def test_connect_emit_close_cycles_leave_nothing_behind() -> None:
             assert time.monotonic() < deadline, (ws, ws.rooms, ws.users, open_fds(), baseline)
             await asyncio.sleep(0.05)
         assert open_fds() <= baseline  # fewer: sockets of earlier tests finished closing meanwhile
-        print(f"{CYCLES} cycles in {elapsed:.1f}s, {received} room frames received")  # noqa: T201
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        print(f"{CYCLES} cycles in {elapsed:.1f}s, {received} room frames, peak RSS {peak} MiB")  # noqa: T201
