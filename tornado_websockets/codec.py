@@ -11,23 +11,52 @@ import datetime
 import decimal
 import json
 import math
+import sys
 import uuid
+from collections.abc import Iterator
 from typing import Any
+
+try:
+    import msgspec as _msgspec
+except ImportError:  # the `typed` extra is not installed
+    _msgspec = None  # type: ignore[assignment]
 
 __all__ = ["BACKEND", "dumps", "loads"]
 
 
 def _default(value: Any) -> Any:
-    """Encode the everyday types that JSON lacks; anything else is a ``TypeError`` naming its type."""
+    """Encode the everyday types that JSON lacks; anything else is a ``TypeError`` naming its type.
+
+    Dates and times become ISO 8601 strings, ``Decimal`` and ``UUID`` strings, dataclasses,
+    msgspec Structs and pydantic models objects, Django's lazy translations their text, and sets,
+    tuples, generators and query sets lists.
+    """
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, (decimal.Decimal, uuid.UUID)):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
-    if isinstance(value, (set, frozenset, tuple)):
+    if _msgspec is not None and isinstance(value, _msgspec.Struct):
+        return _msgspec.to_builtins(value)
+    if hasattr(value, "model_dump") and hasattr(type(value), "model_fields"):  # a pydantic model
+        return value.model_dump(mode="json")
+    if _is_lazy_text(value):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple, Iterator)) or _is_query_set(value):
         return list(value)
     raise TypeError(f"Object of type {type(value).__qualname__} is not JSON serializable")
+
+
+def _is_lazy_text(value: Any) -> bool:
+    """A Django lazy translation string, checked without importing Django."""
+    functional = sys.modules.get("django.utils.functional")
+    return functional is not None and isinstance(value, functional.Promise)
+
+
+def _is_query_set(value: Any) -> bool:
+    query = sys.modules.get("django.db.models.query")
+    return query is not None and isinstance(value, query.QuerySet)
 
 
 def _finite(value: Any) -> Any:

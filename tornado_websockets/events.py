@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tornado_websockets.typed import Converter, converter_for, payload_type
+
 __all__ = ["RESERVED_EVENTS", "EventFunction", "is_async_callable"]
 
 #: Events run by the server itself on connect and disconnect; a client cannot send them.
@@ -35,6 +37,10 @@ class EventFunction:
     wants_socket: bool
     wants_data: bool
     is_async: bool
+    #: Validates and converts ``data`` from its annotation; None when ``data`` is untyped.
+    converter: Converter | None = None
+    #: The annotation of ``data`` when it is typed.
+    payload: Any = None
 
     @classmethod
     def inspect(cls, name: str, callback: Callable[..., Any]) -> EventFunction:
@@ -44,6 +50,7 @@ class EventFunction:
         except (TypeError, ValueError):  # some builtins have no signature: call them bare
             parameters = {}  # type: ignore[assignment]
         names = set(parameters)
+        payload = payload_type(callback) if "data" in names else None
         takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
         return cls(
             name=name,
@@ -52,9 +59,11 @@ class EventFunction:
             wants_socket="socket" in names or takes_kwargs,
             wants_data="data" in names or takes_kwargs,
             is_async=is_async_callable(callback),
+            converter=None if payload is None else converter_for(payload),
+            payload=payload,
         )
 
-    def arguments(self, context: Any, socket: Any, data: dict[str, Any]) -> dict[str, Any]:
+    def arguments(self, context: Any, socket: Any, data: Any) -> dict[str, Any]:
         """The keyword arguments for one call."""
         kwargs: dict[str, Any] = {}
         if self.wants_self:

@@ -10,6 +10,7 @@ The whole tree::
      +-- ProtocolError               a client frame that cannot be decoded (also a ValueError)
      +-- EventError                  raised by an event function: its message is sent to the client
      +-- ConnectionDenied            raised by a connect guard: the upgrade is refused with a status
+     +-- PayloadError                a frame's data does not match its event function's annotation
 
 Each exception keeps its constructor arguments as attributes and builds its own message, so
 ``str(error)`` explains the fault and says how to fix it.
@@ -126,3 +127,18 @@ class ConnectionDenied(TornadoWebSocketsError):  # noqa: N818 - a refusal, like 
 
     def __str__(self) -> str:
         return f"Connection refused with HTTP {self.status}" + (f": {self.reason}" if self.reason else ".")
+
+
+class PayloadError(TornadoWebSocketsError, ValueError):
+    """A frame's data does not match the event function's annotation; the function is not called.
+
+    ``path`` locates the faulty field (``data.age``) and ``reason`` says what is wrong with it.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(path, reason)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"

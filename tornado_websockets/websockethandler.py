@@ -19,7 +19,13 @@ import tornado.websocket
 from tornado_websockets import delivery, protocol
 from tornado_websockets import websocket as websocket_module
 from tornado_websockets.events import RESERVED_EVENTS, EventFunction, is_async_callable
-from tornado_websockets.exceptions import ConnectionDenied, EventError, InvalidInstanceError, ProtocolError
+from tornado_websockets.exceptions import (
+    ConnectionDenied,
+    EventError,
+    InvalidInstanceError,
+    PayloadError,
+    ProtocolError,
+)
 from tornado_websockets.limits import BACKLOG_CLOSE_CODE, RATE_CLOSE_CODE, RateLimiter
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
@@ -217,8 +223,19 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         return await result if inspect.isawaitable(result) else result
 
     async def _call(
-        self, function: EventFunction, data: dict[str, Any], frame_id: protocol.FrameId | None = None
+        self, function: EventFunction, data: Any, frame_id: protocol.FrameId | None = None
     ) -> None:
+        if function.converter is not None:
+            try:
+                data = function.converter(data)
+            except PayloadError as error:
+                message = str(error)
+                self.write_frame(
+                    protocol.warning_frame(message, event=function.name, path=error.path, reason=error.reason)
+                )
+                if frame_id is not None:
+                    self.write_frame(protocol.ack_error_frame(frame_id, message, function.name))
+                return
         kwargs = function.arguments(self.websocket.context, self, data)
         TornadoWrapper.in_flight += 1
         try:

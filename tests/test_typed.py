@@ -1,0 +1,178 @@
+"""Typed payloads: conversion tables for both paths (msgspec and the standard library), then live."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import json
+import uuid
+from typing import Any, Literal, TypedDict
+
+import msgspec
+import pydantic
+import pytest
+from django.utils.functional import lazy
+
+from tornado_websockets import codec, protocol
+from tornado_websockets.exceptions import EventError, PayloadError
+from tornado_websockets.testing import serve
+from tornado_websockets.typed import converter_for, payload_type
+from tornado_websockets.websocket import WebSocket
+from tornado_websockets.websockethandler import WebSocketHandler
+
+
+class Person(TypedDict):
+    name: str
+    age: int
+
+
+@dataclasses.dataclass
+class Message:
+    author: Person
+    text: str
+    tags: list[str] = dataclasses.field(default_factory=list)
+    mood: Literal["happy", "sad"] = "happy"
+    score: float | None = None
+
+
+class Point(msgspec.Struct):
+    x: int
+    y: int
+
+
+class Account(pydantic.BaseModel):
+    email: str
+    age: int
+
+
+GOOD = {"author": {"name": "ann", "age": 3}, "text": "hi", "tags": ["a"], "score": 2}
+CASES = [
+    (Person, {"name": "ann", "age": "3"}, "data.age", "expected int, got str"),
+    (Person, {"name": "ann"}, "data.age", "required field missing"),
+    (Message, {"author": {"name": 1, "age": 3}, "text": "x"}, "data.author.name", "expected str, got int"),
+    (Message, {"author": {"name": "a", "age": 3}}, "data.text", "required field missing"),
+    (Message, {**GOOD, "tags": ["a", 2]}, "data.tags[1]", "expected str, got int"),
+    (Message, {**GOOD, "score": "high"}, "data.score", "expected float | null, got str"),
+    (Person, {"name": "ann", "age": True}, "data.age", "expected int, got bool"),
+]
+
+
+@pytest.mark.parametrize("use_msgspec", [True, False], ids=["msgspec", "stdlib"])
+@pytest.mark.parametrize(("annotation", "data", "path", "reason"), CASES)
+def test_invalid_data_names_the_field_and_the_reason(
+    use_msgspec: bool, annotation: Any, data: dict[str, Any], path: str, reason: str
+) -> None:
+    with pytest.raises(PayloadError) as caught:
+        converter_for(annotation, use_msgspec)(data)
+    assert caught.value.path == path
+    if use_msgspec and "|" in reason:
+        assert caught.value.reason.startswith("expected")  # msgspec words unions its own way
+    else:
+        assert caught.value.reason == reason
+    assert str(caught.value) == f"{caught.value.path}: {caught.value.reason}"
+
+
+@pytest.mark.parametrize("use_msgspec", [True, False], ids=["msgspec", "stdlib"])
+def test_valid_data_is_converted(use_msgspec: bool) -> None:
+    message = converter_for(Message, use_msgspec)(GOOD)
+    assert message == Message(Person(name="ann", age=3), "hi", ["a"], "happy", 2.0)
+    assert isinstance(message.score, float)
+    assert converter_for(Person, use_msgspec)({"name": "b", "age": 1, "extra": 0})["name"] == "b"
+
+
+def test_literal_is_enforced_by_both_paths() -> None:
+    for use_msgspec in (True, False):
+        with pytest.raises(PayloadError, match=r"data\.mood"):
+            converter_for(Message, use_msgspec)({**GOOD, "mood": "angry"})
+
+
+def test_structs_need_msgspec_and_pydantic_models_work() -> None:
+    assert converter_for(Point)({"x": 1, "y": 2}) == Point(1, 2)
+    with pytest.raises(TypeError, match=r"pip install 'django-tornado-websockets\[typed\]'"):
+        converter_for(Point, use_msgspec=False)
+    assert converter_for(Account)({"email": "a@b", "age": 3}) == Account(email="a@b", age=3)
+    with pytest.raises(PayloadError) as caught:
+        converter_for(Account)({"email": "a@b", "age": "old"})
+    assert caught.value.path == "data.age"
+
+
+def test_untyped_annotations_mean_no_validation() -> None:
+    def plain(socket: Any, data): ...  # type: ignore[no-untyped-def]
+
+    def mapping(data: dict[str, Any]) -> None: ...
+
+    def anything(data: Any) -> None: ...
+
+    def typed(data: Person) -> None: ...
+
+    assert [payload_type(f) for f in (plain, mapping, anything)] == [None, None, None]
+    assert payload_type(typed) is Person
+
+
+def test_everyday_types_encode_without_per_call_code() -> None:
+    lazy_text = lazy(lambda: "translated", str)()
+    value = {
+        "when": datetime.datetime(2026, 11, 25, 9, 0, tzinfo=datetime.UTC),
+        "day": datetime.date(2026, 11, 25),
+        "price": decimal.Decimal("9.99"),
+        "id": uuid.UUID(int=1),
+        "label": lazy_text,
+        "point": Point(1, 2),
+        "account": Account(email="a@b", age=3),
+        "message": Message(Person(name="a", age=1), "t"),
+        "rows": (row for row in [1, 2]),
+    }
+    assert json.loads(protocol.encode_emit("ev", value))["data"] == {
+        "when": "2026-11-25T09:00:00+00:00",
+        "day": "2026-11-25",
+        "price": "9.99",
+        "id": "00000000-0000-0000-0000-000000000001",
+        "label": "translated",
+        "point": {"x": 1, "y": 2},
+        "account": {"email": "a@b", "age": 3},
+        "message": {"author": {"name": "a", "age": 1}, "text": "t", "tags": [], "mood": "happy", "score": None},
+        "rows": [1, 2],
+    }
+
+
+def test_an_unencodable_object_is_a_type_error_naming_it() -> None:
+    class Robot:
+        pass
+
+    with pytest.raises(TypeError, match="Robot"):
+        protocol.encode_emit("ev", {"who": Robot()})
+    with pytest.raises(TypeError, match="Robot"):
+        codec._stdlib_dumps({"who": Robot()})
+
+
+async def test_typed_event_functions_over_a_real_socket() -> None:
+    ws = WebSocket("/typed")
+    calls: list[Any] = []
+
+    @ws.on
+    async def post(socket: WebSocketHandler, data: Message) -> Message:
+        calls.append(data)
+        return data
+
+    @ws.on
+    def untyped(data):  # type: ignore[no-untyped-def]
+        calls.append(data)
+        return data
+
+    async with serve() as server, server.connect("/typed") as client:
+        await client.emit("post", {"author": {"name": "ann", "age": "x"}, "text": "hi"})
+        warning = await client.wait_for("warning")
+        assert warning == {
+            "message": "data.author.age: expected int, got str",
+            "event": "post",
+            "path": "data.author.age",
+            "reason": "expected int, got str",
+        }
+        with pytest.raises(EventError, match=r"data\.text: required field missing"):
+            await client.request("post", {"author": {"name": "ann", "age": 1}})
+        assert calls == []  # the function was never called with bad data
+        reply = await client.request("post", GOOD)
+        assert reply["author"] == {"name": "ann", "age": 3}
+        assert isinstance(calls[0], Message)
+        assert await client.request("untyped", {"anything": ["goes"]}) == {"anything": ["goes"]}
