@@ -131,7 +131,13 @@ def test_everyday_types_encode_without_per_call_code() -> None:
         "label": "translated",
         "point": {"x": 1, "y": 2},
         "account": {"email": "a@b", "age": 3},
-        "message": {"author": {"name": "a", "age": 1}, "text": "t", "tags": [], "mood": "happy", "score": None},
+        "message": {
+            "author": {"name": "a", "age": 1},
+            "text": "t",
+            "tags": [],
+            "mood": "happy",
+            "score": None,
+        },
         "rows": [1, 2],
     }
 
