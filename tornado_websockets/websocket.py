@@ -70,6 +70,8 @@ class WebSocket:
         self.state = SimpleNamespace()
         self.modules: list[Module] = []
         self.guards: list[Callable[..., Any]] = []
+        #: Events the server sends, declared with `emits`: name -> (payload type, description).
+        self.outgoing: dict[str, tuple[Any, str | None]] = {}
         self._user_states: dict[Hashable, tuple[SimpleNamespace, int]] = {}
         TornadoWrapper.register_websocket(self)
         if add_to_handlers:
@@ -121,6 +123,16 @@ class WebSocket:
             raise NotCallableError(callback)
         self.add_event(name or callback.__name__, callback)
         return callback
+
+    def emits(self, event: str, payload: Any = None, description: str | None = None) -> None:
+        """Declare an event the server sends on this path, for the AsyncAPI document.
+
+        ``payload`` is the type of its data (a dataclass, a TypedDict, a msgspec Struct, a
+        pydantic model); the declaration does not restrict what `emit` may send.
+        """
+        if not isinstance(event, str) or not event:
+            raise TypeError(f"An event name should be a non-empty str, not {event!r}.")
+        self.outgoing[event] = (payload, description)
 
     def guard(self, function: F) -> F:
         """Decorator registering a connect guard, run before the upgrade with ``socket``.

@@ -1,0 +1,96 @@
+"""The AsyncAPI 3.0 document, validated against the official JSON schema (from @asyncapi/specs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, TypedDict
+
+import jsonschema
+import pytest
+
+from tornado_websockets import asyncapi
+from tornado_websockets.websocket import WebSocket
+from tornado_websockets.websockethandler import WebSocketHandler
+
+SCHEMA = json.loads((Path(__file__).parent / "data" / "asyncapi-3.0.0.schema.json").read_text())
+
+
+class Say(TypedDict):
+    text: str
+
+
+@dataclasses.dataclass
+class NewsItem:
+    title: str
+    score: int | None = None
+
+
+def register() -> tuple[WebSocket, WebSocket]:
+    chat = WebSocket("/chat/<room>")
+
+    @chat.on(name="chat.message")
+    async def message(socket: WebSocketHandler, data: Say) -> None:
+        """Post a message to the room.
+
+        Everyone in the room receives it as ``said``.
+        """
+
+    @chat.on
+    async def count(data: Say) -> int:
+        """How many people are in the room."""
+        return 0
+
+    @chat.on
+    async def open(socket: WebSocketHandler) -> None: ...
+
+    chat.emits("said", Say, "A message posted in the room.")
+    chat.emits("news", NewsItem)
+    echo = WebSocket("/echo")
+
+    @echo.on
+    def echo_event(socket: WebSocketHandler, data: dict[str, Any]) -> None: ...
+
+    return chat, echo
+
+
+@pytest.mark.parametrize("use_msgspec", [True, False], ids=["msgspec", "stdlib"])
+def test_document_is_valid_asyncapi_3(use_msgspec: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not use_msgspec:
+        monkeypatch.setattr(asyncapi, "msgspec", None)
+    register()
+    doc = asyncapi.document(title="Chat", version="2.0.0", description="The chat API.")
+    jsonschema.Draft7Validator(SCHEMA).validate(doc)
+
+    chat = doc["channels"]["chat_room"]
+    assert chat["address"] == "/ws/chat/{room}"
+    assert set(chat["parameters"]) == {"room"}
+    assert set(chat["messages"]) == {"chat_message", "count", "count_reply", "emit_said", "emit_news"}
+    message = chat["messages"]["chat_message"]
+    assert message["name"] == "chat.message"
+    assert message["description"].startswith("Post a message to the room.")
+    assert message["payload"]["properties"]["event"] == {"const": "chat.message"}
+    assert message["payload"]["properties"]["data"] == {"$ref": "#/components/schemas/Say"}
+    assert doc["components"]["schemas"]["Say"]["properties"]["text"] == {"type": "string"}
+    assert doc["components"]["schemas"]["NewsItem"]["required"] == ["title"]
+
+    operations = doc["operations"]
+    assert operations["chat_room.receive.chat_message"]["action"] == "receive"
+    assert operations["chat_room.receive.chat_message"]["summary"] == "Post a message to the room."
+    assert "reply" in operations["chat_room.receive.count"]
+    assert "reply" not in operations["chat_room.receive.chat_message"]
+    assert operations["chat_room.send.said"]["action"] == "send"
+    assert "chat_room.receive.open" not in operations  # reserved events are not messages
+    assert doc["channels"]["echo"]["messages"]["echo_event"]["payload"]["properties"]["data"] == {
+        "type": "object"
+    }
+
+
+def test_emits_checks_the_event_name() -> None:
+    with pytest.raises(TypeError, match="event name"):
+        WebSocket("/x").emits("", None)
+
+
+def test_an_empty_process_is_still_a_valid_document() -> None:
+    jsonschema.Draft7Validator(SCHEMA).validate(asyncapi.document())

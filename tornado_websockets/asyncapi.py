@@ -1,0 +1,225 @@
+"""An AsyncAPI 3.0 document generated from what is registered: paths, events both ways, payload schemas.
+
+From the server's point of view: events bound with ``@ws.on`` are ``receive`` operations (with a
+``reply`` when the function declares a return type), events declared with ``ws.emits`` are
+``send`` operations. Payload schemas come from annotations, descriptions from docstrings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import types
+import typing
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from tornado_websockets import protocol
+from tornado_websockets.routes import Route
+
+if TYPE_CHECKING:
+    from tornado_websockets.websocket import WebSocket
+
+__all__ = ["document"]
+
+try:
+    import msgspec
+except ImportError:  # the `typed` extra is not installed: the standard-library path serves
+    msgspec = None  # type: ignore[assignment]
+
+_REF = "#/components/schemas/{name}"
+_KEY = re.compile(r"[^A-Za-z0-9_-]+")
+_VARIABLE = re.compile(r"<(?:[a-z]+:)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)>")
+_UNTYPED_DATA: dict[str, Any] = {"type": "object"}
+
+
+def document(
+    websockets: Iterable[WebSocket] | None = None,
+    title: str = "WebSocket API",
+    version: str = "1.0.0",
+    description: str | None = None,
+) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of ``websockets`` (default: every `WebSocket` of the process)."""
+    if websockets is None:
+        from tornado_websockets.tornadowrapper import TornadoWrapper
+
+        websockets = TornadoWrapper.websockets.values()
+    schemas = _Schemas()
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for ws in sorted(websockets, key=lambda ws: ws.path):
+        channel_id = _key(_VARIABLE.sub(r"\g<name>", ws.path).strip("/")) or "root"
+        messages: dict[str, Any] = {}
+        for name, function in sorted(ws.events.items()):
+            if name in ("open", "close"):
+                continue
+            key = _key(name)
+            messages[key] = _message(name, schemas.of(function.payload), _docstring(function.callback))
+            operation: dict[str, Any] = {
+                "action": "receive",
+                "channel": {"$ref": f"#/channels/{channel_id}"},
+                "messages": [{"$ref": f"#/channels/{channel_id}/messages/{key}"}],
+            }
+            summary = _summary(function.callback)
+            if summary:
+                operation["summary"] = summary
+            returns = (
+                typing.get_type_hints(function.callback).get("return", None) if _hinted(function) else None
+            )
+            if returns not in (None, type(None)):
+                reply_key = f"{key}.reply"
+                messages[_key(reply_key)] = _reply_message(name, schemas.of(returns))
+                operation["reply"] = {
+                    "channel": {"$ref": f"#/channels/{channel_id}"},
+                    "messages": [{"$ref": f"#/channels/{channel_id}/messages/{_key(reply_key)}"}],
+                }
+            operations[f"{channel_id}.receive.{key}"] = operation
+        for name, (payload, text) in sorted(ws.outgoing.items()):
+            key = _key(f"emit.{name}")
+            messages[key] = _message(name, schemas.of(payload), text)
+            operations[f"{channel_id}.send.{_key(name)}"] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{channel_id}"},
+                "messages": [{"$ref": f"#/channels/{channel_id}/messages/{key}"}],
+            }
+        channels[channel_id] = _channel(ws, messages)
+    info: dict[str, Any] = {"title": title, "version": version}
+    if description:
+        info["description"] = description
+    return {
+        "asyncapi": "3.0.0",
+        "info": info,
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"schemas": schemas.components},
+    }
+
+
+def _key(name: str) -> str:
+    return _KEY.sub("_", name)
+
+
+def _hinted(function: Any) -> bool:
+    try:
+        typing.get_type_hints(function.callback)
+    except Exception:
+        return False
+    return True
+
+
+def _docstring(callback: Any) -> str | None:
+    return inspect.getdoc(callback) or None
+
+
+def _summary(callback: Any) -> str | None:
+    text = _docstring(callback)
+    return text.splitlines()[0] if text else None
+
+
+def _channel(ws: WebSocket, messages: dict[str, Any]) -> dict[str, Any]:
+    route = Route.parse(ws.path)
+    channel: dict[str, Any] = {"address": "/ws" + _VARIABLE.sub(r"{\g<name>}", ws.path), "messages": messages}
+    if route.has_variables:
+        channel["parameters"] = {
+            name: {"description": f"Route variable {name}."} for name in route.converters
+        }
+    return channel
+
+
+def _message(event: str, data: dict[str, Any], description: str | None) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "name": event,
+        "payload": {
+            "type": "object",
+            "required": ["event"],
+            "properties": {
+                "event": {"const": event},
+                "data": data,
+                "id": {"type": ["string", "integer"], "description": "Set to get an ack reply."},
+            },
+        },
+    }
+    if description:
+        message["description"] = description
+    return message
+
+
+def _reply_message(event: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": f"{event} reply",
+        "payload": {
+            "type": "object",
+            "required": ["event", "id"],
+            "properties": {
+                "event": {"const": protocol.ACK_EVENT},
+                "id": {"type": ["string", "integer"]},
+                "data": data,
+                "error": {"type": "object", "properties": {"message": {"type": "string"}}},
+            },
+        },
+    }
+
+
+class _Schemas:
+    """JSON Schemas of annotations, with named types gathered under ``components.schemas``."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def of(self, annotation: Any) -> dict[str, Any]:
+        if annotation is None:
+            return dict(_UNTYPED_DATA)
+        if hasattr(annotation, "model_json_schema"):  # a pydantic model
+            schema = annotation.model_json_schema(ref_template=_REF)
+            self.components.update(schema.pop("$defs", {}))
+            self.components[annotation.__name__] = schema
+            return {"$ref": _REF.format(name=annotation.__name__)}
+        if msgspec is not None:
+            (schema,), components = msgspec.json.schema_components([annotation], ref_template=_REF)
+            self.components.update(components)
+            return dict(schema)
+        return self._stdlib(annotation)
+
+    def _stdlib(self, annotation: Any) -> dict[str, Any]:
+        simple = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
+        if annotation in simple:
+            return {"type": simple[annotation]}
+        if annotation is Any:
+            return {}
+        origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+        if origin in (typing.Union, types.UnionType):
+            return {"anyOf": [self._stdlib(arm) for arm in arguments]}
+        if origin is typing.Literal:
+            return {"enum": list(arguments)}
+        if origin is list or annotation is list:
+            return {"type": "array", "items": self._stdlib(arguments[0]) if arguments else {}}
+        if origin is dict or annotation is dict:
+            return {"type": "object", "additionalProperties": self._stdlib(arguments[1]) if arguments else {}}
+        if isinstance(annotation, type) and (
+            dataclasses.is_dataclass(annotation) or typing.is_typeddict(annotation)
+        ):
+            return self._object(annotation)
+        return {}
+
+    def _object(self, annotation: type) -> dict[str, Any]:
+        name = annotation.__name__
+        if name not in self.components:
+            self.components[name] = {}  # reserve the name first: a type may refer to itself
+            hints = typing.get_type_hints(annotation)
+            if typing.is_typeddict(annotation):
+                required = sorted(annotation.__required_keys__)  # type: ignore[attr-defined]
+            else:
+                required = [
+                    f.name
+                    for f in dataclasses.fields(annotation)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                ]
+            self.components[name] = {
+                "title": name,
+                "type": "object",
+                "properties": {field: self._stdlib(hint) for field, hint in hints.items()},
+                "required": required,
+            }
+        return {"$ref": _REF.format(name=name)}
