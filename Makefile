@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
-EXTRAS ?= test,lint,fast,typed,django,redis,browser,docs
+EXTRAS ?= test,lint,fast,typed,metrics,django,redis,browser,docs
 
 .PHONY: install lint test demo soak clean
 

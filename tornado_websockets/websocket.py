@@ -12,6 +12,7 @@ from tornado_websockets.broker import Envelope
 from tornado_websockets.events import EventFunction
 from tornado_websockets.exceptions import EmitHandlerError, NotCallableError, WebSocketEventAlreadyBinded
 from tornado_websockets.limits import Limits
+from tornado_websockets.metrics import PathMetrics
 from tornado_websockets.rooms import Rooms
 from tornado_websockets.routes import Route
 from tornado_websockets.tornadowrapper import TornadoWrapper
@@ -70,6 +71,8 @@ class WebSocket:
         self.state = SimpleNamespace()
         self.modules: list[Module] = []
         self.guards: list[Callable[..., Any]] = []
+        #: Counters of this path in this process (see `tornado_websockets.metrics`).
+        self.metrics = PathMetrics()
         #: Events the server sends, declared with `emits`: name -> (payload type, description).
         self.outgoing: dict[str, tuple[Any, str | None]] = {}
         self._user_states: dict[Hashable, tuple[SimpleNamespace, int]] = {}

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Hashable
 from types import SimpleNamespace
@@ -153,6 +154,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             TornadoWrapper.io_loop = tornado.ioloop.IOLoop.current()
         self._opened = True
         self.websocket.handlers.append(self)
+        self.websocket.metrics.connections_total += 1
         if self._user_id is not None:
             self.websocket.attach_user(self._user_id)
         for module in self.websocket.modules:
@@ -162,6 +164,9 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         """Decode one frame and dispatch it; a bad frame earns a ``warning`` and nothing else."""
+        metrics = self.websocket.metrics
+        metrics.frames_in += 1
+        metrics.bytes_in += len(message)
         if self._limiter is not None and not self._limiter.allow():
             self._refuse_rate()
             return None
@@ -238,6 +243,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
                 return
         kwargs = function.arguments(self.websocket.context, self, data)
         TornadoWrapper.in_flight += 1
+        started = time.perf_counter()
         try:
             if function.is_async:
                 result = await function.callback(**kwargs)
@@ -247,11 +253,13 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self._reply_error(function.name, frame_id, error.message)
             return
         except Exception:
+            self.websocket.metrics.handler_errors += 1
             logger.exception('Event function for "%s" on "%s" raised', function.name, self.websocket.path)
             self._reply_error(function.name, frame_id, protocol.failure_message(function.name))
             return
         finally:
             TornadoWrapper.in_flight -= 1
+            self.websocket.metrics.latency.observe(time.perf_counter() - started)
         if frame_id is not None:
             try:
                 self.write_frame(protocol.ack_frame(frame_id, result))
@@ -320,6 +328,9 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         except tornado.websocket.WebSocketClosedError:
             delivery.record_drop(delivery.CONNECTION_CLOSED, path)
             return
+        metrics = self.websocket.metrics
+        metrics.frames_out += 1
+        metrics.bytes_out += len(frame)
         future.add_done_callback(self._written)
 
     def _written(self, future: asyncio.Future[None]) -> None:
