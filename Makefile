@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 EXTRAS ?= test,lint,fast,typed,metrics,django,redis,browser,docs
 
-.PHONY: install lint test demo soak clean
+.PHONY: install lint docs test demo soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,10 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+docs: install
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+test: lint docs
 	$(BIN)/python -m pytest
 
 demo: install
