@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import tornado_websockets  # noqa: E402 - after the path is set
+import tornado_websockets
 
 project = "django-tornado-websockets"
 author = "django-tornado-websockets contributors"

@@ -18,7 +18,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([*ROOT.joinpath("docs").glob("*.rst"), ROOT / "README.rst"])
-BLOCK = re.compile(r"^(?P<indent>[ \t]*)\.\. code-block:: python\s*\n((?:(?P=indent)[ \t]+:.*\n)*)\n(?P<body>(?:(?:(?P=indent)[ \t]+.*)?\n)+)", re.M)
+BLOCK = re.compile(
+    r"^(?P<indent>[ \t]*)\.\. code-block:: python\s*\n"  # the directive
+    r"((?:(?P=indent)[ \t]+:.*\n)*)\n"  # its options, then a blank line
+    r"(?P<body>(?:(?:(?P=indent)[ \t]+.*)?\n)+)",  # the indented body, blank lines included
+    re.M,
+)
 
 # Runs the page, then every `test_*` function it defined (awaited if async), as pytest would.
 RUNNER = """
