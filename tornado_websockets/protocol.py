@@ -68,6 +68,8 @@ class ServerFrame:
     data: Any = None
     id: FrameId | None = None
     error: dict[str, Any] | None = None
+    stream: str | None = None  # with recovery on: the stream the frame belongs to
+    seq: int | None = None  # and its number in that stream
 
 
 def decode_server_frame(message: str | bytes) -> ServerFrame:
@@ -75,7 +77,8 @@ def decode_server_frame(message: str | bytes) -> ServerFrame:
     payload = codec.loads(message)
     if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
         raise ProtocolError(NOT_AN_OBJECT)
-    return ServerFrame(payload["event"], payload.get("data"), payload.get("id"), payload.get("error"))
+    get = payload.get
+    return ServerFrame(payload["event"], get("data"), get("id"), get("error"), get("stream"), get("seq"))
 
 
 def decode(message: str | bytes) -> Frame:

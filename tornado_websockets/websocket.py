@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Hashable
 from types import SimpleNamespace
@@ -13,6 +14,7 @@ from tornado_websockets.events import EventFunction
 from tornado_websockets.exceptions import EmitHandlerError, NotCallableError, WebSocketEventAlreadyBinded
 from tornado_websockets.limits import Limits
 from tornado_websockets.metrics import PathMetrics
+from tornado_websockets.recovery import BROADCAST_STREAM, ReplayBuffer
 from tornado_websockets.rooms import Rooms
 from tornado_websockets.routes import Route
 from tornado_websockets.tornadowrapper import TornadoWrapper
@@ -50,15 +52,27 @@ class WebSocket:
     :param add_to_handlers: register ``('/ws' + path, WebSocketHandler, {'websocket': self})`` with
         `TornadoWrapper`; pass False to mount `handler_spec` yourself.
     :param limits: this path's `~tornado_websockets.limits.Limits`; by default `TornadoWrapper.limits`.
+    :param recover: keep the frames sent to the path and its rooms for this many seconds (at most
+        ``recover_size`` per room), so that clients coming back after a drop get what they missed
+        (see `tornado_websockets.recovery`).
     """
 
-    def __init__(self, path: str, add_to_handlers: bool = True, *, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        add_to_handlers: bool = True,
+        *,
+        limits: Limits | None = None,
+        recover: float | None = None,
+        recover_size: int = 1000,
+    ) -> None:
         if not isinstance(path, str):
             raise TypeError(f"path should be a str such as '/chat', not {type(path).__qualname__}.")
         path = path.strip()
         self.path = path if path.startswith("/") else "/" + path
         self.route = Route.parse(self.path)
         self.limits = limits
+        self.replay = None if recover is None else ReplayBuffer(recover, recover_size)
         #: Event name -> how to call its function; dispatch never looks anything up by attribute.
         self.events: dict[str, EventFunction] = {}
         #: The live connections of this path, in this process.
@@ -194,6 +208,9 @@ class WebSocket:
 
     def send(self, envelope: Envelope) -> None:
         """Deliver an envelope to this process's clients, then publish it to the others (on the loop)."""
+        if self.replay is not None:
+            stream = BROADCAST_STREAM if envelope.room is None else envelope.room
+            envelope = dataclasses.replace(envelope, frame=self.replay.append(stream, envelope.frame))
         self.deliver(envelope)
         TornadoWrapper.broker.publish(envelope)
 

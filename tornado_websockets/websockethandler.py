@@ -17,7 +17,7 @@ import tornado.ioloop
 import tornado.web
 import tornado.websocket
 
-from tornado_websockets import delivery, protocol
+from tornado_websockets import codec, delivery, protocol
 from tornado_websockets import websocket as websocket_module
 from tornado_websockets.events import RESERVED_EVENTS, EventFunction, is_async_callable
 from tornado_websockets.exceptions import (
@@ -28,14 +28,21 @@ from tornado_websockets.exceptions import (
     ProtocolError,
 )
 from tornado_websockets.limits import BACKLOG_CLOSE_CODE, RATE_CLOSE_CODE, RateLimiter
+from tornado_websockets.recovery import BROADCAST_STREAM, Replay
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
 if TYPE_CHECKING:
     from tornado_websockets.websocket import WebSocket
 
-__all__ = ["CONNECT_HOOK_SETTING", "WebSocketHandler"]
+__all__ = ["CONNECT_HOOK_SETTING", "RESYNC_EVENT", "STREAM_EVENT", "WebSocketHandler"]
 
 logger = logging.getLogger(__name__)
+
+#: Sent with recovery on: where the client stands in a stream, so that it can recover even if
+#: nothing reaches it before it drops.
+STREAM_EVENT = "stream"
+#: Sent with recovery on when the frames a client missed are no longer kept: reload your state.
+RESYNC_EVENT = "resync"
 
 #: Tornado application setting: an async callable run with each connection before its guards (the
 #: Django integration loads ``socket.user`` and ``socket.session`` there).
@@ -65,6 +72,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self.path_params: dict[str, Any] = {}
         self._user_id: Hashable | None = None
         self._opened = False
+        self._recovery: dict[str, int] = {}
+        self._recovery_epoch: str | None = None
         self.limits = websocket.limits or TornadoWrapper.limits
         self._limiter = (
             None if self.limits.max_rate is None else RateLimiter(self.limits.max_rate, self.limits.burst)
@@ -125,12 +134,41 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         return self.websocket.rooms.rooms_of(self)
 
     def join(self, room: str) -> None:
-        """Enter ``room``: emits to the room now reach this connection."""
-        self.websocket.rooms.join(room, self)
+        """Enter ``room``: emits to the room now reach this connection. Safe from any thread.
+
+        With recovery on, a client coming back first gets what it missed in the room.
+        """
+        if not isinstance(room, str) or not room:
+            raise TypeError(f"A room name should be a non-empty str, not {room!r}.")
+        TornadoWrapper.call_in_loop(self._join, room)
 
     def leave(self, room: str) -> None:
-        """Leave ``room``; leaving a room one is not in does nothing."""
-        self.websocket.rooms.leave(room, self)
+        """Leave ``room``; leaving a room one is not in does nothing. Safe from any thread."""
+        TornadoWrapper.call_in_loop(self.websocket.rooms.leave, room, self)
+
+    def _join(self, room: str) -> None:
+        if self.is_closed:
+            return
+        if room not in self.websocket.rooms.rooms_of(self):
+            self._catch_up(room)  # before joining: the missed frames come before any new one
+        self.websocket.rooms.join(room, self)
+
+    def _catch_up(self, stream: str) -> None:
+        """With recovery on: replay what the client missed of ``stream``, then tell its position."""
+        replay = self.websocket.replay
+        if replay is None:
+            return
+        seen = self._recovery.get(stream)
+        if seen is not None:
+            missed = (
+                replay.since(stream, seen) if self._recovery_epoch == replay.epoch else Replay(resync=True)
+            )
+            if missed.resync:
+                self.write_frame(protocol.encode(RESYNC_EVENT, {"stream": stream}))
+            for frame in missed.frames:
+                self.write_frame(frame)
+        position = {"stream": stream, "seq": replay.position(stream), "epoch": replay.epoch}
+        self.write_frame(protocol.encode(STREAM_EVENT, position))
 
     # Tornado callbacks -------------------------------------------------------------------------
 
@@ -153,6 +191,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         if TornadoWrapper.io_loop is None:
             TornadoWrapper.io_loop = tornado.ioloop.IOLoop.current()
         self._opened = True
+        self._read_recovery_request()
+        self._catch_up(BROADCAST_STREAM)
         self.websocket.handlers.append(self)
         self.websocket.metrics.connections_total += 1
         if self._user_id is not None:
@@ -161,6 +201,19 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             module.on_open(self)
         function = self.websocket.events.get("open")
         return None if function is None else self._call(function, {})
+
+    def _read_recovery_request(self) -> None:
+        """The client's last positions, sent as ``?recover={"epoch": ..., "streams": {...}}``."""
+        raw = self.get_query_argument("recover", None)
+        if raw is None or self.websocket.replay is None:
+            return
+        try:
+            request = codec.loads(raw)
+            streams = request["streams"]
+            self._recovery = {str(k): int(v) for k, v in streams.items() if isinstance(v, int)}
+            self._recovery_epoch = str(request["epoch"])
+        except (ValueError, TypeError, KeyError, AttributeError):
+            self.write_frame(protocol.warning_frame("The recover parameter could not be read."))
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         """Decode one frame and dispatch it; a bad frame earns a ``warning`` and nothing else."""
