@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from tornado_websockets import codec
+from tornado_websockets.presence import Member
 
 __all__ = ["Broker", "Envelope", "broker_from_url"]
 
@@ -81,6 +82,14 @@ class Broker:
     async def stop(self) -> None:
         """Stop receiving and release connections."""
         self.deliver = None
+
+    async def presence(self, path: str, room: str | None, local: tuple[Member, ...]) -> tuple[Member, ...]:
+        """The members of ``path`` (or of its ``room``) in every process; here, the local ones."""
+        return local
+
+    def presence_sync(self, path: str, room: str | None) -> tuple[Member, ...]:
+        """`presence` for a process that runs no server (a view, a worker)."""
+        raise NotImplementedError("The in-process broker cannot see other processes.")
 
 
 def broker_from_url(url: str | None) -> Broker:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Hashable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from tornado_websockets import protocol
+from tornado_websockets import presence, protocol
 from tornado_websockets.broker import Envelope
 from tornado_websockets.events import EventFunction
 from tornado_websockets.exceptions import EmitHandlerError, NotCallableError, WebSocketEventAlreadyBinded
 from tornado_websockets.limits import Limits
 from tornado_websockets.metrics import PathMetrics
+from tornado_websockets.presence import Member, Presence
 from tornado_websockets.recovery import BROADCAST_STREAM, ReplayBuffer
 from tornado_websockets.rooms import Rooms
 from tornado_websockets.routes import Route
@@ -55,6 +57,8 @@ class WebSocket:
     :param recover: keep the frames sent to the path and its rooms for this many seconds (at most
         ``recover_size`` per room), so that clients coming back after a drop get what they missed
         (see `tornado_websockets.recovery`).
+    :param presence_events: send ``joined`` and ``left`` to a room's members when a user's first
+        connection joins it and when their last one leaves (see `tornado_websockets.presence`).
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class WebSocket:
         limits: Limits | None = None,
         recover: float | None = None,
         recover_size: int = 1000,
+        presence_events: bool = False,
     ) -> None:
         if not isinstance(path, str):
             raise TypeError(f"path should be a str such as '/chat', not {type(path).__qualname__}.")
@@ -73,6 +78,7 @@ class WebSocket:
         self.route = Route.parse(self.path)
         self.limits = limits
         self.replay = None if recover is None else ReplayBuffer(recover, recover_size)
+        self.presence_events = presence_events
         #: Event name -> how to call its function; dispatch never looks anything up by attribute.
         self.events: dict[str, EventFunction] = {}
         #: The live connections of this path, in this process.
@@ -225,6 +231,37 @@ class WebSocket:
     def broadcast(self, frame: bytes) -> None:
         """Write an encoded frame to every live connection of this process; call on the loop."""
         self.deliver(Envelope(self.path, frame))
+
+    # Presence -----------------------------------------------------------------------------------
+
+    def local_members(self, room: str | None = None) -> tuple[Member, ...]:
+        """The members of the path (or of ``room``) in this process; call on the loop."""
+        sockets = self.handlers if room is None else self.rooms.members(room)
+        return presence.members(tuple(sockets), TornadoWrapper.broker.id)
+
+    async def presence(self, room: str | None = None) -> Presence:
+        """Who is connected to the path (or to ``room``), across every process of the backplane."""
+        local = self.local_members(room)
+        return Presence(await TornadoWrapper.broker.presence(self.path, room, local))
+
+    def presence_sync(self, room: str | None = None, timeout: float = 5.0) -> Presence:
+        """`presence` from a Django view, a worker thread, or a process that runs no server.
+
+        :raise RuntimeError: called on the server loop itself (``await ws.presence()`` there).
+        """
+        io_loop = TornadoWrapper.io_loop
+        if io_loop is not None and io_loop.asyncio_loop.is_running():  # type: ignore[attr-defined]
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                future = asyncio.run_coroutine_threadsafe(self.presence(room), io_loop.asyncio_loop)  # type: ignore[attr-defined]
+                return future.result(timeout)
+            raise RuntimeError("presence_sync() would block the server loop: use await ws.presence() there.")
+        if TornadoWrapper.broker.cross_process:
+            return Presence(TornadoWrapper.broker.presence_sync(self.path, room))
+        raise RuntimeError(
+            f"No server runs in this process and no backplane is set: nobody is on {self.path!r} here."
+        )
 
     # State --------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from tornado_websockets.exceptions import (
     ProtocolError,
 )
 from tornado_websockets.limits import BACKLOG_CLOSE_CODE, RATE_CLOSE_CODE, RateLimiter
+from tornado_websockets.presence import JOINED_EVENT, LEFT_EVENT, display_name, identity
 from tornado_websockets.recovery import BROADCAST_STREAM, Replay
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
@@ -144,14 +145,32 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
 
     def leave(self, room: str) -> None:
         """Leave ``room``; leaving a room one is not in does nothing. Safe from any thread."""
-        TornadoWrapper.call_in_loop(self.websocket.rooms.leave, room, self)
+        TornadoWrapper.call_in_loop(self._leave, room)
 
     def _join(self, room: str) -> None:
-        if self.is_closed:
+        if self.is_closed or room in self.websocket.rooms.rooms_of(self):
             return
-        if room not in self.websocket.rooms.rooms_of(self):
-            self._catch_up(room)  # before joining: the missed frames come before any new one
+        self._catch_up(room)  # before joining: the missed frames come before any new one
+        first = self.websocket.presence_events and not self._identity_in(room)
         self.websocket.rooms.join(room, self)
+        if first:
+            self._announce(JOINED_EVENT, room)
+
+    def _leave(self, room: str) -> None:
+        if room not in self.websocket.rooms.rooms_of(self):
+            return
+        self.websocket.rooms.leave(room, self)
+        if self.websocket.presence_events and not self._identity_in(room):
+            self._announce(LEFT_EVENT, room)
+
+    def _identity_in(self, room: str) -> bool:
+        """Whether this connection's user already has a connection in ``room`` (this one excepted)."""
+        me = identity(self)
+        return any(identity(other) == me for other in self.websocket.rooms.members(room) if other is not self)
+
+    def _announce(self, event: str, room: str) -> None:
+        data = {"room": room, "user": self.user_id, "name": display_name(self)}
+        self.websocket.emit(event, data, room=room, skip=self)
 
     def _catch_up(self, stream: str) -> None:
         """With recovery on: replay what the client missed of ``stream``, then tell its position."""
@@ -265,7 +284,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
     def _unlink(self) -> None:
         with contextlib.suppress(ValueError):  # already unlinked by close()
             self.websocket.handlers.remove(self)
-            self.websocket.rooms.leave_all(self)
+            for room in self.websocket.rooms.rooms_of(self):
+                self._leave(room)
             if self._user_id is not None:
                 self.websocket.detach_user(self._user_id)
 
