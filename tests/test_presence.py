@@ -1,4 +1,4 @@
-"""Presence over real sockets: who is here, from the loop and from other threads; joined/left once per user."""
+"""Presence over real sockets: who is here, from the loop and other threads; joined/left once per user."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ async def test_presence_of_a_room_and_of_the_path() -> None:
         assert set(everyone.users) == {"ann", "bob"}
         from_thread = await asyncio.to_thread(ws.presence_sync, "b")
         assert from_thread.users == {"bob": [ws.rooms.members("b")[0].id]}
-        with pytest.raises(RuntimeError, match="await ws.presence"):
+        with pytest.raises(RuntimeError, match=r"await ws\.presence"):
             ws.presence_sync()
         for client in (ann1, ann2, anonymous, bob):
             client.close()
