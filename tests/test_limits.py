@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.polling import wait_until
 from tests.rawclient import RawClient
 from tornado_websockets import delivery
 from tornado_websockets.limits import BACKLOG_CLOSE_CODE, RATE_CLOSE_CODE, Limits, RateLimiter
@@ -16,14 +17,6 @@ from tornado_websockets.testing import serve
 from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
-
-
-async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def echo_app(path: str = "/limited", limits: Limits | None = None) -> WebSocket:

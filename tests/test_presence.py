@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
 
+from tests.polling import wait_until
 from tornado_websockets.presence import Member, Presence
 from tornado_websockets.testing import serve
 from tornado_websockets.websocket import WebSocket
@@ -47,13 +47,6 @@ def room_app(**kwargs: Any) -> WebSocket:
         return (await ws.presence(socket.path_params["name"])).as_dict()
 
     return ws
-
-
-async def wait_until(predicate: Any) -> None:
-    deadline = time.monotonic() + 5
-    while not predicate():
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
 
 
 async def test_presence_of_a_room_and_of_the_path() -> None:

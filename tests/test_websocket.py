@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.polling import wait_until
 from tornado_websockets import codec, delivery, protocol
 from tornado_websockets.exceptions import EmitHandlerError, NotCallableError, WebSocketEventAlreadyBinded
 from tornado_websockets.testing import serve
@@ -107,7 +108,7 @@ async def test_emit_with_a_loop_and_no_client_is_a_no_op() -> None:
 async def test_emit_reaches_every_client_with_normalized_data() -> None:
     ws = WebSocket("/feed")
     async with serve() as server, server.connect("/feed") as first, server.connect("/feed") as second:
-        await _wait_for_connections(ws, 2)
+        await wait_until(lambda: len(ws.handlers) == 2)
         ws.emit("news", "hello")
         ws.emit("nothing")
         ws.emit("dict", {"a": [1]})
@@ -128,7 +129,7 @@ async def test_emit_encodes_once_whatever_the_number_of_clients(monkeypatch: pyt
 
     async with serve() as server:
         clients = [await server.connect("/feed") for _ in range(5)]
-        await _wait_for_connections(ws, 5)
+        await wait_until(lambda: len(ws.handlers) == 5)
         monkeypatch.setattr(codec, "dumps", counting_dumps)
         ws.emit("news", {"n": 1})
         monkeypatch.setattr(codec, "dumps", real_dumps)
@@ -141,7 +142,7 @@ async def test_emit_encodes_once_whatever_the_number_of_clients(monkeypatch: pyt
 async def test_emit_from_another_thread_is_delivered() -> None:
     ws = WebSocket("/feed")
     async with serve() as server, server.connect("/feed") as client:
-        await _wait_for_connections(ws, 1)
+        await wait_until(lambda: len(ws.handlers) == 1)
         errors: list[BaseException] = []
 
         def from_thread() -> None:
@@ -161,7 +162,7 @@ async def test_emit_from_another_thread_is_delivered() -> None:
 async def test_emit_skips_closed_connections_and_counts_them() -> None:
     ws = WebSocket("/feed")
     async with serve() as server, server.connect("/feed") as client:
-        await _wait_for_connections(ws, 1)
+        await wait_until(lambda: len(ws.handlers) == 1)
         handler = ws.handlers[0]
         handler.close(1000)
         handler.write_frame(protocol.encode("late", {}))
@@ -170,11 +171,3 @@ async def test_emit_skips_closed_connections_and_counts_them() -> None:
         assert delivery.dropped() == {(delivery.CONNECTION_CLOSED, "/feed"): 1}
         assert await client.wait_closed() == 1000
         assert ws.handlers == []
-
-
-async def _wait_for_connections(ws: WebSocket, count: int) -> None:
-    for _ in range(500):
-        if len(ws.handlers) == count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{ws!r} never reached {count} connections")

@@ -14,18 +14,11 @@ import tornado.httpclient
 import tornado.websocket
 import websockets
 
+from tests.polling import wait_until
 from tornado_websockets.exceptions import ConnectionDenied, EventError, InvalidInstanceError
 from tornado_websockets.testing import serve
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import CONNECT_HOOK_SETTING, WebSocketHandler
-
-
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 async def test_sync_and_async_functions_receive_socket_and_data() -> None:
