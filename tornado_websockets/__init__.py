@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tornado_websockets.exceptions import (
     EmitHandlerError,
     InvalidInstanceError,
@@ -19,6 +21,14 @@ from tornado_websockets.websockethandler import WebSocketHandler
 
 __version__ = "1.0.0.dev0"
 
+
+def django_app() -> tuple[str, Any, dict[str, Any]]:
+    """The catch-all Tornado handler spec serving Django; needs Django set up (imported lazily)."""
+    from tornado_websockets.djangoapp import django_app as build
+
+    return build()
+
+
 __all__ = [
     "EmitHandlerError",
     "InvalidInstanceError",
@@ -30,4 +40,5 @@ __all__ = [
     "WebSocketEventAlreadyBinded",
     "WebSocketHandler",
     "__version__",
+    "django_app",
 ]

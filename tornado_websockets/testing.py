@@ -199,9 +199,21 @@ async def serve(
     tornado_settings: dict[str, Any] | None = None,
     address: str = "127.0.0.1",
     port: int = 0,
+    django: bool = False,
 ) -> AsyncIterator[TestServer]:
-    """Start the registered WebSockets (plus ``tornado_handlers``) on a loopback port, then stop them."""
-    TornadoWrapper.start_app(tornado_handlers, tornado_settings)
+    """Start the registered WebSockets (plus ``tornado_handlers``) on a loopback port, then stop them.
+
+    With ``django=True`` the server is what ``runtornado`` serves: Django's views as well, the
+    origin policy, and ``socket.user`` / ``socket.session`` from the session cookie.
+    """
+    handlers = list(tornado_handlers or [])
+    settings = dict(tornado_settings or {})
+    if django:
+        from tornado_websockets import djangoapp
+
+        handlers.extend(djangoapp.handlers())
+        settings = {**djangoapp.application_settings(), **settings}
+    TornadoWrapper.start_app(handlers, settings)
     TornadoWrapper.listen(port, address)
     assert TornadoWrapper.tornado_port is not None
     try:

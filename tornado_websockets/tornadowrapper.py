@@ -164,6 +164,34 @@ class TornadoWrapper:
         return server
 
     @classmethod
+    def fork(cls, tornado_port: int, address: str = "", processes: int = 2, **server_options: Any) -> int:
+        """Bind the port, then fork ``processes`` processes that all serve it; returns this one's index.
+
+        Call after `start_app` and before the loop exists. Needs a cross-process broker, or an
+        emit would reach only the clients of the process that made it.
+        """
+        if not cls.broker.cross_process:
+            raise ValueError(
+                "Several processes need a cross-process backplane: TornadoWrapper.use_broker('redis://...')."
+            )
+        if cls.tornado_app is None:
+            raise TypeError("No Tornado application yet: call TornadoWrapper.start_app() before fork().")
+        import tornado.process
+
+        sockets = tornado.netutil.bind_sockets(tornado_port, address)
+        index = tornado.process.fork_processes(processes)
+        server = tornado.httpserver.HTTPServer(cls.tornado_app, **server_options)
+        server.add_sockets(sockets)
+        cls.tornado_server = server
+        cls.tornado_port = sockets[0].getsockname()[1]
+        cls.io_loop = tornado.ioloop.IOLoop.current()
+        cls.io_loop.add_callback(cls.broker.start, cls.deliver_envelope)
+        logger.info(
+            "Process %d of %d listening on %s:%d", index + 1, processes, address or "*", cls.tornado_port
+        )
+        return index
+
+    @classmethod
     def loop(cls) -> None:
         """Run the IOLoop until `stop` is called."""
         cls.io_loop = tornado.ioloop.IOLoop.current()

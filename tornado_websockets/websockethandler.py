@@ -35,7 +35,7 @@ from tornado_websockets.tornadowrapper import TornadoWrapper
 if TYPE_CHECKING:
     from tornado_websockets.websocket import WebSocket
 
-__all__ = ["CONNECT_HOOK_SETTING", "RESYNC_EVENT", "STREAM_EVENT", "WebSocketHandler"]
+__all__ = ["CONNECT_HOOK_SETTING", "ORIGIN_CHECK_SETTING", "RESYNC_EVENT", "STREAM_EVENT", "WebSocketHandler"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ RESYNC_EVENT = "resync"
 #: Tornado application setting: an async callable run with each connection before its guards (the
 #: Django integration loads ``socket.user`` and ``socket.session`` there).
 CONNECT_HOOK_SETTING = "tornado_websockets_connect_hook"
+#: Tornado application setting: ``check(origin, request_host) -> bool`` replacing Tornado's
+#: same-origin check (the Django integration sets its origin policy there).
+ORIGIN_CHECK_SETTING = "tornado_websockets_origin_check"
 
 
 class WebSocketHandler(tornado.websocket.WebSocketHandler):
@@ -62,6 +65,10 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
     """
 
     websocket: WebSocket
+    #: With Django: the user of the upgrade request's session (``AnonymousUser`` without one).
+    user: Any = None
+    #: With Django: the session of the upgrade request.
+    session: Any = None
 
     def initialize(self, websocket: WebSocket) -> None:
         """Link this connection to its `~tornado_websockets.websocket.WebSocket`."""
@@ -190,6 +197,13 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self.write_frame(protocol.encode(STREAM_EVENT, position))
 
     # Tornado callbacks -------------------------------------------------------------------------
+
+    def check_origin(self, origin: str) -> bool:
+        """Tornado's same-origin check, or the policy set in the application settings."""
+        policy = self.settings.get(ORIGIN_CHECK_SETTING)
+        if policy is None:
+            return super().check_origin(origin)
+        return bool(policy(origin, self.request.host))
 
     async def prepare(self) -> None:
         """Before the upgrade: read route variables, run the connect hook, then every guard."""

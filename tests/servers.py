@@ -1,0 +1,81 @@
+"""Start real server processes for tests: wait for the port, read the output, stop them cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import tornado.httpclient
+
+from tornado_websockets.testing import WebSocketTestClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_for_http(url: str, timeout: float = 20.0) -> None:
+    """Retry until ``url`` answers (any status)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await tornado.httpclient.AsyncHTTPClient().fetch(url, raise_error=False, request_timeout=2)
+            return
+        except (OSError, tornado.httpclient.HTTPClientError):
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def connect_when_up(url: str, timeout: float = 20.0) -> WebSocketTestClient:
+    """Retry a WebSocket connection until the server accepts it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await WebSocketTestClient.connect(url, timeout=2)
+        except (OSError, tornado.httpclient.HTTPClientError, TimeoutError):
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    args: Sequence[str], env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> AsyncIterator[subprocess.Popen[str]]:
+    """Run ``python args...`` with the repository importable; SIGTERM and reap it afterwards."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
+    process = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # the autoreloader's child goes with its parent
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                await asyncio.to_thread(process.wait, 10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

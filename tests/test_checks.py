@@ -1,0 +1,55 @@
+"""System checks of settings.TORNADO, called directly under override_settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from tornado_websockets.checks import check_tornado_setting
+
+
+def ids(value: Any) -> list[str]:
+    with override_settings(TORNADO=value):
+        return [message.id for message in check_tornado_setting()]
+
+
+def test_a_missing_setting_is_fine() -> None:
+    with override_settings():
+        from django.conf import settings
+
+        del settings.TORNADO
+        assert check_tornado_setting() == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({}, []),
+        ({"port": 8000, "handlers": [("/x", object)], "settings": {"debug": True}}, []),
+        ({"backplane": "redis://127.0.0.1:6379/0", "allowed_origins": ["https://app.test"]}, []),
+        ([("port", 1)], ["tornado_websockets.E001"]),
+        ({"port": "8000"}, ["tornado_websockets.E002"]),
+        ({"port": 70000}, ["tornado_websockets.E002"]),
+        ({"port": True}, ["tornado_websockets.E002"]),
+        ({"handlers": "x"}, ["tornado_websockets.E003"]),
+        ({"handlers": [("/x",)]}, ["tornado_websockets.E003"]),
+        ({"settings": []}, ["tornado_websockets.E004"]),
+        ({"backplane": "amqp://x"}, ["tornado_websockets.E005"]),
+        ({"threads": 0}, ["tornado_websockets.E006"]),
+        ({"view_threads": "many"}, ["tornado_websockets.E006"]),
+        ({"allowed_origins": ["*"]}, ["tornado_websockets.E007"]),
+        ({"allowed_origins": "https://a.test"}, ["tornado_websockets.E007"]),
+        ({"prot": 8000}, ["tornado_websockets.W001"]),
+        ({"port": "x", "settings": 1}, ["tornado_websockets.E002", "tornado_websockets.E004"]),
+    ],
+)
+def test_check_ids(value: Any, expected: list[str]) -> None:
+    assert ids(value) == expected
+
+
+def test_messages_say_what_to_write() -> None:
+    with override_settings(TORNADO={"backplane": "amqp://x"}):
+        (error,) = check_tornado_setting()
+    assert "redis://" in error.msg + (error.hint or "")

@@ -1,0 +1,23 @@
+"""Reading settings.TORNADO with its defaults."""
+
+from __future__ import annotations
+
+from django.test import override_settings
+
+from tornado_websockets.conf import DEFAULTS, tornado_settings
+
+
+def test_defaults_apply_when_the_setting_is_missing() -> None:
+    with override_settings():
+        from django.conf import settings
+
+        del settings.TORNADO
+        conf = tornado_settings()
+    assert (conf.port, conf.handlers, conf.settings, conf.backplane) == (8000, [], {}, None)
+    assert conf.threads == DEFAULTS["threads"]
+
+
+def test_given_keys_override_the_defaults() -> None:
+    with override_settings(TORNADO={"port": 9001, "settings": {"debug": True}, "unknown": 1}):
+        conf = tornado_settings()
+    assert (conf.port, conf.settings, conf.view_threads) == (9001, {"debug": True}, 16)

@@ -1,0 +1,116 @@
+"""runtornado: arguments, refusals, and a real server process serving Django and WebSockets on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tornado.httpclient
+from django.core.management import CommandError, call_command
+
+from tests.servers import ROOT, connect_when_up, free_port, running, wait_for_http
+from tornado_websockets.management.commands.runtornado import Command
+
+DJANGO_ENV = {"DJANGO_SETTINGS_MODULE": "tests.django_settings"}
+
+
+@pytest.fixture
+def ran(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Replace run so that no port is bound: what it would have run with is recorded."""
+    calls: list[dict[str, Any]] = []
+
+    def run(self: Command, **options: Any) -> None:
+        calls.append({"addr": self.addr, "port": self.port, **options})
+
+    monkeypatch.setattr(Command, "run", run)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("argv", "addr", "port"),
+    [
+        ([], "127.0.0.1", 8765),  # TORNADO['port'] of the test settings
+        (["9001"], "127.0.0.1", 9001),
+        (["0.0.0.0:9002"], "0.0.0.0", 9002),
+        (["[::1]:9003"], "::1", 9003),
+        (["localhost:9004"], "localhost", 9004),
+    ],
+)
+def test_addrport(ran: list[dict[str, Any]], argv: list[str], addr: str, port: int) -> None:
+    call_command("runtornado", *argv, "--noreload")
+    assert (ran[0]["addr"], ran[0]["port"], ran[0]["use_reloader"]) == (addr, port, False)
+
+
+@pytest.mark.parametrize("argv", [["abc"], ["70000"], ["1.2.3.4:"], ["0"]])
+def test_bad_ports_are_command_errors(ran: list[dict[str, Any]], argv: list[str]) -> None:
+    with pytest.raises(CommandError, match="not a valid port"):
+        call_command("runtornado", *argv)
+    assert ran == []
+
+
+def test_several_processes_need_a_cross_process_backplane(ran: list[dict[str, Any]]) -> None:
+    with pytest.raises(CommandError, match="TORNADO\\['backplane'\\]"):
+        call_command("runtornado", "--processes", "2")
+
+
+async def test_bad_port_exits_with_code_1() -> None:
+    async with running(["-m", "django", "runtornado", "nonsense"], env=DJANGO_ENV) as process:
+        output, _ = await asyncio.to_thread(process.communicate, timeout=30)
+    assert process.returncode == 1
+    assert "not a valid port" in output
+
+
+async def test_serves_django_static_files_and_websockets_on_one_port_then_stops_on_sigterm() -> None:
+    port = free_port()
+    async with running(
+        ["-m", "django", "runtornado", f"127.0.0.1:{port}", "--noreload"], env=DJANGO_ENV
+    ) as server:
+        await wait_for_http(f"http://127.0.0.1:{port}/hello/")
+        http = tornado.httpclient.AsyncHTTPClient()
+        assert (await http.fetch(f"http://127.0.0.1:{port}/hello/")).body == b"hello from django"
+        static = await http.fetch(f"http://127.0.0.1:{port}/static/djangotestapp/hello.txt")
+        assert static.body == b"static hello\n"
+        client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/discovered")
+        await client.emit("echo", {"over": "runtornado"})
+        assert await client.wait_for("echo") == {"over": "runtornado"}
+        server.send_signal(signal.SIGTERM)
+        assert await client.wait_closed() == 1001
+        output, _ = await asyncio.to_thread(server.communicate, timeout=15)
+    assert server.returncode == 0, output
+    assert f"Serving Django and WebSockets at http://127.0.0.1:{port}/" in output
+    assert f"WebSocket ws://127.0.0.1:{port}/ws/discovered" in output
+
+
+APP_V1 = """
+from tornado_websockets.websocket import WebSocket
+ws = WebSocket("/reloading")
+
+@ws.on
+async def version(socket):
+    return {version}
+"""
+
+
+async def test_autoreload_picks_up_a_changed_websockets_module(tmp_path: Path) -> None:
+    app = tmp_path / "reloadapp"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "websockets.py").write_text(textwrap.dedent(APP_V1.format(version=1)))
+    (tmp_path / "reload_settings.py").write_text(
+        "from tests.django_settings import *\nINSTALLED_APPS = [*INSTALLED_APPS, 'reloadapp']\n"
+    )
+    port = free_port()
+    env = {"DJANGO_SETTINGS_MODULE": "reload_settings", "PYTHONPATH": f"{tmp_path}:{ROOT}"}
+    async with running(["-m", "django", "runtornado", str(port)], env=env, cwd=tmp_path):
+        client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/reloading")
+        assert await client.request("version") == 1
+        await asyncio.sleep(1.2)  # a later modification time than the first import
+        (app / "websockets.py").write_text(textwrap.dedent(APP_V1.format(version=2)))
+        await client.wait_closed(timeout=20)  # the reloader restarts the server
+        client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/reloading")
+        assert await client.request("version") == 2
+        client.close()

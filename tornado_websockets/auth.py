@@ -1,0 +1,47 @@
+"""The Django user and session of a connection, read from the upgrade request's session cookie.
+
+Run as the connect hook (before guards) and off the event loop, since sessions and users come
+from the database: ``socket.session``, ``socket.user`` (``AnonymousUser`` without a session) and
+``socket.user_id`` (the user's pk, for per-user state and presence).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import import_module
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.contrib.auth import get_user
+from django.db import close_old_connections
+
+from tornado_websockets.tornadowrapper import TornadoWrapper
+
+if TYPE_CHECKING:
+    from tornado_websockets.websockethandler import WebSocketHandler
+
+__all__ = ["load_user", "load_user_sync"]
+
+
+def load_user_sync(session_key: str | None) -> tuple[Any, Any]:
+    """The session and the user for a session key (in a worker thread)."""
+    close_old_connections()
+    try:
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+        session = store(session_key)
+        user = get_user(SimpleNamespace(session=session))  # type: ignore[arg-type]
+        return session, user
+    finally:
+        close_old_connections()
+
+
+async def load_user(socket: WebSocketHandler) -> None:
+    """Connect hook: set ``socket.session``, ``socket.user`` and ``socket.user_id``."""
+    key = socket.get_cookie(settings.SESSION_COOKIE_NAME)
+    loop = asyncio.get_running_loop()
+    session, user = await loop.run_in_executor(TornadoWrapper.get_executor(), load_user_sync, key)
+    socket.session = session
+    socket.user = user
+    if user.is_authenticated:
+        socket.user_id = user.pk

@@ -1,0 +1,86 @@
+"""Django system checks of the ``TORNADO`` setting, run by ``manage.py check`` and at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+from django.core.checks import CheckMessage, Error, Tags, register
+
+from tornado_websockets.conf import DEFAULTS
+
+__all__ = ["check_tornado_setting"]
+
+E001 = "tornado_websockets.E001"  # TORNADO is not a dict
+E002 = "tornado_websockets.E002"  # bad port
+E003 = "tornado_websockets.E003"  # handlers not a list of specs
+E004 = "tornado_websockets.E004"  # settings not a dict
+E005 = "tornado_websockets.E005"  # bad backplane URL
+E006 = "tornado_websockets.E006"  # bad thread count
+E007 = "tornado_websockets.E007"  # bad allowed_origins
+W001 = "tornado_websockets.W001"  # unknown key
+
+
+@register(Tags.compatibility)
+def check_tornado_setting(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report every malformed part of ``settings.TORNADO``; a missing setting is fine."""
+    value = getattr(settings, "TORNADO", None)
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        return [Error("TORNADO should be a dict.", hint="TORNADO = {'port': 8000}", id=E001)]
+    errors: list[CheckMessage] = []
+    port = value.get("port", DEFAULTS["port"])
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        errors.append(Error(f"TORNADO['port'] should be an int from 0 to 65535, not {port!r}.", id=E002))
+    handlers = value.get("handlers", [])
+    if not isinstance(handlers, (list, tuple)) or not all(
+        isinstance(spec, (list, tuple)) and 2 <= len(spec) <= 4 and isinstance(spec[0], str)
+        for spec in handlers
+    ):
+        errors.append(
+            Error(
+                "TORNADO['handlers'] should be a list of Tornado handler specs.",
+                hint="[(r'/hello', HelloHandler), (r'/page', PageHandler, {'option': 1})]",
+                id=E003,
+            )
+        )
+    if not isinstance(value.get("settings", {}), dict):
+        errors.append(Error("TORNADO['settings'] should be a dict of Tornado application settings.", id=E004))
+    backplane = value.get("backplane")
+    if backplane is not None and (
+        not isinstance(backplane, str)
+        or not backplane.startswith(("memory://", "redis://", "rediss://", "unix://"))
+    ):
+        errors.append(
+            Error(
+                f"TORNADO['backplane'] should be None, 'memory://' or a Redis URL, not {backplane!r}.",
+                hint="'redis://127.0.0.1:6379/0'",
+                id=E005,
+            )
+        )
+    for key in ("threads", "view_threads"):
+        threads = value.get(key, DEFAULTS[key])
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            errors.append(Error(f"TORNADO[{key!r}] should be a positive int, not {threads!r}.", id=E006))
+    origins = value.get("allowed_origins", [])
+    if not isinstance(origins, (list, tuple)) or not all(
+        isinstance(o, str) and "://" in o and o != "*" for o in origins
+    ):
+        errors.append(
+            Error(
+                "TORNADO['allowed_origins'] should be a list of origins such as 'https://app.example.com'.",
+                hint="Allowing every origin is not offered: list the ones you trust.",
+                id=E007,
+            )
+        )
+    errors.extend(
+        checks.Warning(
+            f"TORNADO has an unknown key {key!r}; it is ignored.", hint=f"Known: {sorted(DEFAULTS)}", id=W001
+        )
+        for key in value
+        if key not in DEFAULTS
+    )
+    return errors

@@ -1,0 +1,65 @@
+"""The ``TORNADO`` Django setting, read with its defaults. Every key is optional.
+
+::
+
+    TORNADO = {
+        "port": 8000,                  # runtornado's default port
+        "handlers": [],                # extra Tornado handler specs, served before Django
+        "settings": {},                # Tornado application settings
+        "backplane": None,             # "redis://127.0.0.1:6379/0" for several processes
+        "threads": 16,                 # worker threads for plain def event functions
+        "view_threads": 16,            # worker threads for Django views
+        "allowed_origins": [],         # extra origins allowed to connect, e.g. "https://app.example.com"
+    }
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["DEFAULTS", "TornadoSettings", "tornado_settings"]
+
+DEFAULTS: dict[str, Any] = {
+    "port": 8000,
+    "handlers": [],
+    "settings": {},
+    "backplane": None,
+    "threads": 16,
+    "view_threads": 16,
+    "allowed_origins": [],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TornadoSettings:
+    """``settings.TORNADO`` merged over `DEFAULTS`."""
+
+    port: int = 8000
+    handlers: list[Any] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    backplane: str | None = None
+    threads: int = 16
+    view_threads: int = 16
+    allowed_origins: list[str] = field(default_factory=list)
+
+
+def tornado_settings() -> TornadoSettings:
+    """Read ``settings.TORNADO`` (missing is fine: the defaults apply). Call after Django is set up.
+
+    A malformed value is reported by ``manage.py check`` (see `tornado_websockets.checks`); here
+    the known keys are taken as they are.
+    """
+    from django.conf import settings
+
+    configured = getattr(settings, "TORNADO", None) or {}
+    merged = {**DEFAULTS, **{key: value for key, value in configured.items() if key in DEFAULTS}}
+    return TornadoSettings(
+        port=merged["port"],
+        handlers=list(merged["handlers"]),
+        settings=dict(merged["settings"]),
+        backplane=merged["backplane"],
+        threads=merged["threads"],
+        view_threads=merged["view_threads"],
+        allowed_origins=list(merged["allowed_origins"]),
+    )

@@ -1,0 +1,98 @@
+"""Django served by Tornado: the WSGI fallback, static files in DEBUG, and the application settings.
+
+Views run in a thread pool (Tornado's `WSGIContainer` takes an executor), so a slow view never
+delays WebSocket traffic; plain ``def`` event functions run in another pool whose threads close
+stale database connections around each call, as Django does around requests.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import tornado.web
+import tornado.wsgi
+from django.conf import settings
+from django.db import close_old_connections
+
+from tornado_websockets import auth, origin
+from tornado_websockets.conf import TornadoSettings, tornado_settings
+from tornado_websockets.websockethandler import CONNECT_HOOK_SETTING, ORIGIN_CHECK_SETTING
+
+__all__ = ["DjangoExecutor", "application_settings", "django_app", "handlers"]
+
+
+class DjangoExecutor(ThreadPoolExecutor):
+    """A thread pool whose tasks close stale database connections before and after they run."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Schedule ``fn(*args, **kwargs)`` wrapped in ``close_old_connections``."""
+        return super().submit(functools.partial(_with_fresh_connections, fn, *args, **kwargs))
+
+
+def _with_fresh_connections(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    close_old_connections()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        close_old_connections()
+
+
+@functools.cache
+def _view_executor(threads: int) -> ThreadPoolExecutor:
+    return DjangoExecutor(threads, thread_name_prefix="django-views")
+
+
+def django_app(threads: int | None = None) -> tuple[str, type[tornado.web.FallbackHandler], dict[str, Any]]:
+    """The catch-all handler spec serving Django (and, in ``DEBUG``, the static files).
+
+    It is a catch-all: `TornadoWrapper.start_app` keeps it after every other handler.
+    """
+    from django.core.wsgi import get_wsgi_application
+
+    application: Any = get_wsgi_application()
+    if settings.DEBUG and "django.contrib.staticfiles" in settings.INSTALLED_APPS:
+        from django.contrib.staticfiles.handlers import StaticFilesHandler
+
+        application = StaticFilesHandler(application)
+    if threads is None:
+        threads = tornado_settings().view_threads
+    container = tornado.wsgi.WSGIContainer(_trimmed_headers(application), executor=_view_executor(threads))
+    return (r".*", tornado.web.FallbackHandler, {"fallback": container})
+
+
+def _trimmed_headers(application: Any) -> Callable[..., Any]:
+    """Strip the space Django puts before each ``Set-Cookie`` value.
+
+    Django's WSGI handler emits ``cookie.output(header="")``, which starts with a space; Tornado
+    (6.5 and later) refuses such a header value, so without this no login would work.
+    """
+
+    def trimmed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            return start_response(status, [(name, value.strip()) for name, value in headers], exc_info)
+
+        return application(environ, start)
+
+    return trimmed
+
+
+def handlers(conf: TornadoSettings | None = None) -> list[Any]:
+    """``TORNADO['handlers']`` followed by `django_app`."""
+    conf = conf or tornado_settings()
+    return [*conf.handlers, django_app(conf.view_threads)]
+
+
+def application_settings(conf: TornadoSettings | None = None) -> dict[str, Any]:
+    """``TORNADO['settings']`` plus the Django connect hook (user, session) and origin policy."""
+    conf = conf or tornado_settings()
+    trusted = list(getattr(settings, "CSRF_TRUSTED_ORIGINS", []))
+
+    def check(origin_header: str, request_host: str) -> bool:
+        return origin.origin_allowed(
+            origin_header, request_host, settings.ALLOWED_HOSTS, trusted, conf.allowed_origins
+        )
+
+    return {**conf.settings, CONNECT_HOOK_SETTING: auth.load_user, ORIGIN_CHECK_SETTING: check}

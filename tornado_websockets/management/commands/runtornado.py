@@ -1,0 +1,115 @@
+"""``manage.py runtornado [addrport]``: Django, static files (in DEBUG) and every WebSocket on one port."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import autoreload
+
+from tornado_websockets.conf import tornado_settings
+from tornado_websockets.tornadowrapper import TornadoWrapper
+
+logger = logging.getLogger("tornado_websockets.runtornado")
+
+ADDRPORT = re.compile(r"^(?:(?P<addr>\[[0-9a-fA-F:]+\]|[0-9.]+|[a-zA-Z0-9.-]+):)?(?P<port>[^:]+)$")
+
+
+class Command(BaseCommand):
+    """Serve the project with Tornado, as ``runserver`` does with Django's development server."""
+
+    help = (
+        "Serve Django, its static files in DEBUG and every registered WebSocket on one port with "
+        "Tornado. Views run in a thread pool, so a slow view never delays WebSocket traffic. With "
+        "--processes N, several processes share the port; that needs a cross-process backplane "
+        "(TORNADO['backplane'] = 'redis://...'): with the in-process one emits stay inside one "
+        "process, so N > 1 is refused."
+    )
+    requires_system_checks: list[str] = []  # checked in inner_run, after the reloader forks
+    default_addr = "127.0.0.1"
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        """The port (or ``addr:port``) and the options."""
+        parser.add_argument("addrport", nargs="?", help="Port, or addr:port, to listen on.")
+        parser.add_argument("--noreload", action="store_false", dest="use_reloader", help="No autoreload.")
+        parser.add_argument("--threads", type=int, help="Worker threads for Django views (default 16).")
+        parser.add_argument(
+            "--processes", type=int, default=1, help="Processes sharing the port (default 1)."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        """Check the arguments, then run (under the autoreloader in DEBUG)."""
+        if not settings.DEBUG and not settings.ALLOWED_HOSTS:
+            raise CommandError("You must set settings.ALLOWED_HOSTS if DEBUG is False.")
+        self.addr, self.port = self.parse_addrport(options["addrport"])
+        if options["threads"] is not None and options["threads"] < 1:
+            raise CommandError("--threads should be at least 1.")
+        if options["processes"] < 1:
+            raise CommandError("--processes should be at least 1.")
+        if options["processes"] > 1 and not TornadoWrapper.broker.cross_process:
+            raise CommandError(
+                "--processes > 1 needs a cross-process backplane: with the in-process one, an emit "
+                "reaches only the clients of the process that made it. Set "
+                "TORNADO['backplane'] = 'redis://127.0.0.1:6379/0' (pip install "
+                "'django-tornado-websockets[redis]')."
+            )
+        self.run(**options)
+
+    def parse_addrport(self, addrport: str | None) -> tuple[str, int]:
+        """``"8000"``, ``"0.0.0.0:8000"`` or ``"[::1]:8000"``; a bad one is a `CommandError` (exit 1)."""
+        if not addrport:
+            return self.default_addr, tornado_settings().port
+        match = ADDRPORT.match(addrport)
+        if match is None or not match["port"].isdigit() or not 0 < int(match["port"]) < 65536:
+            raise CommandError(f'"{addrport}" is not a valid port number or address:port pair.')
+        addr = (match["addr"] or self.default_addr).strip("[]")
+        return addr, int(match["port"])
+
+    def run(self, **options: Any) -> None:
+        """Run the server, under the autoreloader when asked (as runserver does)."""
+        if options["use_reloader"] and settings.DEBUG:
+            autoreload.run_with_reloader(self.inner_run, **options)
+        else:
+            self.inner_run(None, **options)
+
+    def inner_run(self, *args: Any, **options: Any) -> None:
+        """Check the project, build the application, listen, and loop until a signal."""
+        autoreload.raise_last_exception()
+        self.check(display_num_errors=False)
+        _log_to_console()
+        from tornado_websockets import djangoapp
+
+        conf = tornado_settings()
+        threads = options.get("threads") or conf.view_threads
+        handlers = [*conf.handlers, djangoapp.django_app(threads)]
+        TornadoWrapper.start_app(handlers, djangoapp.application_settings(conf))
+        processes = options.get("processes", 1)
+        if processes > 1:
+            TornadoWrapper.fork(self.port, self.addr, processes)
+        else:
+            TornadoWrapper.listen(self.port, self.addr)
+        self.on_bind()
+        TornadoWrapper.install_signal_handlers()
+        TornadoWrapper.loop()
+
+    def on_bind(self) -> None:
+        """Say where the server listens and which WebSocket paths are live."""
+        host = f"[{self.addr}]" if ":" in self.addr else self.addr
+        logger.info("Serving Django and WebSockets at http://%s:%s/ (Ctrl-C to quit)", host, self.port)
+        for path in sorted(TornadoWrapper.websockets):
+            logger.info("WebSocket ws://%s:%s/ws%s", host, self.port, path)
+
+
+def _log_to_console() -> None:
+    """Show our INFO lines as runserver shows its own, unless logging is configured for them."""
+    package = logging.getLogger("tornado_websockets")
+    if package.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
