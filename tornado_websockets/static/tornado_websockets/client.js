@@ -1,0 +1,642 @@
+// Generated from client.mjs by tools/build_js.py (make js): edit client.mjs, not this file.
+(function (root, factory) {
+  if (typeof define === "function" && define.amd) {
+    define([], factory);
+  } else if (typeof module === "object" && module.exports) {
+    module.exports = factory();
+  } else {
+    root.TornadoWebSocket = factory();
+  }
+})(typeof globalThis !== "undefined" ? globalThis : this, function () {
+  "use strict";
+
+  /**
+   * django-tornado-websockets JavaScript client: client.mjs (ES module) and client.js (classic script).
+   *
+   *   import TornadoWebSocket from "/static/tornado_websockets/client.mjs";
+   *   const ws = new TornadoWebSocket("/echo");            // ws(s)://<page host>:<page port>/ws/echo
+   *   ws.on("echo", (data) => console.log(data.message));
+   *   ws.emit("echo", {message: "hi"});                     // queued until the socket opens
+   *
+   * Frames are JSON text, {"event": "...", "data": {...}}, in both directions. The connection comes back
+   * by itself (exponential backoff with jitter) until close() is called.
+   *
+   * This file is the source: `make js` generates client.js (UMD: global, AMD, CommonJS) from it.
+   */
+
+  /** Events raised by the connection itself rather than by the server. */
+  const RESERVED_EVENTS = Object.freeze(["open", "close", "error", "reconnecting"]);
+
+  /** Milliseconds before the first retry, the ceiling, the growth factor, and the random share. */
+  const DEFAULT_RECONNECT = Object.freeze({initial: 500, max: 30000, factor: 2, jitter: 0.5});
+
+  /** How many frames wait for the socket to open before the oldest is dropped. */
+  const DEFAULT_OUTBOX = 100;
+
+  /** Milliseconds request() waits for the server's reply. */
+  const DEFAULT_REQUEST_TIMEOUT = 10000;
+
+  const OPEN = 1;
+  const CLOSING = 2;
+
+  function pageLocation() {
+    // A page opened from file:// has no host to connect back to.
+    return typeof location !== "undefined" && location.host ? location : null;
+  }
+
+  function checkEvent(event) {
+    if (typeof event !== "string" || event === "") {
+      throw new TypeError(`TornadoWebSocket: an event name should be a non-empty string, not ${String(event)}.`);
+    }
+  }
+
+  function checkCallback(callback) {
+    if (typeof callback !== "function") {
+      throw new TypeError(`TornadoWebSocket: a listener should be a function, not ${typeof callback}.`);
+    }
+  }
+
+  /** The emit rule shared with the server: no data is {}, data that is not an object is {message: data}. */
+  function normalizeData(data) {
+    if (data === undefined || data === null) {
+      return {};
+    }
+    if (typeof data !== "object" || Array.isArray(data)) {
+      return {message: data};
+    }
+    return data;
+  }
+
+  function reconnectOptions(value) {
+    if (value === false) {
+      return null;
+    }
+    if (value === undefined || value === true) {
+      return {...DEFAULT_RECONNECT};
+    }
+    if (typeof value !== "object" || value === null) {
+      throw new TypeError("TornadoWebSocket: reconnect should be false, true or {initial, max, factor, jitter}.");
+    }
+    const options = {...DEFAULT_RECONNECT, ...value};
+    const {initial, max, factor, jitter} = options;
+    if (!(initial >= 0 && max >= initial && factor >= 1 && jitter >= 0 && jitter <= 1)) {
+      throw new RangeError(
+        "TornadoWebSocket: reconnect needs 0 <= initial <= max (milliseconds), factor >= 1 and 0 <= jitter <= 1.",
+      );
+    }
+    return options;
+  }
+
+  function outboxSize(value) {
+    if (value === undefined) {
+      return DEFAULT_OUTBOX;
+    }
+    if (!Number.isInteger(value) || value < 0) {
+      throw new RangeError(`TornadoWebSocket: outbox should be a whole number of frames (0 or more), not ${value}.`);
+    }
+    return value;
+  }
+
+  /** Report a listener's exception as uncaught (window "error" event, console) without stopping the others. */
+  function report(error) {
+    if (typeof globalThis.reportError === "function") {
+      globalThis.reportError(error);
+    } else {
+      console.error(error);
+    }
+  }
+
+  /**
+   * A connection to one WebSocket path of a django-tornado-websockets server.
+   *
+   * Options: host, port and secure (default: the page's own host, port and scheme), auto_connect
+   * (default true), reconnect (false, or {initial, max, factor, jitter} in milliseconds), outbox (how many
+   * emits wait for the socket to open; default 100), WebSocket (a constructor, for runtimes without one).
+   */
+  class TornadoWebSocket {
+    #listeners = new Map();
+    #outbox = [];
+    #requests = new Map();
+    #lastId = 0;
+    #timer = null;
+    #attempts = 0;
+    #stopped = false;
+    #epoch = null;
+    #streams = {};
+
+    constructor(path, options = {}) {
+      if (typeof path !== "string") {
+        throw new TypeError(`TornadoWebSocket: path should be a string such as "/chat", not ${typeof path}.`);
+      }
+      if (options === null || typeof options !== "object") {
+        throw new TypeError("TornadoWebSocket: options should be an object.");
+      }
+      const page = pageLocation();
+      const secure = options.secure ?? (page !== null && page.protocol === "https:");
+      const defaultPort = page === null ? 8000 : page.port || (secure ? 443 : 80);
+      this.options = {
+        host: options.host ?? (page === null ? "localhost" : page.hostname),
+        port: options.port ?? defaultPort,
+        secure: Boolean(secure),
+        auto_connect: options.auto_connect ?? true,
+        reconnect: reconnectOptions(options.reconnect),
+        outbox: outboxSize(options.outbox),
+        WebSocket: options.WebSocket ?? null,
+      };
+      const trimmed = path.trim();
+      /** The path below /ws, with its leading slash. */
+      this.path = trimmed.startsWith("/") ? trimmed : "/" + trimmed;
+      /** The browser's WebSocket of the current connection, or null between connections. */
+      this.websocket = null;
+      if (this.options.auto_connect) {
+        this.connect();
+      }
+    }
+
+    /** The server URL: ws(s)://host:port/ws + path. */
+    build_url() {
+      const scheme = this.options.secure ? "wss" : "ws";
+      let host = String(this.options.host);
+      if (host.includes(":") && !host.startsWith("[")) {
+        host = `[${host}]`; // an IPv6 address
+      }
+      return `${scheme}://${host}:${this.options.port}/ws${this.path}`;
+    }
+
+    get url() {
+      return this.build_url();
+    }
+
+    /** True while the socket is open. */
+    get connected() {
+      return this.websocket !== null && this.websocket.readyState === OPEN;
+    }
+
+    /**
+     * "connecting", "open", "closing", "waiting" (to reconnect) or "closed" (for good, or never opened).
+     */
+    get state() {
+      if (this.websocket !== null) {
+        return ["connecting", "open", "closing", "closing"][this.websocket.readyState];
+      }
+      return this.#timer === null ? "closed" : "waiting";
+    }
+
+    /** How many frames wait in the outbox for the socket to open. */
+    get queued() {
+      return this.#outbox.length;
+    }
+
+    /** Open the connection (again). Does nothing while a connection is opening or open. */
+    connect() {
+      this.#stopped = false;
+      this.#clearTimer();
+      if (this.websocket !== null && this.websocket.readyState < CLOSING) {
+        return this;
+      }
+      const Socket = this.options.WebSocket ?? globalThis.WebSocket;
+      if (typeof Socket !== "function") {
+        throw new ReferenceError("TornadoWebSocket: this runtime has no WebSocket; pass options.WebSocket.");
+      }
+      if (this.websocket !== null) {
+        this.#failSent(); // the closing socket's close event will be ignored: its replies cannot come
+      }
+      const socket = new Socket(this.#connectUrl());
+      this.websocket = socket;
+      // Events of an older socket (closed, then replaced by connect()) are ignored.
+      socket.addEventListener("open", (event) => socket === this.websocket && this.#opened(socket, event));
+      socket.addEventListener("message", (event) => socket === this.websocket && this.#received(event));
+      socket.addEventListener("error", (event) => socket === this.websocket && this.#dispatch("error", event));
+      socket.addEventListener("close", (event) => socket === this.websocket && this.#closed(event));
+      return this;
+    }
+
+    /** Close the connection and stop reconnecting, for good (until connect() is called). */
+    close(code = 1000, reason = undefined) {
+      this.#stopped = true;
+      this.#clearTimer();
+      const socket = this.websocket;
+      if (socket !== null && socket.readyState < CLOSING) {
+        socket.close(code, reason);
+      }
+      return this;
+    }
+
+    /** Call callback(data, frame) for every `event` from the server (or open, close, error, reconnecting). */
+    on(event, callback) {
+      checkEvent(event);
+      checkCallback(callback);
+      this.#listenersOf(event).push({callback, once: false});
+      return this;
+    }
+
+    /** Like on(), for the next `event` only. */
+    once(event, callback) {
+      checkEvent(event);
+      checkCallback(callback);
+      this.#listenersOf(event).push({callback, once: true});
+      return this;
+    }
+
+    /** Remove callback from event; without callback, every listener of event; without both, every listener. */
+    off(event = undefined, callback = undefined) {
+      if (event === undefined) {
+        this.#listeners.clear();
+      } else if (callback === undefined) {
+        this.#listeners.delete(event);
+      } else {
+        const remaining = (this.#listeners.get(event) ?? []).filter((entry) => entry.callback !== callback);
+        this.#listeners.set(event, remaining);
+      }
+      return this;
+    }
+
+    /** Send an event to the server, now if the socket is open, else once it opens (in order). */
+    emit(event, data = undefined) {
+      checkEvent(event);
+      this.#send({event, data: normalizeData(data)}, null);
+      return this;
+    }
+
+    /**
+     * Send an event and resolve with the event function's return value (the server's "ack").
+     * Rejects with the server's message if the function fails, or after options.timeout milliseconds.
+     */
+    request(event, data = undefined, options = {}) {
+      checkEvent(event);
+      const id = ++this.#lastId;
+      const timeout = options.timeout ?? DEFAULT_REQUEST_TIMEOUT;
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.#requests.delete(id);
+          this.#outbox = this.#outbox.filter((entry) => entry.id !== id);
+          reject(new Error(`TornadoWebSocket: no reply to "${event}" within ${timeout} ms.`));
+        }, timeout);
+        this.#requests.set(id, {resolve, reject, timer, sent: false});
+        this.#send({event, data: normalizeData(data), id}, id);
+      });
+    }
+
+    /** Attach a TornadoWebSocket.Module (such as a ProgressBar), which listens to its own namespaced events. */
+    bind(module) {
+      if (module === null || typeof module !== "object" || typeof module.bind_websocket !== "function") {
+        throw new TypeError("TornadoWebSocket: bind() takes a TornadoWebSocket.Module, such as a ProgressBar.");
+      }
+      module.bind_websocket(this);
+      return module;
+    }
+
+    #listenersOf(event) {
+      let entries = this.#listeners.get(event);
+      if (entries === undefined) {
+        entries = [];
+        this.#listeners.set(event, entries);
+      }
+      return entries;
+    }
+
+    #dispatch(event, data, frame = undefined) {
+      const entries = this.#listeners.get(event);
+      if (entries === undefined || entries.length === 0) {
+        if (frame !== undefined && (event === "warning" || event === "error")) {
+          console.warn(`TornadoWebSocket: the server sent "${event}" on ${this.path}:`, data);
+        }
+        return;
+      }
+      for (const entry of [...entries]) {
+        const current = this.#listeners.get(event);
+        if (current === undefined || !current.includes(entry)) {
+          continue; // removed by an earlier listener of this same event
+        }
+        if (entry.once) {
+          current.splice(current.indexOf(entry), 1);
+        }
+        try {
+          entry.callback.call(this, data, frame);
+        } catch (error) {
+          report(error);
+        }
+      }
+    }
+
+    #send(payload, id) {
+      const frame = JSON.stringify(payload);
+      if (this.connected) {
+        this.websocket.send(frame);
+        this.#markSent(id);
+        return;
+      }
+      if (this.#outbox.length >= this.options.outbox) {
+        const dropped = this.options.outbox === 0 ? {frame, id} : this.#outbox.shift();
+        console.warn(`TornadoWebSocket: outbox full (${this.options.outbox} frames), dropped:`, dropped.frame);
+        this.#fail(dropped.id, "TornadoWebSocket: the request was dropped from the full outbox.");
+        if (this.options.outbox === 0) {
+          return;
+        }
+      }
+      this.#outbox.push({frame, id});
+    }
+
+    #markSent(id) {
+      const request = id === null ? undefined : this.#requests.get(id);
+      if (request !== undefined) {
+        request.sent = true;
+      }
+    }
+
+    #fail(id, message) {
+      const request = id === null ? undefined : this.#requests.get(id);
+      if (request !== undefined) {
+        clearTimeout(request.timer);
+        this.#requests.delete(id);
+        request.reject(new Error(message));
+      }
+    }
+
+    #opened(socket, event) {
+      this.#attempts = 0;
+      // Frames emitted while closed go first, so they keep their order with what open listeners send.
+      while (this.#outbox.length > 0 && socket.readyState === OPEN) {
+        const {frame, id} = this.#outbox.shift();
+        socket.send(frame);
+        this.#markSent(id);
+      }
+      this.#dispatch("open", event);
+    }
+
+    #received(message) {
+      let frame;
+      try {
+        frame = JSON.parse(message.data);
+      } catch {
+        frame = null;
+      }
+      if (frame === null || typeof frame !== "object" || typeof frame.event !== "string") {
+        console.warn("TornadoWebSocket: ignored a frame that is not {event, data}:", message.data);
+        return;
+      }
+      this.#track(frame);
+      if (frame.event === "ack" && this.#requests.has(frame.id)) {
+        this.#settle(frame);
+        return;
+      }
+      this.#dispatch(frame.event, frame.data ?? {}, frame);
+    }
+
+    /** Remember where this client stands in each stream, so that a reconnection gets what it missed. */
+    #track(frame) {
+      const data = frame.data;
+      if (frame.event === "stream" && data && typeof data.stream === "string" && Number.isInteger(data.seq)) {
+        if (data.epoch !== this.#epoch) {
+          // Positions from another server process cannot be replayed: start over from this one.
+          this.#epoch = data.epoch;
+          this.#streams = {};
+        }
+        this.#streams[data.stream] = data.seq;
+      } else if (typeof frame.stream === "string" && Number.isInteger(frame.seq)) {
+        this.#streams[frame.stream] = frame.seq;
+      }
+    }
+
+    #settle(frame) {
+      const request = this.#requests.get(frame.id);
+      clearTimeout(request.timer);
+      this.#requests.delete(frame.id);
+      if (frame.error) {
+        const error = new Error(String(frame.error.message));
+        error.event = frame.error.event;
+        request.reject(error);
+      } else {
+        request.resolve(frame.data);
+      }
+    }
+
+    #connectUrl() {
+      const url = this.build_url();
+      if (this.#epoch === null || Object.keys(this.#streams).length === 0) {
+        return url;
+      }
+      const recover = JSON.stringify({epoch: this.#epoch, streams: this.#streams});
+      return `${url}${url.includes("?") ? "&" : "?"}recover=${encodeURIComponent(recover)}`;
+    }
+
+    #closed(event) {
+      this.websocket = null;
+      this.#failSent();
+      this.#dispatch("close", event);
+      if (!this.#stopped && this.options.reconnect !== null) {
+        this.#schedule();
+      }
+    }
+
+    /** A reply to a request sent on a closed connection can no longer arrive; queued ones wait for the next. */
+    #failSent() {
+      for (const [id, request] of [...this.#requests]) {
+        if (request.sent) {
+          this.#fail(id, "TornadoWebSocket: the connection closed before the reply.");
+        }
+      }
+    }
+
+    #schedule() {
+      const {initial, max, factor, jitter} = this.options.reconnect;
+      const ceiling = Math.min(max, initial * factor ** this.#attempts);
+      // Random share of the delay: clients dropped together by a restart do not come back together.
+      const delay = Math.round(ceiling * (1 - jitter * Math.random()));
+      this.#attempts += 1;
+      this.#timer = setTimeout(() => {
+        this.#timer = null;
+        this.connect();
+      }, delay);
+      this.#dispatch("reconnecting", {attempt: this.#attempts, delay});
+    }
+
+    #clearTimer() {
+      if (this.#timer !== null) {
+        clearTimeout(this.#timer);
+        this.#timer = null;
+      }
+    }
+  }
+
+  /**
+   * A namespaced group of events, paired with a server-side tornado_websockets.modules.Module: its events
+   * are named "module_" + name + event on the wire. Listeners added before ws.bind(module) wait for it.
+   */
+  class Module {
+    #pending = [];
+
+    constructor(name = "") {
+      /** The prefix of this module's events on the wire. */
+      this.name = "module_" + name;
+      /** The TornadoWebSocket this module is bound to, once bound. */
+      this.websocket = null;
+    }
+
+    /** Called by ws.bind(module). */
+    bind_websocket(websocket) {
+      if (websocket === null || typeof websocket !== "object" || typeof websocket.on !== "function") {
+        throw new TypeError("TornadoWebSocket.Module: bind_websocket() takes a TornadoWebSocket.");
+      }
+      if (this.websocket !== null && this.websocket !== websocket) {
+        throw new Error(`TornadoWebSocket.Module: "${this.name}" is already bound to another TornadoWebSocket.`);
+      }
+      this.websocket = websocket;
+      for (const [method, event, callback] of this.#pending) {
+        websocket[method](this.name + event, callback);
+      }
+      this.#pending = [];
+    }
+
+    /** Like TornadoWebSocket.on(), for this module's event. */
+    on(event, callback) {
+      return this.#listen("on", event, callback);
+    }
+
+    /** Like TornadoWebSocket.once(), for this module's event. */
+    once(event, callback) {
+      return this.#listen("once", event, callback);
+    }
+
+    /** Like TornadoWebSocket.off(), for this module's event. */
+    off(event, callback = undefined) {
+      checkEvent(event);
+      if (this.websocket !== null) {
+        this.websocket.off(this.name + event, callback);
+      } else {
+        this.#pending = this.#pending.filter(
+          ([, name, listener]) => name !== event || (callback !== undefined && listener !== callback),
+        );
+      }
+      return this;
+    }
+
+    /** Like TornadoWebSocket.emit(), for this module's event. */
+    emit(event, data = undefined) {
+      checkEvent(event);
+      this.#bound().emit(this.name + event, data);
+      return this;
+    }
+
+    /** Like TornadoWebSocket.request(), for this module's event. */
+    request(event, data = undefined, options = {}) {
+      checkEvent(event);
+      return this.#bound().request(this.name + event, data, options);
+    }
+
+    #listen(method, event, callback) {
+      checkEvent(event);
+      checkCallback(callback);
+      if (this.websocket !== null) {
+        this.websocket[method](this.name + event, callback);
+      } else {
+        this.#pending.push([method, event, callback]);
+      }
+      return this;
+    }
+
+    #bound() {
+      if (this.websocket === null) {
+        throw new Error(`TornadoWebSocket.Module: bind "${this.name}" first, with ws.bind(module).`);
+      }
+      return this.websocket;
+    }
+  }
+
+  function element(target) {
+    if (typeof target === "string") {
+      return document.querySelector(target);
+    }
+    return target ?? null;
+  }
+
+  /**
+   * The client of tornado_websockets.modules.ProgressBar: new ProgressBar("demo", {progress, label}) listens
+   * to module_progressbar_demo_init / _update / _done and keeps a <progress> element (or any element, by its
+   * width) and a label element up to date. The label shows the server's label, else the percentage.
+   */
+  class ProgressBar extends Module {
+    constructor(name = "", elements = {}) {
+      super(`progressbar_${name}_`);
+      this.progress = element(elements.progress);
+      this.label = element(elements.label);
+      this.min = 0;
+      this.max = 100;
+      this.current = 0;
+      this.indeterminate = false;
+      this.done = false;
+      // Registered first, so the application's own listeners already see the new values.
+      this.on("init", (data) => this.#init(data));
+      this.on("update", (data) => this.#update(data));
+      this.on("done", () => this.#finish());
+    }
+
+    /** 0 to 100, or null while indeterminate. */
+    get percent() {
+      if (this.indeterminate) {
+        return null;
+      }
+      const span = this.max - this.min;
+      const ratio = span > 0 ? (this.current - this.min) / span : 1;
+      return Math.min(100, Math.max(0, ratio * 100));
+    }
+
+    #init(data) {
+      this.indeterminate = data.indeterminate === true;
+      if (!this.indeterminate) {
+        this.min = Number(data.min ?? 0);
+        this.max = Number(data.max ?? 100);
+        this.current = Number(data.current ?? this.min);
+      }
+      this.done = !this.indeterminate && this.current >= this.max;
+      this.#render(data.label);
+    }
+
+    #update(data) {
+      if (typeof data.current === "number") {
+        this.current = data.current;
+      }
+      this.#render(data.label);
+    }
+
+    #finish() {
+      this.done = true;
+      if (!this.indeterminate) {
+        this.current = this.max;
+      }
+      this.#render(null);
+    }
+
+    /** label: the server's text; undefined shows the percentage; null leaves the label as it is. */
+    #render(label) {
+      const percent = this.percent;
+      const bar = this.progress;
+      if (bar !== null) {
+        if (bar.tagName === "PROGRESS") {
+          if (percent === null) {
+            bar.removeAttribute("value"); // an indeterminate <progress>
+          } else {
+            bar.max = Math.max(this.max - this.min, 1);
+            bar.value = this.current - this.min;
+          }
+        } else {
+          bar.style.width = percent === null ? "100%" : `${percent}%`;
+          bar.setAttribute("aria-valuenow", percent === null ? "" : String(Math.round(percent)));
+        }
+      }
+      if (this.label !== null) {
+        if (typeof label === "string") {
+          this.label.textContent = label;
+        } else if (label === undefined && percent !== null) {
+          this.label.textContent = `${Math.round(percent)}%`;
+        }
+      }
+    }
+  }
+
+  TornadoWebSocket.Module = Module;
+  TornadoWebSocket.ProgressBar = ProgressBar;
+  TornadoWebSocket.RESERVED_EVENTS = RESERVED_EVENTS;
+
+  return TornadoWebSocket;
+});
