@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 EXTRAS ?= test,lint,fast,typed,metrics,django,redis,browser,docs
 
-.PHONY: install lint docs test demo soak clean
+.PHONY: install lint docs test demo soak clean js
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,15 @@ docs: install
 test: lint docs
 	$(BIN)/python -m pytest
 
+# client.js (the classic script) is generated from client.mjs; tests/test_client_js.py checks they agree.
+js:
+	$(PYTHON) tools/build_js.py
+
+# The Django example project (example_project/): SQLite database, demo users demo/demo and alice/alice.
 demo: install
-	$(BIN)/python example_project/standalone.py $(PORT)
+	cd example_project && $(abspath $(BIN))/python manage.py migrate --noinput
+	cd example_project && $(abspath $(BIN))/python manage.py seeddemo
+	cd example_project && $(abspath $(BIN))/python manage.py runtornado $(PORT)
 
 # The long versions of the fuzz and soak tests (the suite runs short ones).
 SOAK_CYCLES ?= 50000

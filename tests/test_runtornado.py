@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import textwrap
-from pathlib import Path
+import socket
 from typing import Any
 
 import pytest
 import tornado.httpclient
 from django.core.management import CommandError, call_command
 
-from tests.servers import ROOT, connect_when_up, free_port, running, wait_for_http
+from tests.servers import connect_when_up, free_port, running, wait_for_http
 from tornado_websockets.management.commands.runtornado import Command
 
 DJANGO_ENV = {"DJANGO_SETTINGS_MODULE": "tests.django_settings"}
@@ -54,7 +53,7 @@ def test_bad_ports_are_command_errors(ran: list[dict[str, Any]], argv: list[str]
 
 def test_several_processes_need_a_cross_process_backplane(ran: list[dict[str, Any]]) -> None:
     with pytest.raises(CommandError, match="TORNADO\\['backplane'\\]"):
-        call_command("runtornado", "--processes", "2")
+        call_command("runtornado", "--processes", "2", "--noreload")
 
 
 async def test_bad_port_exits_with_code_1() -> None:
@@ -85,32 +84,19 @@ async def test_serves_django_static_files_and_websockets_on_one_port_then_stops_
     assert f"WebSocket ws://127.0.0.1:{port}/ws/discovered" in output
 
 
-APP_V1 = """
-from tornado_websockets.websocket import WebSocket
-ws = WebSocket("/reloading")
-
-@ws.on
-async def version(socket):
-    return {version}
-"""
+def test_several_processes_need_noreload(ran: list[dict[str, Any]], settings: Any) -> None:
+    settings.DEBUG = True  # the reloader runs only in DEBUG (pytest-django turns it off)
+    with pytest.raises(CommandError, match="--noreload"):
+        call_command("runtornado", "--processes", "2")
 
 
-async def test_autoreload_picks_up_a_changed_websockets_module(tmp_path: Path) -> None:
-    app = tmp_path / "reloadapp"
-    app.mkdir()
-    (app / "__init__.py").write_text("")
-    (app / "websockets.py").write_text(textwrap.dedent(APP_V1.format(version=1)))
-    (tmp_path / "reload_settings.py").write_text(
-        "from tests.django_settings import *\nINSTALLED_APPS = [*INSTALLED_APPS, 'reloadapp']\n"
-    )
-    port = free_port()
-    env = {"DJANGO_SETTINGS_MODULE": "reload_settings", "PYTHONPATH": f"{tmp_path}:{ROOT}"}
-    async with running(["-m", "django", "runtornado", str(port)], env=env, cwd=tmp_path):
-        client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/reloading")
-        assert await client.request("version") == 1
-        await asyncio.sleep(1.2)  # a later modification time than the first import
-        (app / "websockets.py").write_text(textwrap.dedent(APP_V1.format(version=2)))
-        await client.wait_closed(timeout=20)  # the reloader restarts the server
-        client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/reloading")
-        assert await client.request("version") == 2
-        client.close()
+async def test_a_port_in_use_exits_with_code_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["-m", "django", "runtornado", f"127.0.0.1:{port}", "--noreload"]
+        async with running(argv, env=DJANGO_ENV) as process:
+            output, _ = await asyncio.to_thread(process.communicate, timeout=30)
+    assert process.returncode == 1
+    assert f"Error: cannot listen on 127.0.0.1:{port}" in output

@@ -24,6 +24,8 @@ def whoami(socket: WebSocketHandler) -> dict[str, Any]:
     return {
         "authenticated": user.is_authenticated,
         "username": user.get_username(),
+        "user_id": socket.user_id,
+        "session_key": socket.session.session_key,
         "users": User.objects.count(),
     }
 

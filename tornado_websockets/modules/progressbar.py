@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from tornado_websockets.modules.module import Module
@@ -33,6 +34,8 @@ class ProgressBar(Module):
         self.max = max
         self.current = min
         self.indeterminate = indeterminate
+        # Long tasks tick from worker threads: each step's value and its update leave together.
+        self._lock = threading.Lock()
 
     def on_open(self, socket: WebSocketHandler) -> None:
         """Send the new client the bar's current state."""
@@ -46,19 +49,25 @@ class ProgressBar(Module):
 
     def reset(self) -> None:
         """Go back to ``min`` and tell the clients (``init``)."""
-        self.current = self.min
-        self.emit("init", self.state())
+        with self._lock:
+            self.current = self.min
+            self.emit("init", self.state())
 
     def tick(self, label: str | None = None) -> None:
-        """Advance by one and emit ``update`` (with ``label`` if given), then ``done`` at ``max``."""
-        if not self.indeterminate and self.current < self.max:
-            self.current += 1
-        data: dict[str, Any] = {} if self.indeterminate else {"current": self.current}
-        if label is not None:
-            data["label"] = label
-        self.emit("update", data)
-        if self.is_done():
-            self.emit("done")
+        """Advance by one and emit ``update`` (with ``label`` if given), then ``done`` on reaching ``max``.
+
+        A tick past ``max`` emits the ``update`` again but not ``done``: a run is done once.
+        """
+        with self._lock:
+            was_done = self.is_done()
+            if not self.indeterminate and self.current < self.max:
+                self.current += 1
+            data: dict[str, Any] = {} if self.indeterminate else {"current": self.current}
+            if label is not None:
+                data["label"] = label
+            self.emit("update", data)
+            if self.is_done() and not was_done:
+                self.emit("done")
 
     def is_done(self) -> bool:
         """True when a determinate bar has reached ``max``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from typing import Any
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import autoreload
 
+from tornado_websockets import reloader
 from tornado_websockets.conf import tornado_settings
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
@@ -38,7 +40,10 @@ class Command(BaseCommand):
         parser.add_argument("--noreload", action="store_false", dest="use_reloader", help="No autoreload.")
         parser.add_argument("--threads", type=int, help="Worker threads for Django views (default 16).")
         parser.add_argument(
-            "--processes", type=int, default=1, help="Processes sharing the port (default 1)."
+            "--processes",
+            type=int,
+            default=1,
+            help="Processes sharing the port (default 1); more need --noreload and a Redis backplane.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -50,6 +55,10 @@ class Command(BaseCommand):
             raise CommandError("--threads should be at least 1.")
         if options["processes"] < 1:
             raise CommandError("--processes should be at least 1.")
+        if options["processes"] > 1 and options["use_reloader"] and settings.DEBUG:
+            raise CommandError(
+                "--processes > 1 needs --noreload: the autoreloader restarts a single process."
+            )
         if options["processes"] > 1 and not TornadoWrapper.broker.cross_process:
             raise CommandError(
                 "--processes > 1 needs a cross-process backplane: with the in-process one, an emit "
@@ -70,17 +79,18 @@ class Command(BaseCommand):
         return addr, int(match["port"])
 
     def run(self, **options: Any) -> None:
-        """Run the server, under the autoreloader when asked (as runserver does)."""
+        """Run the server, under the autoreloader when asked and in DEBUG (as runserver does)."""
+        _log_to_console()
         if options["use_reloader"] and settings.DEBUG:
-            autoreload.run_with_reloader(self.inner_run, **options)
+            reloader.run_with_reloader(self.inner_run, **options)
         else:
-            self.inner_run(None, **options)
+            self.inner_run(**options)
 
     def inner_run(self, *args: Any, **options: Any) -> None:
         """Check the project, build the application, listen, and loop until a signal."""
         autoreload.raise_last_exception()
         self.check(display_num_errors=False)
-        _log_to_console()
+        self.check_migrations()
         from tornado_websockets import djangoapp
 
         conf = tornado_settings()
@@ -88,10 +98,16 @@ class Command(BaseCommand):
         handlers = [*conf.handlers, djangoapp.django_app(threads)]
         TornadoWrapper.start_app(handlers, djangoapp.application_settings(conf))
         processes = options.get("processes", 1)
-        if processes > 1:
-            TornadoWrapper.fork(self.port, self.addr, processes)
-        else:
-            TornadoWrapper.listen(self.port, self.addr)
+        try:
+            if processes > 1:
+                TornadoWrapper.fork(self.port, self.addr, processes)
+            else:
+                TornadoWrapper.listen(self.port, self.addr)
+        except OSError as error:
+            # As runserver does: from the reloader's server thread an exception would only be
+            # stored, and the process would keep watching files while serving nothing.
+            self.stderr.write(f"Error: cannot listen on {self.addr}:{self.port}: {error.strerror or error}")
+            os._exit(1)
         self.on_bind()
         TornadoWrapper.install_signal_handlers()
         TornadoWrapper.loop()

@@ -1,0 +1,17 @@
+"""The echo page's WebSocket: each message goes back to the client that sent it.
+
+Found at start-up by ``tornado_websockets`` (every installed app's ``websockets`` module is), so
+nothing imports it by hand.
+"""
+
+from typing import Any
+
+from tornado_websockets import WebSocket, WebSocketHandler
+
+ws = WebSocket("/echo")
+
+
+@ws.on
+async def echo(socket: WebSocketHandler, data: dict[str, Any]) -> None:
+    """``{"message": text}`` back to the sender only."""
+    socket.emit("echo", {"message": str(data.get("message", ""))})
