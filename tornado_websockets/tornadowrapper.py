@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -18,6 +20,7 @@ import tornado.web
 from tornado_websockets import delivery
 from tornado_websockets.broker import Broker, Envelope, broker_from_url
 from tornado_websockets.limits import Limits
+from tornado_websockets.processes import fork_workers, worker_count
 
 if TYPE_CHECKING:
     from tornado_websockets.websocket import WebSocket
@@ -154,41 +157,51 @@ class TornadoWrapper:
         if cls.tornado_app is None:
             raise TypeError("No Tornado application yet: call TornadoWrapper.start_app() before listen().")
         sockets = tornado.netutil.bind_sockets(tornado_port, address)
+        return cls.add_sockets(sockets, ssl_options, **server_options)
+
+    @classmethod
+    def add_sockets(
+        cls, sockets: list[socket.socket], ssl_options: Any = None, **server_options: Any
+    ) -> tornado.httpserver.HTTPServer:
+        """Start serving the application on sockets already bound (`listen` and `fork` bind them)."""
+        if cls.tornado_app is None:
+            raise TypeError("No Tornado application yet: call TornadoWrapper.start_app() first.")
         server = tornado.httpserver.HTTPServer(cls.tornado_app, ssl_options=ssl_options, **server_options)
         server.add_sockets(sockets)
         cls.tornado_server = server
         cls.tornado_port = sockets[0].getsockname()[1]
         cls.io_loop = tornado.ioloop.IOLoop.current()
         cls.io_loop.add_callback(cls.broker.start, cls.deliver_envelope)
-        logger.info("Listening on %s:%d", address or "*", cls.tornado_port)
+        logger.info("Listening on %s:%d", sockets[0].getsockname()[0], cls.tornado_port)
         return server
 
     @classmethod
     def fork(cls, tornado_port: int, address: str = "", processes: int = 2, **server_options: Any) -> int:
         """Bind the port, then fork ``processes`` processes that all serve it; returns this one's index.
 
-        Call after `start_app` and before the loop exists. Needs a cross-process broker, or an
-        emit would reach only the clients of the process that made it.
+        Call after `start_app` and before the loop exists; 0 processes is one per CPU. Needs a
+        cross-process broker, or an emit would reach only the clients of the process that made
+        it. The parent process never returns: it restarts a process that dies, passes SIGINT and
+        SIGTERM on to the others, and exits with them (see `tornado_websockets.processes`).
         """
-        if not cls.broker.cross_process:
+        count = worker_count(processes)
+        if count > 1 and not cls.broker.cross_process:
             raise ValueError(
-                "Several processes need a cross-process backplane: TornadoWrapper.use_broker('redis://...')."
+                "Several processes need a cross-process backplane: TornadoWrapper.use_broker('redis://...') "
+                "or run(..., broker='redis://...'); with the in-process one, an emit would reach only the "
+                "clients of the process that made it."
             )
         if cls.tornado_app is None:
             raise TypeError("No Tornado application yet: call TornadoWrapper.start_app() before fork().")
-        import tornado.process
-
         sockets = tornado.netutil.bind_sockets(tornado_port, address)
-        index = tornado.process.fork_processes(processes)
-        server = tornado.httpserver.HTTPServer(cls.tornado_app, **server_options)
-        server.add_sockets(sockets)
-        cls.tornado_server = server
-        cls.tornado_port = sockets[0].getsockname()[1]
-        cls.io_loop = tornado.ioloop.IOLoop.current()
-        cls.io_loop.add_callback(cls.broker.start, cls.deliver_envelope)
-        logger.info(
-            "Process %d of %d listening on %s:%d", index + 1, processes, address or "*", cls.tornado_port
-        )
+        index = 0
+        if count > 1:
+            index = fork_workers(count)
+            # The broker was made before forking: with its id, the processes would skip each
+            # other's emits as their own.
+            cls.broker.id = uuid.uuid4().hex
+        cls.add_sockets(sockets, **server_options)
+        logger.info("Process %d of %d serving port %d", index + 1, count, cls.tornado_port)
         return index
 
     @classmethod
@@ -212,14 +225,25 @@ class TornadoWrapper:
         tornado_settings: dict[str, Any] | None = None,
         address: str = "",
         ssl_options: Any = None,
+        *,
+        processes: int = 1,
+        broker: Broker | str | None = None,
     ) -> None:
         """Quick starter for scripts: build the app, listen, and loop until SIGINT or SIGTERM.
 
         On either signal the server stops accepting, closes every WebSocket with code 1001
         (going away) and returns once they are closed or `SHUTDOWN_GRACE` seconds have passed.
+
+        ``broker`` sets the backplane, as `use_broker` does. ``processes`` forks that many server
+        processes sharing the port (0: one per CPU); see `fork`.
         """
+        if broker is not None:
+            cls.use_broker(broker)
         cls.start_app(tornado_handlers, tornado_settings)
-        cls.listen(tornado_port, address, ssl_options=ssl_options)
+        if processes == 1:
+            cls.listen(tornado_port, address, ssl_options=ssl_options)
+        else:
+            cls.fork(tornado_port, address, processes, ssl_options=ssl_options)
         cls.install_signal_handlers()
         cls.loop()
 

@@ -1,0 +1,77 @@
+"""Processes for the backplane tests, run as ``python -m tests.backplane_app MODE ...``.
+
+- ``serve PORT REDIS_URL [PROCESSES]``: a server with ``/chat`` (rooms, replies telling which
+  process a client is on and how the backplane is doing), through ``TornadoWrapper.run``.
+- ``emit REDIS_URL ROOM TEXT``: ``ws.emit`` from a process that runs no server (`publish_sync`).
+- ``emitter REDIS_URL ROOM TEXT``: the same through an `Emitter`; writes how many processes got it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from tornado_websockets import delivery
+from tornado_websockets.broker_redis import RedisBroker
+from tornado_websockets.emitter import Emitter
+from tornado_websockets.tornadowrapper import TornadoWrapper
+from tornado_websockets.websocket import WebSocket
+from tornado_websockets.websockethandler import WebSocketHandler
+
+#: Fast reconnection, so that the outage test does not wait for the default backoff.
+RETRY = {"retry_base": 0.05, "retry_cap": 0.5}
+
+
+def chat_app() -> WebSocket:
+    """``/chat``: join rooms, say things to a room or to everyone, ask where one is."""
+    chat = WebSocket("/chat")
+
+    @chat.on
+    async def join(socket: WebSocketHandler, data: dict[str, Any]) -> list[str]:
+        socket.join(data["room"])
+        return sorted(socket.rooms)
+
+    @chat.on
+    async def say(socket: WebSocketHandler, data: dict[str, Any]) -> None:
+        skip = socket if data.get("skip_me") else None
+        chat.emit("said", {"text": data["text"], "pid": os.getpid()}, room=data.get("room"), skip=skip)
+
+    @chat.on
+    async def whoami(socket: WebSocketHandler) -> dict[str, Any]:
+        return {"pid": os.getpid(), "id": socket.id}
+
+    @chat.on
+    async def backplane(socket: WebSocketHandler) -> dict[str, Any]:
+        broker = TornadoWrapper.broker
+        drops = delivery.dropped()
+        lost = sum(n for (reason, _), n in drops.items() if reason == delivery.BACKPLANE_UNREACHABLE)
+        return {"state": getattr(broker, "state", None), "dropped": lost, "id": broker.id}
+
+    return chat
+
+
+def main(argv: list[str]) -> None:
+    """Run one mode (see the module's docstring)."""
+    logging.basicConfig(level=logging.INFO, format="%(process)d %(name)s %(levelname)s %(message)s")
+    mode, *args = argv
+    if mode == "serve":
+        chat_app()
+        processes = int(args[2]) if len(args) > 2 else 1
+        broker = RedisBroker(args[1], **RETRY)
+        TornadoWrapper.run(int(args[0]), address="127.0.0.1", processes=processes, broker=broker)
+    elif mode == "emit":
+        chat = chat_app()
+        TornadoWrapper.use_broker(args[0])
+        chat.emit("said", {"text": args[2], "pid": os.getpid()}, room=args[1])
+    elif mode == "emitter":
+        with Emitter(args[0]) as emitter:
+            receivers = emitter.emit("/chat", "said", {"text": args[2], "pid": os.getpid()}, room=args[1])
+        sys.stdout.write(f"{receivers}\n")
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,412 @@
+"""The Redis backplane against a real redis-server: brokers in this process, then real server processes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.polling import wait_until
+from tests.redis_server import RedisServer
+from tests.servers import ROOT, connect_when_up, free_port, running
+from tornado_websockets import delivery, metrics
+from tornado_websockets.broker import Envelope
+from tornado_websockets.broker_redis import (
+    CONNECTED,
+    DEFAULT_CHANNEL,
+    STOPPED,
+    UNREACHABLE,
+    RedisBroker,
+    backoff_delay,
+    split_url,
+)
+from tornado_websockets.testing import WebSocketTestClient
+from tornado_websockets.tornadowrapper import TornadoWrapper
+
+LOST = (delivery.BACKPLANE_UNREACHABLE, "/p")
+
+
+# Pure parts ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "rest", "channel"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0", None),
+        ("redis://h:1/2?channel=app", "redis://h:1/2", "app"),
+        ("redis://h:1/2?socket_timeout=3&channel=app", "redis://h:1/2?socket_timeout=3", "app"),
+        ("redis://h:1/2?channel=", "redis://h:1/2", None),
+        ("rediss://:secret@h:1/0?channel=a%3Ab", "rediss://:secret@h:1/0", "a:b"),
+        ("unix:///run/redis.sock?db=1&channel=x", "unix:///run/redis.sock?db=1", "x"),
+    ],
+)
+def test_split_url(url: str, rest: str, channel: str | None) -> None:
+    assert split_url(url) == (rest, channel)
+
+
+def test_channel_from_url_argument_or_default_and_password_kept_out_of_repr() -> None:
+    assert RedisBroker("redis://h:1/0").channel == DEFAULT_CHANNEL
+    assert RedisBroker("redis://h:1/0?channel=app").channel == "app"
+    assert RedisBroker("redis://h:1/0?channel=app", channel="other").channel == "other"
+    broker = RedisBroker("redis://user:hunter2@h:1/0")
+    assert "hunter2" not in repr(broker)
+    assert "user:***@h:1" in repr(broker)
+    assert broker.cross_process
+
+
+def test_presence_through_redis_says_it_is_not_there_yet() -> None:
+    with pytest.raises(NotImplementedError, match="not implemented yet"):
+        RedisBroker("redis://h:1/0").presence_sync("/chat", None)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"queue_size": 0},
+        {"batch_size": -1},
+        {"queue_size": True},
+        {"retry_base": 0},
+        {"keepalive": 0},
+        {"timeout": -1.0},
+    ],
+)
+def test_options_are_checked(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="should be a positive"):
+        RedisBroker("redis://h:1/0", **options)
+
+
+def test_backoff_grows_exponentially_is_capped_and_jittered() -> None:
+    for attempt, full in [(0, 0.1), (1, 0.2), (2, 0.4), (3, 0.8), (6, 5.0), (10_000, 5.0)]:
+        delays = {backoff_delay(attempt, 0.1, 5.0) for _ in range(50)}
+        assert all(full / 2 <= delay <= full for delay in delays), (attempt, delays)
+        assert len(delays) > 1  # jittered: processes do not retry in lockstep
+
+
+# Brokers in this process, against a real redis-server ----------------------------------------------
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    with RedisServer.running(tmp_path) as server:
+        yield server
+
+
+class Receiver:
+    """A started broker and what it has received."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self.broker = broker
+        self.received: list[Envelope] = []
+
+    async def start(self) -> Receiver:
+        await self.broker.start(self.received.append)
+        return self
+
+
+@pytest.fixture
+async def brokers(redis_server: RedisServer) -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
+    """Start brokers on the test's loop; all are stopped afterwards."""
+    started: list[RedisBroker] = []
+
+    async def start(**options: Any) -> Receiver:
+        broker = RedisBroker(redis_server.url, **{"retry_base": 0.05, "retry_cap": 0.3, **options})
+        started.append(broker)
+        return await Receiver(broker).start()
+
+    yield start
+    for broker in started:
+        await broker.stop()
+
+
+def envelope(broker: RedisBroker, n: int, **fields: Any) -> Envelope:
+    return Envelope("/p", b'{"event":"n","data":{"n":%d}}' % n, origin=broker.id, **fields)
+
+
+async def test_one_publish_per_emit_reaches_every_other_process_in_order(
+    redis_server: RedisServer, brokers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    one, two, three = [await brokers() for _ in range(3)]
+    await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 3)
+    assert one.broker.state == CONNECTED
+    before = redis_server.publish_calls()
+    sent = [
+        envelope(one.broker, n, room="lobby" if n % 2 else None, skip="c1" if n == 3 else None)
+        for n in range(200)
+    ]
+    for item in sent:
+        one.broker.publish(item)
+    await wait_until(lambda: len(two.received) == len(three.received) == 200)
+    assert two.received == sent  # in order, room and skip intact
+    assert three.received == sent
+    assert one.received == []  # a process never gets its own emits back
+    assert redis_server.publish_calls() - before == 200  # one PUBLISH per emit, not one per process
+    assert delivery.dropped() == {}
+
+
+async def test_publish_sync_from_a_thread_and_the_queue_flushed_on_stop(
+    redis_server: RedisServer, brokers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    one, two = await brokers(), await brokers()
+    await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2)
+    worker = RedisBroker(redis_server.url)  # a view's process: never started, no loop of its own
+    receivers = await asyncio.to_thread(worker.publish_blocking, envelope(worker, 1))
+    assert receivers == 2
+    await asyncio.to_thread(worker.publish_sync, envelope(worker, 2))
+    await wait_until(lambda: len(one.received) == 2)
+    assert [e.frame for e in one.received] == [envelope(worker, 1).frame, envelope(worker, 2).frame]
+    worker.close_sync()
+
+    for n in range(100):
+        one.broker.publish(envelope(one.broker, n))
+    await one.broker.stop()  # what is queued is published before the connection closes
+    await wait_until(lambda: len(two.received) == 102)
+    assert one.broker.state == STOPPED
+    one.broker.publish(envelope(one.broker, 0))  # after stop: counted, not kept
+    assert delivery.dropped() == {LOST: 1}
+
+
+async def test_the_queue_is_bounded_and_overflow_counted(
+    redis_server: RedisServer, brokers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    other = await brokers()
+    broker = RedisBroker(redis_server.url, queue_size=3)
+    for n in range(5):  # not started yet: the first three wait, the others do not fit
+        broker.publish(envelope(broker, n))
+    assert delivery.dropped() == {LOST: 2}
+    await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 1)
+    await broker.start(lambda envelope: None)
+    try:
+        await wait_until(lambda: len(other.received) == 3)
+        assert [e.frame for e in other.received] == [envelope(broker, n).frame for n in range(3)]
+    finally:
+        await broker.stop()
+
+
+async def test_garbage_on_the_channel_and_failing_delivery_are_logged_and_survived(
+    redis_server: RedisServer, brokers: Callable[..., Awaitable[Receiver]], caplog: pytest.LogCaptureFixture
+) -> None:
+    one = await brokers()
+    calls: list[Envelope] = []
+
+    def deliver(item: Envelope) -> None:
+        calls.append(item)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in delivery")
+
+    two = RedisBroker(redis_server.url)
+    await two.start(deliver)
+    try:
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2)
+        with redis_server.client() as client:
+            client.publish(DEFAULT_CHANNEL, b"no header line")
+            client.publish(DEFAULT_CHANNEL, b"[1, 2]\n{}")
+        one.broker.publish(envelope(one.broker, 1))
+        one.broker.publish(envelope(one.broker, 2))
+        await wait_until(lambda: len(calls) == 2)
+        assert [e.frame for e in calls] == [envelope(one.broker, 1).frame, envelope(one.broker, 2).frame]
+        assert two.state == CONNECTED
+    finally:
+        await two.stop()
+    messages = [r.getMessage() for r in caplog.records if r.name == "tornado_websockets.broker_redis"]
+    assert sum("not an envelope" in m for m in messages) == 4  # two messages, seen by both brokers
+    assert any("Delivering an emit from another process" in m for m in messages)
+
+
+async def test_outage_drops_counted_then_reconnects(
+    redis_server: RedisServer, brokers: Callable[..., Awaitable[Receiver]], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "tornado_websockets.broker_redis")
+    one, two = await brokers(), await brokers()
+    await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2)
+    redis_server.kill()
+    await wait_until(lambda: one.broker.state == two.broker.state == UNREACHABLE)
+    for n in range(3):
+        one.broker.publish(envelope(one.broker, n))  # returns at once; nothing reaches Redis
+    assert delivery.dropped() == {LOST: 3}
+    worker = RedisBroker(redis_server.url, timeout=1.0)
+    assert worker.publish_blocking(envelope(worker, 9)) == 0  # the sync path counts too
+    assert worker.publish_blocking(envelope(worker, 9)) == 0
+    assert delivery.dropped() == {LOST: 5}
+
+    redis_server.start()
+    await wait_until(lambda: one.broker.state == two.broker.state == CONNECTED)
+    one.broker.publish(envelope(one.broker, 10))
+    await wait_until(lambda: len(two.received) == 1)
+    assert two.received[0].frame == envelope(one.broker, 10).frame  # nothing from the outage, then live
+    assert worker.publish_blocking(envelope(worker, 11)) == 2
+    worker.close_sync()
+    assert (one.broker.reconnects, two.broker.reconnects) == (1, 1)
+    warnings_logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum(" lost (" in m for m in warnings_logged) == 2  # once per broker, not once per retry
+    assert sum("reached again" in m for m in warnings_logged) == 3  # two brokers and the sync path
+    assert sum(" unreachable (" in m for m in warnings_logged) == 1  # the sync path, once for two failures
+    assert any("Reconnecting to Redis backplane in" in r.getMessage() for r in caplog.records)
+
+
+async def test_starting_while_redis_is_down(
+    redis_server: RedisServer, brokers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    redis_server.kill()
+    one = await brokers()  # does not raise: the server starts whatever Redis does
+    await wait_until(lambda: one.broker.state == UNREACHABLE)
+    redis_server.start()
+    await wait_until(lambda: one.broker.state == CONNECTED)
+    assert one.broker.reconnects == 0  # it never had a connection to lose
+
+
+async def test_a_frozen_redis_is_noticed_by_the_keepalive(
+    redis_server: RedisServer, brokers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    one = await brokers(keepalive=0.2, timeout=0.5)
+    await wait_until(lambda: one.broker.state == CONNECTED)
+    await asyncio.sleep(1.0)  # five quiet keepalive periods: PINGs answered, the connection kept
+    assert (one.broker.state, one.broker.reconnects) == (CONNECTED, 0)
+    redis_server.pause()  # the socket stays open; only the unanswered PING can tell
+    try:
+        await wait_until(lambda: one.broker.state == UNREACHABLE, timeout=10)
+    finally:
+        redis_server.resume()
+    await wait_until(lambda: one.broker.state == CONNECTED, timeout=10)
+    assert one.broker.reconnects == 1
+
+
+async def test_stop_closes_every_connection_cleanly(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    def connections() -> int:
+        with redis_server.client() as client:
+            return len(client.client_list()) - 1  # not counting this one
+
+    broker = RedisBroker(redis_server.url)
+    for _ in range(2):  # stopped, it can start again
+        await broker.start(lambda envelope: None)
+        await wait_until(lambda: broker.state == CONNECTED)
+        broker.publish(envelope(broker, 1))
+        await asyncio.to_thread(broker.publish_sync, envelope(broker, 2))
+        await wait_until(lambda: connections() == 3)  # subscriber, publisher, sync client
+        await broker.stop()
+        await broker.stop()  # twice is harmless
+        await wait_until(lambda: connections() == 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_metrics_report_the_backplane_state(
+    redis_server: RedisServer, brokers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    receiver = await brokers()
+    TornadoWrapper.use_broker(receiver.broker)
+    await wait_until(lambda: receiver.broker.state == CONNECTED)
+    assert metrics.snapshot()["backplane"] == {"kind": "RedisBroker", "state": "connected"}
+    redis_server.kill()
+    await wait_until(lambda: metrics.snapshot()["backplane"]["state"] == "unreachable")
+
+
+# Real server processes ------------------------------------------------------------------------------
+
+
+def serve(port: int, url: str) -> list[str]:
+    return ["-m", "tests.backplane_app", "serve", str(port), url]
+
+
+async def script(*args: str) -> str:
+    """Run ``tests.backplane_app`` in a process of its own; its standard output."""
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tests.backplane_app", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+async def next_text(client: WebSocketTestClient) -> str:
+    """The text of the next frame the client receives, whatever it is (so nothing slips between)."""
+    frame = await client.receive()
+    assert frame.event == "said", frame
+    return str(frame.data["text"])
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_two_server_processes_rooms_emitter_and_views(redis_server: RedisServer) -> None:
+    ports = free_port(), free_port()
+    async with running(serve(ports[0], redis_server.url)), running(serve(ports[1], redis_server.url)):
+        url = "ws://127.0.0.1:{}/ws/chat".format
+        a_in, a_out = [await connect_when_up(url(ports[0])) for _ in range(2)]
+        b_in, b_out = [await connect_when_up(url(ports[1])) for _ in range(2)]
+        clients = (a_in, a_out, b_in, b_out)
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2, timeout=20)
+        pids = [(await client.request("whoami"))["pid"] for client in clients]
+        assert pids[0] == pids[1] != pids[2] == pids[3]  # two processes, two clients on each
+        for client in (a_in, b_in):
+            assert await client.request("join", {"room": "lobby"}) == ["lobby"]
+
+        await a_in.emit("say", {"room": "lobby", "text": "hi lobby", "skip_me": True})
+        assert await b_in.wait_for("said") == {"text": "hi lobby", "pid": pids[0]}  # across processes
+        await b_out.emit("say", {"text": "to all"})  # a broadcast, as a marker: whoever got "hi
+        for client in clients:  # lobby" would get it before this one
+            assert await next_text(client) == "to all"
+
+        assert await script("emitter", redis_server.url, "lobby", "from a worker") == "2\n"
+        assert [await next_text(client) for client in (a_in, b_in)] == ["from a worker"] * 2
+        await script("emit", redis_server.url, "lobby", "from a view")  # ws.emit, no server loop
+        assert [await next_text(client) for client in (a_in, b_in)] == ["from a view"] * 2
+        await a_out.emit("say", {"text": "end"})
+        for client in clients:  # nothing reached the clients outside the room meanwhile
+            assert await next_text(client) == "end"
+        for client in clients:
+            client.close()
+
+
+async def test_redis_outage_across_processes(redis_server: RedisServer) -> None:
+    ports = free_port(), free_port()
+    async with running(serve(ports[0], redis_server.url)), running(serve(ports[1], redis_server.url)):
+        url = "ws://127.0.0.1:{}/ws/chat".format
+        a, a2 = [await connect_when_up(url(ports[0])) for _ in range(2)]
+        b = await connect_when_up(url(ports[1]))
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2, timeout=20)
+
+        async def states(expected: str) -> bool:
+            return all([(await c.request("backplane"))["state"] == expected for c in (a, b)])
+
+        await a.emit("say", {"text": "before"})
+        assert [await next_text(c) for c in (a, a2, b)] == ["before"] * 3
+
+        redis_server.kill()
+        await eventually(lambda: states(UNREACHABLE))
+        await a.emit("say", {"text": "during"})
+        assert [await next_text(c) for c in (a, a2)] == ["during"] * 2  # local delivery goes on
+        assert (await a.request("backplane"))["dropped"] == 1  # and the frame b missed is counted
+
+        redis_server.start()
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2, timeout=20)
+        await eventually(lambda: states(CONNECTED))
+        await a.emit("say", {"text": "after"})
+        assert [await next_text(c) for c in (a, a2, b)] == ["after"] * 3  # b: "after", never "during"
+        await b.emit("say", {"text": "back"})
+        assert [await next_text(c) for c in (a, a2, b)] == ["back"] * 3
+        for client in (a, a2, b):
+            client.close()

@@ -1,0 +1,410 @@
+"""The Redis backplane: one PUBLISH per emit on one channel, to which every server process subscribes.
+
+::
+
+    TornadoWrapper.use_broker("redis://127.0.0.1:6379/0?channel=myapp")
+
+A process delivers an emit to its own clients first, then `RedisBroker.publish` puts the envelope
+in a bounded queue that one task drains, in order, pipelining whatever has piled up; the loop never
+waits for Redis. Every process's subscriber hands the envelopes of the others to the server,
+skipping its own.
+
+Delivery across processes is at most once. While Redis cannot be reached, local delivery goes on,
+frames meant for other processes are dropped and counted as
+`~tornado_websockets.delivery.BACKPLANE_UNREACHABLE`, and the broker reconnects with exponential
+backoff and jitter; frames published while a process was disconnected never reach that process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+import threading
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.retry
+import redis.retry
+from redis.asyncio.client import PubSub
+from redis.backoff import NoBackoff
+
+from tornado_websockets import delivery
+from tornado_websockets.broker import Broker, Deliver, Envelope
+from tornado_websockets.presence import Member
+
+__all__ = [
+    "CONNECTED",
+    "CONNECTING",
+    "DEFAULT_CHANNEL",
+    "IDLE",
+    "STOPPED",
+    "UNREACHABLE",
+    "RedisBroker",
+    "backoff_delay",
+    "split_url",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The channel emits travel on, unless the URL's ``?channel=`` or the ``channel`` argument says otherwise.
+DEFAULT_CHANNEL = "tornado_websockets"
+
+# The broker's `state`, as metrics report it.
+#: Created, not started: emits wait in the queue.
+IDLE = "idle"
+#: Started, first connection under way: emits wait in the queue.
+CONNECTING = "connecting"
+#: Subscribed: emits are published, the others' are received.
+CONNECTED = "connected"
+#: Redis was lost; reconnecting. Emits for other processes are dropped and counted.
+UNREACHABLE = "unreachable"
+#: Stopped by `RedisBroker.stop`.
+STOPPED = "stopped"
+
+#: Redis errors and socket errors (``asyncio``'s timeouts are ``OSError`` too).
+_CONNECTION_ERRORS = (redis.RedisError, OSError)
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Seconds to wait before reconnection attempt ``attempt`` (0 for the first): ``base * 2**attempt``.
+
+    Capped at ``cap``, with half of it random ("equal jitter"), so processes that lost Redis at
+    the same moment do not all come back at the same instant.
+    """
+    delay = min(cap, base * 2.0 ** min(attempt, 32))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """The Redis URL without this library's ``channel`` query parameter, and that parameter."""
+    base, _, query = url.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    channel = next((value for name, value in pairs if name == "channel"), None)
+    if channel is None:
+        return url, None
+    rest = urlencode([(name, value) for name, value in pairs if name != "channel"])
+    return (f"{base}?{rest}" if rest else base), channel or None
+
+
+def _redacted(url: str) -> str:
+    """The URL with its password hidden, for logs and reprs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+
+
+class RedisBroker(Broker):
+    """A backplane through Redis pub/sub, for several server processes (on one machine or many).
+
+    :param url: ``redis://[:password@]host:port/db``, ``rediss://`` for TLS or ``unix:///path``;
+        ``?channel=name`` sets the channel. Pub/sub ignores the database number: applications
+        that share a Redis server need different channels.
+    :param channel: the channel, overriding the URL's.
+    :param queue_size: emits waiting to be published, at most; more are dropped and counted.
+    :param batch_size: emits sent in one pipeline, at most.
+    :param retry_base: seconds before the first reconnection attempt; doubled at each failure...
+    :param retry_cap: ...up to this many seconds.
+    :param keepalive: seconds of silence on the subscription after which Redis is sent a PING;
+        with no answer within as long again, the connection counts as lost.
+    :param timeout: seconds allowed to connect and for each command.
+    """
+
+    cross_process = True
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        channel: str | None = None,
+        *,
+        queue_size: int = 10_000,
+        batch_size: int = 256,
+        retry_base: float = 0.1,
+        retry_cap: float = 10.0,
+        keepalive: float = 15.0,
+        timeout: float = 5.0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("queue_size", queue_size), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} should be a positive int, not {value!r}.")
+        numbers = (
+            ("retry_base", retry_base),
+            ("retry_cap", retry_cap),
+            ("keepalive", keepalive),
+            ("timeout", timeout),
+        )
+        for name, number in numbers:
+            if not number > 0:
+                raise ValueError(f"{name} should be a positive number of seconds, not {number!r}.")
+        self.url, url_channel = split_url(url)
+        self.channel = channel or url_channel or DEFAULT_CHANNEL
+        self.queue_size = queue_size
+        self.batch_size = batch_size
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+        self.keepalive = keepalive
+        self.timeout = timeout
+        #: One of `IDLE`, `CONNECTING`, `CONNECTED`, `UNREACHABLE`, `STOPPED`.
+        self.state = IDLE
+        #: Connections made again after Redis was lost.
+        self.reconnects = 0
+        # A deque rather than an asyncio.Queue: it belongs to no loop, so the broker can be
+        # stopped and started again on another loop (as tests do), keeping what waits in it.
+        self._pending: collections.deque[Envelope] = collections.deque()
+        self._sending: list[Envelope] = []
+        self._wakeup: asyncio.Event | None = None  # set when there is something to send
+        self._idle: asyncio.Event | None = None  # set while nothing waits to be sent
+        self._task: asyncio.Task[None] | None = None
+        self._heard = 0.0  # loop time of the last message from the subscription, PING answers included
+        self._sync_client: redis.Redis | None = None
+        self._sync_lock = threading.Lock()
+        self._sync_failing = False
+
+    def __repr__(self) -> str:
+        return f"<RedisBroker {self.id[:8]} {_redacted(self.url)} channel={self.channel!r} {self.state}>"
+
+    # Loop side -----------------------------------------------------------------------------------
+
+    async def start(self, deliver: Deliver) -> None:
+        """Connect and subscribe in the background; never raises because Redis is down."""
+        await super().start(deliver)
+        if self._task is not None and not self._task.done():
+            return
+        self.state = CONNECTING
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self!r} connection")
+
+    def publish(self, envelope: Envelope) -> None:
+        """Queue an envelope for the other processes; returns at once (call on the loop)."""
+        if self.state in {UNREACHABLE, STOPPED} or len(self._pending) >= self.queue_size:
+            delivery.record_drop(delivery.BACKPLANE_UNREACHABLE, envelope.path)
+            return
+        self._pending.append(envelope)
+        if self._wakeup is not None and self._idle is not None:
+            self._idle.clear()
+            self._wakeup.set()
+
+    async def stop(self, flush: float = 1.0) -> None:
+        """Publish what is queued (for up to ``flush`` seconds), then close every connection."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            if self.state == CONNECTED and self._idle is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), flush)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.state = STOPPED
+        self._drop_unsent()
+        self.close_sync()
+        await super().stop()
+
+    async def _run(self) -> None:
+        """Connect, subscribe, publish and receive; after any failure, wait and start over."""
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        lost_at: float | None = None
+        while True:
+            client = redis.asyncio.Redis.from_url(
+                self.url,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                socket_keepalive=True,
+                # No retries inside redis-py: this loop owns reconnection, backoff and logging.
+                retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+            )
+            pubsub = client.pubsub()
+            try:
+                await self._subscribe(pubsub)
+                if lost_at is not None:
+                    self.reconnects += 1
+                    logger.warning(
+                        "Redis backplane %s reached again after %.1fs",
+                        _redacted(self.url),
+                        loop.time() - lost_at,
+                    )
+                elif attempt:
+                    logger.warning("Redis backplane %s reached", _redacted(self.url))
+                attempt, lost_at = 0, None
+                self.state = CONNECTED
+                await self._serve(client, pubsub)
+            except _CONNECTION_ERRORS as error:
+                if self.state == CONNECTED:
+                    lost_at = loop.time()
+                    logger.warning(
+                        "Redis backplane %s lost (%s): local delivery goes on, emits to other processes "
+                        "are dropped until it is back",
+                        _redacted(self.url),
+                        error or type(error).__name__,
+                    )
+                elif attempt == 0:
+                    logger.warning("Redis backplane %s unreachable (%s)", _redacted(self.url), error)
+            except Exception:
+                # A bug must not end cross-process delivery for good: log it and start over.
+                logger.exception("Redis backplane %s failed", _redacted(self.url))
+            finally:
+                await self._close(client, pubsub)
+            self.state = UNREACHABLE
+            self._drop_unsent()
+            delay = backoff_delay(attempt, self.retry_base, self.retry_cap)
+            attempt += 1
+            logger.info("Reconnecting to Redis backplane in %.2fs (attempt %d)", delay, attempt)
+            await asyncio.sleep(delay)
+
+    async def _subscribe(self, pubsub: PubSub) -> None:
+        """Subscribe and wait for Redis to confirm: from then on, nothing published is missed."""
+        await pubsub.subscribe(self.channel)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while (remaining := deadline - loop.time()) > 0:
+            message = await pubsub.get_message(timeout=remaining)
+            if message is not None and message["type"] == "subscribe":
+                return
+        raise redis.TimeoutError(f"Redis did not confirm the subscription within {self.timeout}s")
+
+    async def _serve(self, client: redis.asyncio.Redis, pubsub: PubSub) -> None:
+        """Publish and receive side by side until either fails; raises what it failed with."""
+        self._heard = asyncio.get_running_loop().time()
+        tasks = {
+            asyncio.create_task(self._receive(pubsub)),
+            asyncio.create_task(self._send(client)),
+            asyncio.create_task(self._watch(pubsub)),
+        }
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            task.result()
+        raise redis.ConnectionError("the Redis backplane stopped")  # no task returns normally
+
+    async def _send(self, client: redis.asyncio.Redis) -> None:
+        assert self._wakeup is not None  # both created by start()
+        assert self._idle is not None
+        while True:
+            while not self._pending:
+                self._idle.set()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            count = min(len(self._pending), self.batch_size)
+            self._sending = [self._pending.popleft() for _ in range(count)]
+            async with client.pipeline(transaction=False) as pipe:
+                for envelope in self._sending:
+                    pipe.publish(self.channel, envelope.pack())
+                await pipe.execute()
+            self._sending = []
+
+    async def _receive(self, pubsub: PubSub) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            # Blocking reads: a timeout on each read would cost a timer per message; _watch
+            # looks after silent connections instead.
+            message = await pubsub.get_message(timeout=None)
+            self._heard = loop.time()
+            if message is not None and message["type"] == "message":
+                self._deliver(message["data"])
+
+    async def _watch(self, pubsub: PubSub) -> None:
+        """PING a subscription silent for `keepalive` seconds; no answer as long again: it is lost."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.keepalive)
+            if loop.time() - self._heard < self.keepalive:
+                continue
+            # A silent connection may be a dead one (a cable pulled, a frozen server): ask.
+            await pubsub.ping()
+            await asyncio.sleep(self.keepalive)
+            if loop.time() - self._heard >= 2 * self.keepalive:
+                raise redis.ConnectionError(f"Redis did not answer a PING within {self.keepalive}s")
+
+    def _deliver(self, data: Any) -> None:
+        try:
+            envelope = Envelope.unpack(data)
+        except (ValueError, TypeError, RecursionError):
+            logger.warning("Ignoring a message on Redis channel %r that is not an envelope", self.channel)
+            return
+        if envelope.origin == self.id or self.deliver is None:
+            return
+        try:
+            self.deliver(envelope)
+        except Exception:
+            logger.exception("Delivering an emit from another process to %r failed", envelope.path)
+
+    def _drop_unsent(self) -> None:
+        """Count what was queued or being sent when the connection went: it is not retried."""
+        unsent = [*self._sending, *self._pending]
+        self._sending = []
+        self._pending.clear()
+        counts = collections.Counter(envelope.path for envelope in unsent)
+        for path, count in counts.items():
+            delivery.record_drop(delivery.BACKPLANE_UNREACHABLE, path, count)
+
+    @staticmethod
+    async def _close(client: redis.asyncio.Redis, pubsub: PubSub) -> None:
+        # The connection may already be broken; closing it must not raise on top of that.
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            await client.aclose()
+
+    def presence_sync(self, path: str, room: str | None) -> tuple[Member, ...]:
+        """Not available yet: presence through Redis is not implemented in this release."""
+        raise NotImplementedError(
+            "Presence across processes through Redis is not implemented yet: ask a server process "
+            "(await ws.presence() there), which answers for its own clients."
+        )
+
+    # Thread side ---------------------------------------------------------------------------------
+
+    def publish_sync(self, envelope: Envelope) -> None:
+        """Publish from a thread or a process that runs no server loop (a view, a worker)."""
+        self.publish_blocking(envelope)
+
+    def publish_blocking(self, envelope: Envelope) -> int:
+        """Publish now, blocking; returns how many server processes received the envelope.
+
+        When Redis cannot be reached the envelope is counted as dropped and 0 is returned.
+        """
+        try:
+            receivers = self._sync().publish(self.channel, envelope.pack())
+        except _CONNECTION_ERRORS as error:
+            delivery.record_drop(delivery.BACKPLANE_UNREACHABLE, envelope.path)
+            if not self._sync_failing:
+                logger.warning("Redis backplane %s unreachable (%s)", _redacted(self.url), error)
+            self._sync_failing = True
+            return 0
+        if self._sync_failing:
+            logger.warning("Redis backplane %s reached again", _redacted(self.url))
+            self._sync_failing = False
+        return int(receivers)
+
+    def _sync(self) -> redis.Redis:
+        with self._sync_lock:
+            if self._sync_client is None:
+                self._sync_client = redis.Redis.from_url(
+                    self.url,
+                    socket_timeout=self.timeout,
+                    socket_connect_timeout=self.timeout,
+                    socket_keepalive=True,
+                    # One retry, at once: a pooled connection may have died with a Redis restart.
+                    retry=redis.retry.Retry(NoBackoff(), 1),
+                )
+            return self._sync_client
+
+    def close_sync(self) -> None:
+        """Close the connections `publish_sync` opened; it opens new ones if called again."""
+        with self._sync_lock:
+            client, self._sync_client = self._sync_client, None
+        if client is not None:
+            client.close()
