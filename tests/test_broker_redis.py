@@ -286,6 +286,9 @@ async def test_stop_closes_every_connection_cleanly(
         with redis_server.client() as client:
             return len(client.client_list()) - 1  # not counting this one
 
+    with warnings.catch_warnings():  # what earlier tests left to the collector is not ours to judge
+        warnings.simplefilter("ignore")
+        gc.collect()
     broker = RedisBroker(redis_server.url)
     for _ in range(2):  # stopped, it can start again
         await broker.start(lambda envelope: None)
@@ -299,7 +302,8 @@ async def test_stop_closes_every_connection_cleanly(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         gc.collect()
-    assert [str(w.message) for w in caught] == []
+    ours = [str(w.message) for w in caught if str(redis_server.port) in str(w.message)]
+    assert ours == []
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
