@@ -74,6 +74,10 @@ def _serve(main: Callable[..., None], options: dict[str, Any]) -> None:
         if stopping:  # Ctrl-C reaches the child twice: from the terminal and from the parent
             return
         stopping = True
+        # The second copy may land after sys.exit() below has begun tearing the interpreter down,
+        # when this handler is gone: ignore it outright, or it would kill the process (exit -2).
+        for other in _SIGNALS:
+            signal.signal(other, signal.SIG_IGN)
         logger.info("Received %s, shutting down", signal.Signals(signum).name)
         shut_down_server()
         sys.exit(0)
