@@ -41,6 +41,8 @@ def test_a_missing_setting_is_fine() -> None:
         ({"view_threads": "many"}, ["tornado_websockets.E006"]),
         ({"allowed_origins": ["*"]}, ["tornado_websockets.E007"]),
         ({"allowed_origins": "https://a.test"}, ["tornado_websockets.E007"]),
+        ({"explorer": True}, []),
+        ({"explorer": 1}, ["tornado_websockets.E008"]),
         ({"prot": 8000}, ["tornado_websockets.W001"]),
         ({"port": "x", "settings": 1}, ["tornado_websockets.E002", "tornado_websockets.E004"]),
     ],

@@ -20,6 +20,7 @@ E004 = "tornado_websockets.E004"  # settings not a dict
 E005 = "tornado_websockets.E005"  # bad backplane URL
 E006 = "tornado_websockets.E006"  # bad thread count
 E007 = "tornado_websockets.E007"  # bad allowed_origins
+E008 = "tornado_websockets.E008"  # bad explorer
 W001 = "tornado_websockets.W001"  # unknown key
 
 
@@ -74,6 +75,15 @@ def check_tornado_setting(app_configs: Sequence[Any] | None = None, **kwargs: An
                 "TORNADO['allowed_origins'] should be a list of origins such as 'https://app.example.com'.",
                 hint="Allowing every origin is not offered: list the ones you trust.",
                 id=E007,
+            )
+        )
+    explorer = value.get("explorer")
+    if explorer is not None and not isinstance(explorer, bool):
+        errors.append(
+            Error(
+                f"TORNADO['explorer'] should be None (on in DEBUG only), True or False, not {explorer!r}.",
+                hint="True serves the AsyncAPI document and the explorer outside DEBUG, to staff only.",
+                id=E008,
             )
         )
     errors.extend(

@@ -10,6 +10,8 @@
         "threads": 16,                 # worker threads for plain def event functions
         "view_threads": 16,            # worker threads for Django views
         "allowed_origins": [],         # extra origins allowed to connect, e.g. "https://app.example.com"
+        "explorer": None,              # AsyncAPI JSON and event explorer: None = in DEBUG only,
+                                       # True = also outside DEBUG (staff only), False = never
     }
 """
 
@@ -28,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "threads": 16,
     "view_threads": 16,
     "allowed_origins": [],
+    "explorer": None,
 }
 
 
@@ -42,6 +45,7 @@ class TornadoSettings:
     threads: int = 16
     view_threads: int = 16
     allowed_origins: list[str] = field(default_factory=list)
+    explorer: bool | None = None
 
 
 def tornado_settings() -> TornadoSettings:
@@ -62,4 +66,5 @@ def tornado_settings() -> TornadoSettings:
         threads=merged["threads"],
         view_threads=merged["view_threads"],
         allowed_origins=list(merged["allowed_origins"]),
+        explorer=merged["explorer"],
     )

@@ -1,4 +1,4 @@
-"""The four pages (the WebSockets themselves live in each app's ``websockets`` module)."""
+"""The four pages and the WebSocket API's explorer (the WebSockets live in the apps' ``websockets``)."""
 
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
@@ -10,4 +10,6 @@ urlpatterns = [
     path("chat/", login_required(TemplateView.as_view(template_name="chat.html")), name="chat"),
     path("progress/", TemplateView.as_view(template_name="progress.html"), name="progress"),
     path("accounts/", include("django.contrib.auth.urls")),  # login at /accounts/login/
+    # The AsyncAPI document and the event explorer: in DEBUG, or for staff with TORNADO["explorer"].
+    path("ws-api/", include("tornado_websockets.urls")),
 ]
