@@ -4,6 +4,8 @@
   process a client is on and how the backplane is doing), through ``TornadoWrapper.run``.
 - ``emit REDIS_URL ROOM TEXT``: ``ws.emit`` from a process that runs no server (`publish_sync`).
 - ``emitter REDIS_URL ROOM TEXT``: the same through an `Emitter`; writes how many processes got it.
+- ``presence REDIS_URL [ROOM]``: ``presence_sync`` from a process that runs no server; writes the
+  connection ids.
 """
 
 from __future__ import annotations
@@ -20,8 +22,13 @@ from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
 
-#: Fast reconnection, so that the outage test does not wait for the default backoff.
-RETRY = {"retry_base": 0.05, "retry_cap": 0.5}
+#: Fast reconnection, so that the outage test does not wait for the default backoff; a short
+#: presence TTL when the presence test asks for one.
+RETRY = {
+    "retry_base": 0.05,
+    "retry_cap": 0.5,
+    "presence_ttl": float(os.environ.get("TWS_PRESENCE_TTL", "15")),
+}
 
 
 def chat_app() -> WebSocket:
@@ -41,6 +48,11 @@ def chat_app() -> WebSocket:
     @chat.on
     async def whoami(socket: WebSocketHandler) -> dict[str, Any]:
         return {"pid": os.getpid(), "id": socket.id}
+
+    @chat.on
+    async def who(socket: WebSocketHandler, data: dict[str, Any]) -> dict[str, Any]:
+        present = await chat.presence(data.get("room"))
+        return {"connections": sorted(m.connection for m in present.members), "users": len(present.users)}
 
     @chat.on
     async def backplane(socket: WebSocketHandler) -> dict[str, Any]:
@@ -65,6 +77,11 @@ def main(argv: list[str]) -> None:
         chat = chat_app()
         TornadoWrapper.use_broker(args[0])
         chat.emit("said", {"text": args[2], "pid": os.getpid()}, room=args[1])
+    elif mode == "presence":
+        chat = chat_app()
+        TornadoWrapper.use_broker(args[0])
+        present = chat.presence_sync(args[1] if len(args) > 1 else None)
+        sys.stdout.write(" ".join(sorted(m.connection for m in present.members)) + "\n")
     elif mode == "emitter":
         with Emitter(args[0]) as emitter:
             receivers = emitter.emit("/chat", "said", {"text": args[2], "pid": os.getpid()}, room=args[1])

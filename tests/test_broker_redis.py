@@ -63,11 +63,6 @@ def test_channel_from_url_argument_or_default_and_password_kept_out_of_repr() ->
     assert broker.cross_process
 
 
-def test_presence_through_redis_says_it_is_not_there_yet() -> None:
-    with pytest.raises(NotImplementedError, match="not implemented yet"):
-        RedisBroker("redis://h:1/0").presence_sync("/chat", None)
-
-
 @pytest.mark.parametrize(
     "options",
     [
@@ -77,6 +72,7 @@ def test_presence_through_redis_says_it_is_not_there_yet() -> None:
         {"retry_base": 0},
         {"keepalive": 0},
         {"timeout": -1.0},
+        {"presence_ttl": 0},
     ],
 )
 def test_options_are_checked(options: dict[str, Any]) -> None:

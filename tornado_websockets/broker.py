@@ -83,6 +83,10 @@ class Broker:
         """Stop receiving and release connections."""
         self.deliver = None
 
+    def presence_changed(self) -> None:
+        """A connection opened, closed, joined or left a room (on the loop); brokers that share
+        presence with other processes publish it soon after."""
+
     async def presence(self, path: str, room: str | None, local: tuple[Member, ...]) -> tuple[Member, ...]:
         """The members of ``path`` (or of its ``room``) in every process; here, the local ones."""
         return local

@@ -33,7 +33,7 @@ import redis.retry
 from redis.asyncio.client import PubSub
 from redis.backoff import NoBackoff
 
-from tornado_websockets import delivery
+from tornado_websockets import codec, delivery
 from tornado_websockets.broker import Broker, Deliver, Envelope
 from tornado_websockets.presence import Member
 
@@ -115,6 +115,9 @@ class RedisBroker(Broker):
     :param keepalive: seconds of silence on the subscription after which Redis is sent a PING;
         with no answer within as long again, the connection counts as lost.
     :param timeout: seconds allowed to connect and for each command.
+    :param presence_ttl: seconds after which the members of a process that stopped refreshing
+        them (killed, frozen, cut off) disappear from presence; refreshed every third of it, and
+        within a tenth of a second of any change.
     """
 
     cross_process = True
@@ -130,6 +133,7 @@ class RedisBroker(Broker):
         retry_cap: float = 10.0,
         keepalive: float = 15.0,
         timeout: float = 5.0,
+        presence_ttl: float = 15.0,
     ) -> None:
         super().__init__()
         for name, value in (("queue_size", queue_size), ("batch_size", batch_size)):
@@ -140,6 +144,7 @@ class RedisBroker(Broker):
             ("retry_cap", retry_cap),
             ("keepalive", keepalive),
             ("timeout", timeout),
+            ("presence_ttl", presence_ttl),
         )
         for name, number in numbers:
             if not number > 0:
@@ -152,6 +157,9 @@ class RedisBroker(Broker):
         self.retry_cap = retry_cap
         self.keepalive = keepalive
         self.timeout = timeout
+        self.presence_ttl = presence_ttl
+        self._client: redis.asyncio.Redis | None = None  # while connected
+        self._presence_dirty: asyncio.Event | None = None
         #: One of `IDLE`, `CONNECTING`, `CONNECTED`, `UNREACHABLE`, `STOPPED`.
         self.state = IDLE
         #: Connections made again after Redis was lost.
@@ -181,6 +189,7 @@ class RedisBroker(Broker):
         self.state = CONNECTING
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
+        self._presence_dirty = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self!r} connection")
 
     def publish(self, envelope: Envelope) -> None:
@@ -205,6 +214,8 @@ class RedisBroker(Broker):
                 await task
         self.state = STOPPED
         self._drop_unsent()
+        with contextlib.suppress(*_CONNECTION_ERRORS):  # leave presence at once, not after the TTL
+            self._sync().delete(self._presence_key)
         self.close_sync()
         await super().stop()
 
@@ -278,10 +289,13 @@ class RedisBroker(Broker):
             asyncio.create_task(self._receive(pubsub)),
             asyncio.create_task(self._send(client)),
             asyncio.create_task(self._watch(pubsub)),
+            asyncio.create_task(self._share_presence(client)),
         }
+        self._client = client
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._client = None
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -358,12 +372,50 @@ class RedisBroker(Broker):
         with contextlib.suppress(*_CONNECTION_ERRORS):
             await client.aclose()
 
+    # Presence ------------------------------------------------------------------------------------
+
+    @property
+    def _presence_key(self) -> str:
+        return f"{self.channel}:presence:{self.id}"
+
+    def presence_changed(self) -> None:
+        """Share this process's members again soon (on the loop)."""
+        if self._presence_dirty is not None:
+            self._presence_dirty.set()
+
+    async def _share_presence(self, client: redis.asyncio.Redis) -> None:
+        """Keep this process's members in Redis, with a TTL that a dead process cannot refresh."""
+        assert self._presence_dirty is not None  # created by start()
+        while True:
+            self._presence_dirty.clear()
+            await client.set(
+                self._presence_key, codec.dumps(_local_members()), px=int(self.presence_ttl * 1000)
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._presence_dirty.wait(), self.presence_ttl / 3)
+            await asyncio.sleep(0.1)  # a burst of joins makes one write
+
+    async def presence(self, path: str, room: str | None, local: tuple[Member, ...]) -> tuple[Member, ...]:
+        """This process's members (live) and those every other process last shared."""
+        client = self._client
+        if client is None:
+            logger.warning("Presence from this process only: the Redis backplane is %s", self.state)
+            return local
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{self.channel}:presence:*", count=1000)]
+            others = [key for key in keys if _text(key) != self._presence_key]
+            blobs = await client.mget(others) if others else []
+        except _CONNECTION_ERRORS as error:
+            logger.warning("Presence from this process only: Redis failed (%s)", error)
+            return local
+        return local + _remote_members(others, blobs, self.channel, path, room)
+
     def presence_sync(self, path: str, room: str | None) -> tuple[Member, ...]:
-        """Not available yet: presence through Redis is not implemented in this release."""
-        raise NotImplementedError(
-            "Presence across processes through Redis is not implemented yet: ask a server process "
-            "(await ws.presence() there), which answers for its own clients."
-        )
+        """The members every server process last shared, from a process that runs no server."""
+        client = self._sync()
+        keys = list(client.scan_iter(match=f"{self.channel}:presence:*", count=1000))
+        blobs = client.mget(keys) if keys else []
+        return _remote_members(keys, blobs, self.channel, path, room)
 
     # Thread side ---------------------------------------------------------------------------------
 
@@ -408,3 +460,40 @@ class RedisBroker(Broker):
             client, self._sync_client = self._sync_client, None
         if client is not None:
             client.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _local_members() -> list[list[Any]]:
+    """``[path, connection, user, name, rooms]`` for every connection of this process."""
+    from tornado_websockets.presence import display_name
+    from tornado_websockets.tornadowrapper import TornadoWrapper
+
+    return [
+        [path, socket.id, socket.user_id, display_name(socket), sorted(socket.rooms)]
+        for path, websocket in TornadoWrapper.websockets.items()
+        for socket in websocket.handlers
+    ]
+
+
+def _remote_members(
+    keys: list[Any], blobs: list[Any], channel: str, path: str, room: str | None
+) -> tuple[Member, ...]:
+    prefix = f"{channel}:presence:"
+    found: list[Member] = []
+    for key, blob in zip(keys, blobs, strict=True):
+        if blob is None:  # expired between SCAN and MGET
+            continue
+        process = _text(key).removeprefix(prefix)
+        try:
+            rows = codec.loads(blob)
+            found.extend(
+                Member(connection, user, name, process)
+                for member_path, connection, user, name, rooms in rows
+                if member_path == path and (room is None or room in rooms)
+            )
+        except (ValueError, TypeError):
+            logger.warning("Ignoring unreadable presence data of process %s", process)
+    return tuple(found)

@@ -240,10 +240,7 @@ class WebSocket:
         return presence.members(tuple(sockets), TornadoWrapper.broker.id)
 
     async def presence(self, room: str | None = None) -> Presence:
-        """Who is connected to the path (or to ``room``), as the broker knows it.
-
-        The in-process and the Redis brokers of this release answer for this process only.
-        """
+        """Who is connected to the path (or to ``room``), in every process the broker reaches."""
         local = self.local_members(room)
         return Presence(await TornadoWrapper.broker.presence(self.path, room, local))
 

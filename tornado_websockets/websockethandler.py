@@ -160,6 +160,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._catch_up(room)  # before joining: the missed frames come before any new one
         first = self.websocket.presence_events and not self._identity_in(room)
         self.websocket.rooms.join(room, self)
+        TornadoWrapper.broker.presence_changed()
         if first:
             self._announce(JOINED_EVENT, room)
 
@@ -167,6 +168,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         if room not in self.websocket.rooms.rooms_of(self):
             return
         self.websocket.rooms.leave(room, self)
+        TornadoWrapper.broker.presence_changed()
         if self.websocket.presence_events and not self._identity_in(room):
             self._announce(LEFT_EVENT, room)
 
@@ -228,6 +230,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._catch_up(BROADCAST_STREAM)
         self.websocket.handlers.append(self)
         self.websocket.metrics.connections_total += 1
+        TornadoWrapper.broker.presence_changed()
         if self._user_id is not None:
             self.websocket.attach_user(self._user_id)
         for module in self.websocket.modules:
@@ -302,6 +305,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
                 self._leave(room)
             if self._user_id is not None:
                 self.websocket.detach_user(self._user_id)
+            TornadoWrapper.broker.presence_changed()
 
     # Dispatch ------------------------------------------------------------------------------------
 
