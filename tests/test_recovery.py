@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
+from tornado_websockets import protocol
+from tornado_websockets.broker import Envelope
 from tornado_websockets.recovery import ReplayBuffer, with_sequence
 from tornado_websockets.testing import WebSocketTestClient, serve
+from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
 
@@ -172,3 +175,28 @@ async def test_an_unreadable_recover_parameter_is_a_warning() -> None:
     chat()
     async with serve() as server, server.connect("/chat/lobby?recover=nonsense") as client:
         assert await client.wait_for("warning") == {"message": "The recover parameter could not be read."}
+
+
+async def test_frames_from_other_processes_are_numbered_where_they_are_delivered() -> None:
+    """With several processes, each numbers what it delivers: its clients see one gap-free sequence."""
+    ws = chat()
+    async with serve() as server:
+        client = await server.connect("/chat/lobby")
+        await client.wait_for("stream")
+        await client.request("say", {"n": 0})  # its reply comes after the room's frame
+        remote = Envelope(
+            ws.path, protocol.encode_emit("said", {"n": 1}), room="lobby", origin="another-process"
+        )
+        TornadoWrapper.deliver_envelope(remote)  # as the Redis broker does for another process's emit
+        await client.emit("say", {"n": 2})
+        frames = []
+        while len(frames) < 3:
+            frame = await client.receive()
+            if frame.event == "said":
+                frames.append(frame)
+        assert [(f.data["n"], f.stream, f.seq) for f in frames] == [
+            (0, "lobby", 1),
+            (1, "lobby", 2),
+            (2, "lobby", 3),
+        ]
+        client.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Callable, Hashable
 from types import SimpleNamespace
@@ -214,16 +213,20 @@ class WebSocket:
 
     def send(self, envelope: Envelope) -> None:
         """Deliver an envelope to this process's clients, then publish it to the others (on the loop)."""
-        if self.replay is not None:
-            stream = BROADCAST_STREAM if envelope.room is None else envelope.room
-            envelope = dataclasses.replace(envelope, frame=self.replay.append(stream, envelope.frame))
         self.deliver(envelope)
         TornadoWrapper.broker.publish(envelope)
 
     def deliver(self, envelope: Envelope) -> None:
-        """Write the envelope's frame to this process's clients of its room (or of the path)."""
+        """Write the envelope's frame to this process's clients of its room (or of the path).
+
+        With recovery on, the frame is numbered here, as this process delivers it, whichever
+        process emitted it: the numbers a client sees are those of the process it is connected to.
+        """
         targets = self.handlers if envelope.room is None else self.rooms.members(envelope.room)
         frame, skip = envelope.frame, envelope.skip
+        if self.replay is not None:
+            stream = BROADCAST_STREAM if envelope.room is None else envelope.room
+            frame = self.replay.append(stream, frame)
         for handler in tuple(targets):
             if handler.id != skip:
                 handler.write_frame(frame)
