@@ -21,3 +21,10 @@ def test_given_keys_override_the_defaults() -> None:
     with override_settings(TORNADO={"port": 9001, "settings": {"debug": True}, "unknown": 1}):
         conf = tornado_settings()
     assert (conf.port, conf.settings, conf.view_threads) == (9001, {"debug": True}, 16)
+
+
+def test_metrics_is_none_unless_set() -> None:
+    with override_settings(TORNADO={}):
+        assert tornado_settings().metrics is None
+    with override_settings(TORNADO={"metrics": True}):
+        assert tornado_settings().metrics is True

@@ -21,6 +21,7 @@ E005 = "tornado_websockets.E005"  # bad backplane URL
 E006 = "tornado_websockets.E006"  # bad thread count
 E007 = "tornado_websockets.E007"  # bad allowed_origins
 E008 = "tornado_websockets.E008"  # bad explorer
+E009 = "tornado_websockets.E009"  # bad metrics
 W001 = "tornado_websockets.W001"  # unknown key
 
 
@@ -84,6 +85,15 @@ def check_tornado_setting(app_configs: Sequence[Any] | None = None, **kwargs: An
                 f"TORNADO['explorer'] should be None (on in DEBUG only), True or False, not {explorer!r}.",
                 hint="True serves the AsyncAPI document and the explorer outside DEBUG, to staff only.",
                 id=E008,
+            )
+        )
+    metrics = value.get("metrics")
+    if metrics is not None and not isinstance(metrics, bool):
+        errors.append(
+            Error(
+                f"TORNADO['metrics'] should be None (DEBUG or staff), True or False, not {metrics!r}.",
+                hint="True opens metrics.json and metrics to all (scrapers); the dashboard stays staff only.",
+                id=E009,
             )
         )
     errors.extend(

@@ -12,6 +12,8 @@
         "allowed_origins": [],         # extra origins allowed to connect, e.g. "https://app.example.com"
         "explorer": None,              # AsyncAPI JSON and event explorer: None = in DEBUG only,
                                        # True = also outside DEBUG (staff only), False = never
+        "metrics": None,               # metrics.json and Prometheus metrics: None = everyone in DEBUG,
+                                       # staff otherwise; True = everyone; False = never (nor dashboard)
     }
 """
 
@@ -31,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "view_threads": 16,
     "allowed_origins": [],
     "explorer": None,
+    "metrics": None,
 }
 
 
@@ -46,6 +49,7 @@ class TornadoSettings:
     view_threads: int = 16
     allowed_origins: list[str] = field(default_factory=list)
     explorer: bool | None = None
+    metrics: bool | None = None
 
 
 def tornado_settings() -> TornadoSettings:
@@ -67,4 +71,5 @@ def tornado_settings() -> TornadoSettings:
         view_threads=merged["view_threads"],
         allowed_origins=list(merged["allowed_origins"]),
         explorer=merged["explorer"],
+        metrics=merged["metrics"],
     )

@@ -1,5 +1,10 @@
 """The chat page's WebSocket: signed-in users only, and the name shown is the server's to say.
 
+Everyone is in the room ``lobby``: with ``presence_events=True`` its members get ``joined`` and
+``left`` (once per user, not per tab), and a page that connects (or comes back) gets ``online``,
+who is there now. With ``recover=60`` a page that loses its connection gets the messages it
+missed when it comes back, for a minute (the JavaScript client asks by itself).
+
 ``socket.user`` is the Django user of the page's session cookie, loaded before the guard runs, so
 a client can neither chat anonymously nor speak under someone else's name. The payloads are typed
 (msgspec, the ``typed`` extra, checks the bounds): a message that is not 1 to 500 characters of
@@ -7,13 +12,17 @@ text never reaches `message`, and its sender gets a ``warning`` naming the field
 explorer (``/ws-api/explorer/``) shows these types.
 """
 
+from collections.abc import Hashable
 from typing import Annotated, TypedDict
 
 import msgspec
 
 from tornado_websockets import WebSocket, WebSocketHandler
 
-chat = WebSocket("/chat")
+chat = WebSocket("/chat", recover=60, presence_events=True)
+
+#: The room every chat connection is in, for presence.
+LOBBY = "lobby"
 
 MAX_LENGTH = 500
 
@@ -51,3 +60,15 @@ async def message(socket: WebSocketHandler, data: Say) -> None:
     text = data["message"].strip()
     if text:
         chat.emit("message", {"username": socket.user.get_username(), "message": text})
+
+
+@chat.on(name="open")
+async def enter(socket: WebSocketHandler) -> None:
+    """Join the lobby (the others get ``joined``), then tell this page who is online."""
+    socket.join(LOBBY)
+    present = await chat.presence(LOBBY)
+    names: dict[Hashable, str] = {}
+    for member in present.members:
+        if member.user is not None:
+            names[member.user] = member.name or str(member.user)
+    socket.emit("online", {"users": [{"user": user, "name": name} for user, name in names.items()]})

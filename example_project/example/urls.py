@@ -10,6 +10,7 @@ urlpatterns = [
     path("chat/", login_required(TemplateView.as_view(template_name="chat.html")), name="chat"),
     path("progress/", TemplateView.as_view(template_name="progress.html"), name="progress"),
     path("accounts/", include("django.contrib.auth.urls")),  # login at /accounts/login/
-    # The AsyncAPI document and the event explorer: in DEBUG, or for staff with TORNADO["explorer"].
+    # The AsyncAPI document and the event explorer (in DEBUG, or for staff with TORNADO["explorer"]),
+    # metrics.json and Prometheus metrics (in DEBUG or for staff), the live dashboard (staff only).
     path("ws-api/", include("tornado_websockets.urls")),
 ]

@@ -1,0 +1,78 @@
+"""The metrics dashboard in headless Chromium, on the example project served by ``runtornado``.
+
+The staff user ``demo`` watches the dashboard while ``alice`` chats in another browser context:
+the table shows the chat's connection and the chart of frames per second draws. Anonymous and
+non-staff visitors get 404. Screenshots land in ``tests/artifacts/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from tests.browser import RunTornado, Tab, chromium
+from tests.example_browser import example_server, logged_in
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def example(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunTornado]:
+    with example_server(tmp_path_factory.mktemp("dashboard")) as server:
+        yield server
+
+
+def test_staff_see_the_chat_connection_and_the_chart_draws(browser: Browser, example: RunTornado) -> None:
+    alice = logged_in(browser, example, "alice")
+    demo = logged_in(browser, example, "demo")
+    try:
+        alice.page.goto(example.url("/chat/"))
+        expect(alice.page.locator("#status")).to_have_text("connected")
+        page = demo.page
+        page.click("text=Dashboard")  # the link shows for staff
+        page.wait_for_url(example.url("/ws-api/dashboard/"))
+        expect(page.locator("#status")).to_have_text("connected")
+        chat = page.locator('#paths tr[data-path="/chat"] td')
+        expect(chat.nth(1)).to_have_text("1")  # connections
+        expect(chat.nth(2)).to_have_text("1")  # users
+        for n in range(5):  # traffic for the chart: 5 frames in and 5 out
+            alice.page.fill("#chat-input", f"message {n}")
+            alice.page.press("#chat-input", "Enter")
+        expect(alice.page.locator("#chat-log li")).to_have_count(5)
+        expect(chat.nth(4)).to_have_text("5")  # frames in
+        # Two snapshots make a rate; the line has a point per second from then on.
+        page.wait_for_function(
+            "document.getElementById('fps-line').getAttribute('points').split(' ').length >= 2"
+        )
+        assert page.evaluate("Math.max(...rates)") > 0  # the messages made a rate above zero
+        expect(page.locator("#backplane")).to_have_text("Broker (local)")
+        demo.screenshot("dashboard-staff")
+        assert demo.errors == []
+        assert alice.errors == []
+    finally:
+        alice.close()
+        demo.close()
+
+
+def test_anonymous_and_non_staff_visitors_get_404(browser: Browser, example: RunTornado) -> None:
+    anonymous = Tab.open(browser)
+    alice = logged_in(browser, example, "alice")
+    try:
+        response = anonymous.page.goto(example.url("/ws-api/dashboard/"))
+        assert response is not None
+        assert response.status == 404
+        anonymous.screenshot("dashboard-anonymous")
+        response = alice.page.goto(example.url("/ws-api/dashboard/"))
+        assert response is not None
+        assert response.status == 404
+        alice.page.goto(example.url("/"))
+        expect(alice.page.locator("header nav a")).to_have_text(["Home", "Echo", "Chat", "Progress"])
+    finally:
+        anonymous.close()
+        alice.close()
