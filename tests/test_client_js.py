@@ -20,7 +20,8 @@ import pytest
 import tornado.web
 from playwright.sync_api import Browser, expect
 
-from tests.browser import REPOSITORY, STATIC_ROOT, RunTornado, ServerThread, Tab, chromium, free_port
+from tests.browser import REPOSITORY, STATIC_ROOT, RunTornado, ServerThread, Tab, chromium
+from tests.example_browser import example_server
 from tests.requirements import require_binary
 from tools import build_js
 from tornado_websockets.modules import Module, ProgressBar
@@ -853,7 +854,6 @@ def test_readme_javascript_sample_shows_progress(browser: Browser, server: Serve
 
 # Layer 2: the Django example project, served by manage.py runtornado ------------------------------
 
-EXAMPLE_PROJECT = REPOSITORY / "example_project"
 #: Milliseconds a page may take to come back after a restart: the backoff's waits add up meanwhile.
 RECONNECT_TIMEOUT = 30_000
 
@@ -861,13 +861,8 @@ RECONNECT_TIMEOUT = 30_000
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunTornado]:
     """The example project on a free port, with its own database and the demo users."""
-    database = tmp_path_factory.mktemp("example") / "db.sqlite3"
-    server = RunTornado(EXAMPLE_PROJECT, free_port(), env={"EXAMPLE_DATABASE": str(database)})
-    server.manage("migrate", "--noinput")
-    server.manage("seeddemo")
-    server.start()
-    yield server
-    server.stop()
+    with example_server(tmp_path_factory.mktemp("example")) as server:
+        yield server
 
 
 def example_page(browser: Browser, example: RunTornado, path: str, user: str | None = None) -> Tab:

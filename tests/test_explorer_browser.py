@@ -19,12 +19,11 @@ from django.test import override_settings
 from playwright.sync_api import Browser, expect
 
 from tests import explorer_urls
-from tests.browser import REPOSITORY, RunTornado, ServerThread, Tab, chromium, free_port
+from tests.browser import RunTornado, ServerThread, Tab, chromium
+from tests.example_browser import example_server
 from tornado_websockets import djangoapp
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
-
-EXAMPLE_PROJECT = REPOSITORY / "example_project"
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +35,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunTornado]:
     """The example project (DEBUG on: the explorer is served) with its own database and demo users."""
-    database = tmp_path_factory.mktemp("explorer") / "db.sqlite3"
-    server = RunTornado(EXAMPLE_PROJECT, free_port(), env={"EXAMPLE_DATABASE": str(database)})
-    server.manage("migrate", "--noinput")
-    server.manage("seeddemo")
-    server.start()
-    yield server
-    server.stop()
+    with example_server(tmp_path_factory.mktemp("explorer")) as server:
+        yield server
 
 
 @pytest.fixture
