@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 EXTRAS ?= test,lint,fast,typed,metrics,django,redis,browser,docs
 
-.PHONY: install lint docs test demo soak clean js
+.PHONY: install lint docs test demo soak clean bench bench-quick js
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,22 @@ FUZZ_FRAMES ?= 200000
 soak: install
 	TWS_SOAK_CYCLES=$(SOAK_CYCLES) TWS_FUZZ_FRAMES=$(FUZZ_FRAMES) $(BIN)/python -m pytest -s -o timeout=1800 \
 		tests/test_soak.py tests/test_fuzz.py tests/test_limits.py
+
+# The benchmark against raw Tornado and the peers (bench/README.md), in its own venv: the peers
+# are never dependencies of the package. `make bench` rewrites bench/RESULTS.md (tens of minutes);
+# `make bench-quick` prints a smaller run (under two minutes).
+BENCH_VENV := bench/.venv
+$(BENCH_VENV)/.installed: bench/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[fast]' -r bench/requirements.txt
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m bench run --mode full --output bench/RESULTS.md
+
+bench-quick: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m bench run --mode quick
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

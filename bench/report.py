@@ -1,0 +1,300 @@
+"""Results JSON -> medians, ratios, target verdicts and the Markdown of ``bench/RESULTS.md``.
+
+Pure data in, text out: the smoke test feeds it a made-up run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["METRICS", "Metric", "Summary", "compare", "load", "render", "summarize"]
+
+PEERS = ("socketio", "channels")
+LABELS = {
+    "raw": "raw Tornado",
+    "ours": "ours (async def)",
+    "ours-sync": "ours (plain def)",
+    "socketio": "python-socketio",
+    "channels": "Channels",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """How a metric reads: its title, unit, and whether more is better."""
+
+    title: str
+    unit: str
+    higher_is_better: bool
+    digits: int = 0
+
+
+METRICS = {
+    "echo_rps": Metric("Echo round trips per second", "round trips/s", True),
+    "echo_cpu_us": Metric("Echo: server CPU time per round trip", "µs", False, 1),
+    "echo_p50_ms": Metric("Echo latency p50", "ms", False, 3),
+    "echo_p99_ms": Metric("Echo latency p99", "ms", False, 3),
+    "fanout_deliveries_per_s": Metric("Fan-out deliveries per second", "deliveries/s", True),
+    "fanout_cpu_us": Metric("Fan-out: server CPU time per delivery", "µs", False, 2),
+    "fanout_last_ms": Metric("Fan-out: time until the last client has it", "ms", False, 1),
+    "fanout_first_ms": Metric("Fan-out: time until the first client has it", "ms", False, 2),
+    "connect_per_s": Metric("Connections opened per second", "connections/s", True),
+    "rss_kib_per_conn": Metric("RSS per idle connection", "KiB", False, 1),
+    "redis_p50_ms": Metric("Cross-process (Redis) fan-out latency p50", "ms", False, 2),
+    "redis_p99_ms": Metric("Cross-process (Redis) fan-out latency p99", "ms", False, 2),
+}
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a results file written by the harness."""
+    results: dict[str, Any] = json.loads(path.read_text())
+    return results
+
+
+class Summary:
+    """The median of each (server, metric, param) over the repetitions, and ratios between servers."""
+
+    def __init__(self, measurements: Iterable[dict[str, Any]]) -> None:
+        values: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+        for m in measurements:
+            values[m["server"], m["metric"], int(m["param"])].append(float(m["value"]))
+        self.values = dict(values)
+        self.medians = {key: statistics.median(v) for key, v in values.items()}
+
+    def median(self, server: str, metric: str, param: int) -> float | None:
+        return self.medians.get((server, metric, param))
+
+    def params(self, metric: str) -> list[int]:
+        return sorted({param for (_, name, param) in self.medians if name == metric})
+
+    def servers(self) -> list[str]:
+        present = {server for (server, _, _) in self.medians}
+        return [name for name in LABELS if name in present] + sorted(present - set(LABELS))
+
+    def advantage(self, server: str, other: str, metric: str, param: int) -> float | None:
+        """How many times better ``server`` is than ``other`` (above 1: better, whatever the unit)."""
+        mine, theirs = self.median(server, metric, param), self.median(other, metric, param)
+        if mine is None or theirs is None or mine <= 0 or theirs <= 0:
+            return None
+        return mine / theirs if METRICS[metric].higher_is_better else theirs / mine
+
+
+def summarize(results: dict[str, Any]) -> Summary:
+    """The `Summary` of a harness run."""
+    return Summary(results["measurements"])
+
+
+def _number(value: float | None, digits: int) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _metric_table(summary: Summary, metric: str, param_name: str) -> list[str]:
+    spec = METRICS[metric]
+    servers = summary.servers()
+    rows = [
+        [f"{param:,}"] + [_number(summary.median(s, metric, param), spec.digits) for s in servers]
+        for param in summary.params(metric)
+    ]
+    if not rows:
+        return []
+    return [
+        f"**{spec.title}** ({spec.unit}, median)",
+        "",
+        *_table([param_name, *(LABELS.get(s, s) for s in servers)], rows),
+        "",
+    ]
+
+
+def _ratio_table(summary: Summary, metrics: list[tuple[str, str]]) -> list[str]:
+    others = [s for s in ("raw", *PEERS) if s in summary.servers()]
+    ours = [s for s in ("ours", "ours-sync") if s in summary.servers()]
+    rows = []
+    for metric, param_name in metrics:
+        for param in summary.params(metric):
+            for mine in ours:
+                cells = [_ratio(summary.advantage(mine, other, metric, param)) for other in others]
+                rows.append([f"{METRICS[metric].title}, {param:,} {param_name}", LABELS[mine], *cells])
+    header = ["figure", "server", *(f"vs {LABELS[o]}" for o in others)]
+    return _table(header, rows) if rows else []
+
+
+def targets(summary: Summary) -> list[tuple[str, bool | None, str]]:
+    """The issue's targets: (target, met (None: not measured), the figures behind the verdict)."""
+    verdicts: list[tuple[str, bool | None, str]] = []
+
+    def check(name: str, ratios: list[tuple[str, float | None]], floor: float) -> None:
+        known = [(label, r) for label, r in ratios if r is not None]
+        if not known:
+            verdicts.append((name, None, "not measured"))
+            return
+        met = all(r >= floor for _, r in known) and len(known) == len(ratios)
+        verdicts.append((name, met, ", ".join(f"{label} {r:.2f}x" for label, r in known)))
+
+    echo = summary.params("echo_rps")
+    check(
+        "Echo at least 0.9x raw Tornado",
+        [(f"{c} cl.", summary.advantage("ours", "raw", "echo_rps", c)) for c in echo],
+        0.9,
+    )
+    for peer in PEERS:
+        check(
+            f"Echo at least 3x {LABELS[peer]}",
+            [(f"{c} cl.", summary.advantage("ours", peer, "echo_rps", c)) for c in echo],
+            3.0,
+        )
+    size = max(summary.params("fanout_deliveries_per_s"), default=0)
+    for peer in PEERS:
+        check(
+            f"Fan-out deliveries/s at least 3x {LABELS[peer]} at {size:,} clients",
+            [(f"{size:,}", summary.advantage("ours", peer, "fanout_deliveries_per_s", size))],
+            3.0,
+        )
+    rss_size = max(summary.params("rss_kib_per_conn"), default=0)
+    rss = summary.median("ours", "rss_kib_per_conn", rss_size)
+    if rss is None:
+        verdicts.append(("Idle connection at most 40 KiB RSS", None, "not measured"))
+    else:
+        verdicts.append(("Idle connection at most 40 KiB RSS", rss <= 40, f"{rss:.1f} KiB at {rss_size:,}"))
+    return verdicts
+
+
+def _machine(results: dict[str, Any]) -> list[str]:
+    info = results["machine"]
+    plan = results["plan"]
+    when = datetime.datetime.fromtimestamp(results["started"], datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    versions = ", ".join(f"{name} {v}" for name, v in info["packages"].items() if v)
+    dirty = " with uncommitted changes in tornado_websockets/" if info["worktree_dirty"] else ""
+    source = f"; ours imported from `{info['ours_from']}`" if info.get("ours_from") else ""
+    load = results.get("load_average")
+    busy = (
+        f"- Load average (1 min) at the start and the end: {load['start']:.2f} and {load['end']:.2f}."
+        if load
+        else ""
+    )
+    lines = [
+        f"- Run: **{plan['name']}** mode, {plan['repetitions']} repetition(s), median reported; {when}; "
+        f"{results['seconds'] / 60:.1f} min.",
+        f"- Machine: {info['cores']} cores ({info['cpu']}), {info['memory_gib']} GiB, {info['os']}, "
+        f"{info['python']}.",
+        f"- Commit {info['commit']}{dirty}; our JSON codec: {info['our_codec']}{source}.",
+        f"- Versions: {versions}.",
+        f"- Echo: {plan['echo_warmup']} s warm-up then {plan['echo_duration']} s per client count; fan-out: "
+        f"{plan['fanout_rounds']} rounds per size (median round), RSS after {plan['idle_seconds']} s idle.",
+    ]
+    return [*lines, busy] if busy else lines
+
+
+def render(results: dict[str, Any], title: str = "Benchmark results") -> str:
+    """The Markdown report of one harness run."""
+    summary = summarize(results)
+    lines = [f"# {title}", "", "Written by `make bench` (see `bench/README.md`); do not edit by hand.", ""]
+    lines += [*_machine(results), ""]
+    lines += [
+        "Wall-clock figures move with whatever else the machine runs; the server's CPU time per",
+        "operation does not, so read the two together (`bench/README.md` says why).",
+        "",
+    ]
+    lines += ["## Echo", ""]
+    for metric in ("echo_rps", "echo_cpu_us", "echo_p50_ms", "echo_p99_ms"):
+        lines += _metric_table(summary, metric, "clients")
+    lines += ["## Fan-out (one emit to every client)", ""]
+    for metric in ("fanout_deliveries_per_s", "fanout_cpu_us", "fanout_last_ms", "fanout_first_ms"):
+        lines += _metric_table(summary, metric, "clients")
+    lines += ["## Memory and connection rate", ""]
+    for metric in ("rss_kib_per_conn", "connect_per_s"):
+        lines += _metric_table(summary, metric, "connections")
+    lines += ["## Cross-process fan-out through Redis", ""]
+    redis_rows = _metric_table(summary, "redis_p50_ms", "receivers") + _metric_table(
+        summary, "redis_p99_ms", "receivers"
+    )
+    lines += redis_rows or ["Not measured in this run.", ""]
+    for name, missing in sorted(results.get("redis_pending", {}).items()):
+        lines += [f"- {LABELS.get(name, name)}: **pending** ({', '.join(missing)} not available yet).", ""]
+    lines += ["## Ratios (above 1: ours is better, whatever the unit)", ""]
+    lines += _ratio_table(
+        summary,
+        [
+            ("echo_rps", "clients"),
+            ("echo_cpu_us", "clients"),
+            ("fanout_deliveries_per_s", "clients"),
+            ("fanout_cpu_us", "clients"),
+            ("fanout_last_ms", "clients"),
+            ("rss_kib_per_conn", "connections"),
+            ("redis_p50_ms", "receivers"),
+        ],
+    )
+    lines += ["", "## Targets (issue 6)", ""]
+    rows = [
+        [name, {True: "met", False: "**missed**", None: "-"}[met], why] for name, met, why in targets(summary)
+    ]
+    lines += _table(["target", "verdict", "figures"], rows)
+    lines += [""]
+    if results.get("skipped") or results.get("failures"):
+        lines += ["## Not measured, or not in full", ""]
+        for name, missing in sorted(results.get("skipped", {}).items()):
+            lines.append(f"- {LABELS.get(name, name)}: not installed here ({', '.join(missing)}).")
+        for failure in results.get("failures", []):
+            server = LABELS.get(failure["server"], failure["server"])
+            lines.append(
+                f"- {server}, {failure['scenario']}, repetition {failure['rep'] + 1}: {failure['error']}"
+            )
+        lines.append("")
+    lines += ["## Every repetition", "", "<details><summary>values per repetition</summary>", ""]
+    rows = [
+        [
+            LABELS.get(server, server),
+            metric,
+            f"{param:,}",
+            ", ".join(_number(v, METRICS[metric].digits) for v in values),
+        ]
+        for (server, metric, param), values in sorted(summary.values.items())
+    ]
+    lines += _table(["server", "metric", "param", "values"], rows)
+    lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+def compare(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
+    """Medians of two sets of runs side by side (a patch measured on a scratch copy, say).
+
+    Every run of a set is pooled, so three runs of one repetition give medians of three.
+    """
+    old = Summary(m for run in before for m in run["measurements"])
+    new = Summary(m for run in after for m in run["measurements"])
+    rows = []
+    for key in sorted(set(old.medians) & set(new.medians)):
+        server, metric, param = key
+        spec = METRICS[metric]
+        a, b = old.medians[key], new.medians[key]
+        gain = (b / a if spec.higher_is_better else a / b) if a > 0 and b > 0 else None
+        rows.append(
+            [
+                LABELS.get(server, server),
+                f"{spec.title} ({spec.unit})",
+                f"{param:,}",
+                _number(a, spec.digits),
+                _number(b, spec.digits),
+                _ratio(gain),
+            ]
+        )
+    header = ["server", "figure", "param", "before", "after", "after vs before (above 1: better)"]
+    return "\n".join(_table(header, rows)) + "\n"

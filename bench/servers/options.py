@@ -1,0 +1,31 @@
+"""The command line every bench server takes: where to listen, and the Redis backplane if any."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+
+__all__ = ["ServerOptions", "parse_options"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """``--port``, ``--host``, ``--redis URL`` (cross-process scenario) and ``--sync`` (ours only)."""
+
+    port: int
+    host: str
+    redis: str | None
+    sync: bool
+
+
+def parse_options(description: str, argv: list[str] | None = None) -> ServerOptions:
+    """Read the server's options; logging goes to stderr at WARNING so it costs nothing per frame."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--redis", default=None, help="redis://127.0.0.1:PORT/0 for the cross-process run")
+    parser.add_argument("--sync", action="store_true", help="plain def event functions (ours only)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+    return ServerOptions(args.port, args.host, args.redis, args.sync)

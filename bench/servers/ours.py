@@ -1,0 +1,59 @@
+"""This library, as a user writes it: ``WebSocket("/bench")`` and two event functions.
+
+``async def`` functions by default (the headline: they run on the loop); ``--sync`` binds plain
+``def`` ones, which the library runs in its worker threads by design. ``--redis URL`` sets the
+cross-process backplane.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.servers.options import ServerOptions, parse_options
+from tornado_websockets.tornadowrapper import TornadoWrapper
+from tornado_websockets.websocket import WebSocket
+
+__all__ = ["build", "main"]
+
+
+def build(sync: bool) -> WebSocket:
+    """The bench path with its ``echo`` and ``broadcast`` events."""
+    ws = WebSocket("/bench")
+    if sync:
+
+        @ws.on
+        def echo(socket: Any, data: dict[str, Any]) -> None:
+            socket.emit("echo", data)
+
+        @ws.on
+        def broadcast(data: dict[str, Any]) -> None:
+            ws.emit("tick", data)
+
+    else:
+
+        @ws.on(name="echo")
+        async def echo_async(socket: Any, data: dict[str, Any]) -> None:
+            socket.emit("echo", data)
+
+        @ws.on(name="broadcast")
+        async def broadcast_async(data: dict[str, Any]) -> None:
+            ws.emit("tick", data)
+
+    return ws
+
+
+def serve(options: ServerOptions) -> None:
+    """Build the path, set the backplane if asked, and run until SIGTERM."""
+    build(options.sync)
+    if options.redis is not None:
+        TornadoWrapper.use_broker(options.redis)
+    TornadoWrapper.run(options.port, address=options.host)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until SIGTERM."""
+    serve(parse_options(__doc__ or "", argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The ceiling for us: a bare ``tornado.websocket.WebSocketHandler`` doing the bench's work by hand.
+
+Same frames, same codec as ours (orjson when installed), nothing else: no event registry, no
+metrics, no limits. The ratio ours / raw is what the library costs on top of Tornado.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from typing import Any, ClassVar
+
+import tornado.web
+import tornado.websocket
+
+from bench.servers.options import parse_options
+
+try:
+    import orjson
+except ImportError:
+    orjson = None  # type: ignore[assignment]
+
+__all__ = ["BenchHandler", "main", "make_app"]
+
+logger = logging.getLogger(__name__)
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value) if orjson is not None else json.dumps(value, separators=(",", ":")).encode()
+
+
+_loads = orjson.loads if orjson is not None else json.loads
+_WARNING = _dumps({"event": "warning", "data": {"message": "Invalid frame."}})
+
+
+class BenchHandler(tornado.websocket.WebSocketHandler):
+    """Echo to the sender, broadcast to every open connection; the frame is encoded once."""
+
+    clients: ClassVar[set[BenchHandler]] = set()
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        self.clients.add(self)
+
+    def on_close(self) -> None:
+        self.clients.discard(self)
+
+    def on_message(self, message: str | bytes) -> None:
+        try:
+            frame = _loads(message)
+            event, data = frame["event"], frame.get("data") or {}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            self.write_message(_WARNING)
+            return
+        if event == "echo":
+            self.write_message(_dumps({"event": "echo", "data": data}))
+        elif event == "broadcast":
+            out = _dumps({"event": "tick", "data": data})
+            for client in tuple(self.clients):
+                try:
+                    client.write_message(out)
+                except tornado.websocket.WebSocketClosedError:
+                    self.clients.discard(client)
+
+
+def make_app() -> tornado.web.Application:
+    """The application serving ``/ws/bench``."""
+    return tornado.web.Application([("/ws/bench", BenchHandler)])
+
+
+async def _serve(host: str, port: int) -> None:
+    make_app().listen(port, host)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until SIGTERM."""
+    options = parse_options(__doc__ or "", argv)
+    asyncio.run(_serve(options.host, options.port))
+
+
+if __name__ == "__main__":
+    main()

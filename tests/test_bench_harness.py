@@ -1,0 +1,146 @@
+"""The benchmark harness's own parts, without the peers: wire dialects, the report, raw Tornado.
+
+No timing is asserted: the figures below are made up, and the server test checks answers only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import tornado.httpserver
+import tornado.netutil
+import tornado.websocket
+
+from bench import report
+from bench.profiling import summarize_collapsed
+from bench.protocols import DIALECTS, Incoming
+from bench.servers import SERVERS
+from bench.servers.raw_tornado import BenchHandler, make_app
+
+
+def _run(measurements: list[tuple[str, str, int, float]]) -> dict[str, Any]:
+    return {
+        "plan": {
+            "name": "quick",
+            "repetitions": 2,
+            "echo_warmup": 0.1,
+            "echo_duration": 1.0,
+            "fanout_rounds": 3,
+            "idle_seconds": 1.0,
+        },
+        "machine": {
+            "cores": 2,
+            "cpu": "test",
+            "memory_gib": 1.0,
+            "os": "Linux",
+            "python": "CPython 3.11",
+            "packages": {"tornado": "6.6"},
+            "our_codec": "orjson",
+            "commit": "abc",
+            "worktree_dirty": False,
+        },
+        "started": 0.0,
+        "seconds": 60.0,
+        "skipped": {"channels": ["channels"]},
+        "redis_pending": {"ours": ["tornado_websockets.broker_redis"]},
+        "failures": [],
+        "measurements": [
+            {"server": s, "metric": m, "param": p, "rep": i, "value": v, "detail": {}}
+            for i, (s, m, p, v) in enumerate(measurements)
+        ],
+    }
+
+
+def test_the_report_takes_medians_and_ratios_and_checks_the_targets() -> None:
+    run = _run(
+        [
+            ("raw", "echo_rps", 10, 10_000.0),
+            ("ours", "echo_rps", 10, 8_000.0),
+            ("ours", "echo_rps", 10, 9_500.0),
+            ("ours", "echo_rps", 10, 9_000.0),  # median 9,000: 0.90x raw, met
+            ("socketio", "echo_rps", 10, 2_000.0),  # 4.50x
+            ("ours", "fanout_deliveries_per_s", 1000, 30_000.0),
+            ("socketio", "fanout_deliveries_per_s", 1000, 15_000.0),  # 2.00x: missed
+            ("raw", "rss_kib_per_conn", 1000, 12.0),
+            ("ours", "rss_kib_per_conn", 1000, 48.0),  # above 40 KiB: missed; 0.25x raw
+        ]
+    )
+    summary = report.summarize(run)
+    assert summary.median("ours", "echo_rps", 10) == 9_000.0
+    assert summary.advantage("ours", "raw", "echo_rps", 10) == pytest.approx(0.9)
+    assert summary.advantage("ours", "raw", "rss_kib_per_conn", 1000) == pytest.approx(0.25)
+    verdicts = {name: met for name, met, _ in report.targets(summary)}
+    assert verdicts["Echo at least 0.9x raw Tornado"] is True
+    assert verdicts["Echo at least 3x python-socketio"] is True
+    assert verdicts["Echo at least 3x Channels"] is None  # not measured
+    assert verdicts["Fan-out deliveries/s at least 3x python-socketio at 1,000 clients"] is False
+    assert verdicts["Idle connection at most 40 KiB RSS"] is False
+    text = report.render(run)
+    assert "| 10 | 10,000 | 9,000 | 2,000 |" in text
+    assert "| Echo round trips per second, 10 clients | ours (async def) | 0.90x | 4.50x |" in text
+    assert "Channels: not installed here (channels)." in text
+    assert "ours (async def): **pending**" in text
+
+
+def test_socketio_dialect_answers_the_handshake_and_pings() -> None:
+    wire = DIALECTS["socketio"]
+    assert wire.url(8000) == "ws://127.0.0.1:8000/socket.io/?EIO=4&transport=websocket"
+    assert wire.decode(b'0{"sid":"x","pingInterval":25000}') == Incoming(reply=b"40")
+    assert wire.decode(b'40{"sid":"y"}') == Incoming(ready=True)
+    assert wire.decode(b"2") == Incoming(reply=b"3")
+    assert wire.encode("echo", {"n": 1}) == b'42["echo",{"n":1}]'
+    assert wire.decode(b'42["tick",{"seq":3}]') == Incoming("tick", {"seq": 3})
+
+
+def test_json_dialect_round_trips_our_frames() -> None:
+    wire = DIALECTS["json"]
+    assert json.loads(wire.encode("echo", {"n": 1})) == {"event": "echo", "data": {"n": 1}}
+    assert wire.decode(b'{"event":"tick","data":{"seq":0}}') == Incoming("tick", {"seq": 0})
+    assert wire.decode(b"[1]") == Incoming()
+
+
+def test_every_server_names_a_known_dialect_and_a_command() -> None:
+    for spec in SERVERS.values():
+        assert spec.dialect in DIALECTS
+        assert spec.command(1234)[1:4] == ["-m", spec.module, "--port"]
+    assert SERVERS["raw"].missing() == []
+
+
+def test_profile_summary_counts_inclusive_and_self_samples() -> None:
+    text = summarize_collapsed("main (a.py:1);emit (b.py:2) 3\nmain (a.py:1) 1\n")
+    assert "4 samples" in text
+    assert " 75.0%  emit (b.py:2)" in text
+    assert "100.0%  main (a.py:1)" in text
+
+
+async def test_raw_tornado_server_echoes_and_broadcasts_over_real_sockets() -> None:
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server = tornado.httpserver.HTTPServer(make_app())
+    server.add_sockets(sockets)
+    url = f"ws://127.0.0.1:{sockets[0].getsockname()[1]}/ws/bench"
+    first = await tornado.websocket.websocket_connect(url)
+    second = await tornado.websocket.websocket_connect(url)
+    try:
+        await first.write_message(DIALECTS["json"].encode("echo", {"n": 7}))
+        assert json.loads(await first.read_message() or "") == {"event": "echo", "data": {"n": 7}}
+        await second.write_message(DIALECTS["json"].encode("broadcast", {"seq": 1}))
+        for client in (first, second):
+            assert json.loads(await client.read_message() or "") == {"event": "tick", "data": {"seq": 1}}
+        await first.write_message("not json")
+        assert json.loads(await first.read_message() or "")["event"] == "warning"
+    finally:
+        first.close()
+        second.close()
+        server.stop()
+        await server.close_all_connections()
+        BenchHandler.clients.clear()
+
+
+def test_compare_pools_runs_and_says_which_way_is_better() -> None:
+    before = [_run([("ours", "echo_cpu_us", 1, 80.0)]), _run([("ours", "echo_cpu_us", 1, 100.0)])]
+    after = [_run([("ours", "echo_cpu_us", 1, 45.0)])]
+    text = report.compare(before, after)
+    row = "| ours (async def) | Echo: server CPU time per round trip (µs) | 1 | 90.0 | 45.0 | 2.00x |"
+    assert row in text
