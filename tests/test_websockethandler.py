@@ -127,6 +127,70 @@ async def test_frames_of_one_connection_are_handled_in_order() -> None:
     assert handled == list(range(20))
 
 
+async def test_async_functions_that_suspend_or_raise_late_keep_the_connection_in_order() -> None:
+    ws = WebSocket("/late")
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    handled: list[str] = []
+
+    @ws.on
+    async def wait(socket: WebSocketHandler) -> None:
+        await gate  # suspends on a real future: the rest runs in a Task
+        handled.append("wait")
+        socket.emit("waited")
+
+    @ws.on
+    async def fail_late() -> None:
+        await asyncio.sleep(0)
+        raise EventError("late failure")
+
+    @ws.on
+    async def inline(socket: WebSocketHandler) -> None:  # never suspends: runs within on_message
+        handled.append("inline")
+        socket.emit("inlined")
+
+    async with serve() as server, server.connect("/late") as client:
+        await client.emit("wait")
+        await client.emit("inline")
+        await client.emit("fail_late")
+        await client.emit("inline")
+        await asyncio.sleep(0.05)
+        assert handled == []  # the next frames wait for the suspended one
+        gate.set_result(None)
+        assert await client.wait_for("waited") == {}
+        assert await client.wait_for("inlined") == {}
+        assert (await client.wait_for("error"))["message"] == "late failure"
+        assert await client.wait_for("inlined") == {}
+    assert handled == ["wait", "inline", "inline"]
+
+
+class _CompressingHandler(WebSocketHandler):
+    def get_compression_options(self) -> dict[str, Any]:
+        return {}  # permessage-deflate with Tornado's defaults
+
+
+async def test_frames_are_still_compressed_when_permessage_deflate_is_negotiated() -> None:
+    ws = WebSocket("/deflate", add_to_handlers=False)
+
+    @ws.on
+    async def echo(socket: WebSocketHandler, data: dict[str, Any]) -> None:
+        socket.emit("echo", data)
+
+    async with serve([("/ws/deflate", _CompressingHandler, {"websocket": ws})]) as server:
+        connection = await tornado.websocket.websocket_connect(server.url("/deflate"), compression_options={})
+        try:
+            text = "compressible " * 200
+            await connection.write_message(json.dumps({"event": "echo", "data": {"text": text}}))
+            reply = json.loads(await connection.read_message() or "")
+            assert reply == {"event": "echo", "data": {"text": text}}
+            handler = ws.handlers[0]
+            # Written through Tornado's compressing path: far fewer bytes than the frame.
+            assert handler.ws_connection is not None
+            assert handler.ws_connection._compressor is not None  # type: ignore[attr-defined]
+            assert handler.ws_connection.stream._total_write_done_index < len(text)  # type: ignore[attr-defined]
+        finally:
+            connection.close()
+
+
 async def test_a_slow_sync_function_does_not_block_other_connections() -> None:
     ws = WebSocket("/slow")
     release = threading.Event()

@@ -9,11 +9,12 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Hashable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import tornado.ioloop
+import tornado.iostream
 import tornado.web
 import tornado.websocket
 
@@ -236,7 +237,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         for module in self.websocket.modules:
             module.on_open(self)
         function = self.websocket.events.get("open")
-        return None if function is None else self._call(function, {})
+        return None if function is None else _start(self._call(function, {}))
 
     def _read_recovery_request(self) -> None:
         """The client's last positions, sent as ``?recover={"epoch": ..., "streams": {...}}``."""
@@ -273,7 +274,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             if frame.id is not None:
                 self.write_frame(protocol.ack_error_frame(frame.id, message, frame.event))
             return None
-        return self._call(function, frame.data, frame.id)
+        return _start(self._call(function, frame.data, frame.id))
 
     def on_close(self) -> None:
         """Unlink the connection, then run the ``close`` event function if one is bound."""
@@ -415,8 +416,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self.close(BACKLOG_CLOSE_CODE, "Client too slow")
             return
         try:
-            future = self.write_message(frame)
-        except tornado.websocket.WebSocketClosedError:
+            future = _write_text(self, frame)
+        except (tornado.websocket.WebSocketClosedError, tornado.iostream.StreamClosedError):
             delivery.record_drop(delivery.CONNECTION_CLOSED, path)
             return
         metrics = self.websocket.metrics
@@ -427,3 +428,64 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
     def _written(self, future: asyncio.Future[None]) -> None:
         if not future.cancelled() and future.exception() is not None:
             delivery.record_drop(delivery.WRITE_FAILED, self.websocket.path)
+
+
+def _write_text(handler: WebSocketHandler, frame: bytes) -> asyncio.Future[None]:
+    """Write one text frame, without the Task that ``write_message`` wraps around every write.
+
+    ``WebSocketProtocol13.write_message`` creates a coroutine and a Task per call only to turn
+    the stream's error into ``WebSocketClosedError``; on a fan-out that is one Task per client.
+    Writing through the protocol's ``_write_frame`` skips it (the stream's own future still tells
+    a failed write). With permessage-deflate negotiated (to keep compressing), or a Tornado
+    without that method, the public ``write_message`` is used.
+    """
+    connection = handler.ws_connection
+    if connection is None or getattr(connection, "_compressor", None) is not None:
+        return handler.write_message(frame)
+    write_frame = getattr(connection, "_write_frame", None)
+    if write_frame is None:
+        return handler.write_message(frame)
+    connection._message_bytes_out += len(frame)  # type: ignore[attr-defined]
+    future: asyncio.Future[None] = write_frame(True, 0x1, frame)
+    return future
+
+
+def _start(coroutine: Coroutine[Any, Any, None]) -> Awaitable[None] | None:
+    """Run an event function's coroutine on the spot, up to its first real suspension.
+
+    Tornado turns an awaitable returned by ``on_message`` into a Task, which costs a Task, a
+    Future and two turns of the loop per frame; most event functions never suspend (they emit
+    and return), so they finish here and Tornado gets None. The rest of one that does suspend
+    goes on in a Task, and Tornado still waits for it before the connection's next frame.
+    """
+    try:
+        yielded = coroutine.send(None)
+    except StopIteration:
+        return None
+    return asyncio.ensure_future(_Resume(coroutine, yielded))
+
+
+class _Resume:
+    """The rest of a coroutine started by `_start`, awaitable as a Task awaits a coroutine."""
+
+    __slots__ = ("coroutine", "yielded")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], yielded: Any) -> None:
+        self.coroutine = coroutine
+        self.yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coroutine, yielded = self.coroutine, self.yielded
+        while True:
+            try:
+                sent = yield yielded  # the Task waits on the future the coroutine yielded
+            except BaseException as error:  # cancellation, thrown in by the Task: pass it on
+                try:
+                    yielded = coroutine.throw(error)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    yielded = coroutine.send(sent)
+                except StopIteration:
+                    return
