@@ -52,7 +52,7 @@ BENCH_VENV := bench/.venv
 $(BENCH_VENV)/.installed: bench/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[fast]' -r bench/requirements.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[fast,typed]' -r bench/requirements.txt
 	touch $@
 
 bench: $(BENCH_VENV)/.installed

@@ -281,7 +281,7 @@ def run_plan(plan: Plan, pythonpath: str | None = None, redis: bool = True) -> d
                     recorder,
                     pythonpath,
                 )
-                for size in plan.fanout_sizes:
+                for size in () if spec.echo_only else plan.fanout_sizes:
                     scenario = f"fanout {size}"
                     args = (spec, plan, size, rep, load, recorder, pythonpath)
                     _attempt(recorder, spec.name, scenario, rep, load, run_fanout, *args)

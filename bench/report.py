@@ -22,6 +22,7 @@ LABELS = {
     "raw": "raw Tornado",
     "ours": "ours (async def)",
     "ours-sync": "ours (plain def)",
+    "ours-typed": "ours (typed echo)",
     "socketio": "python-socketio",
     "channels": "Channels",
 }
@@ -137,6 +138,31 @@ def _ratio_table(summary: Summary, metrics: list[tuple[str, str]]) -> list[str]:
     return _table(header, rows) if rows else []
 
 
+def _validation_table(summary: Summary) -> list[str]:
+    """What validating the echo's data costs: the typed echo beside the untyped one (issue 10)."""
+    if "ours-typed" not in summary.servers() or "ours" not in summary.servers():
+        return []
+    rows = [
+        [
+            f"{METRICS[metric].title}, {clients:,} clients",
+            _number(summary.median("ours", metric, clients), METRICS[metric].digits),
+            _number(summary.median("ours-typed", metric, clients), METRICS[metric].digits),
+            _ratio(summary.advantage("ours-typed", "ours", metric, clients)),
+        ]
+        for metric in ("echo_rps", "echo_cpu_us")
+        for clients in summary.params(metric)
+    ]
+    return [
+        "",
+        "## Typed payloads: what validation costs",
+        "",
+        "The typed echo validates `{n: int, text: str}` into a `msgspec.Struct` before the call; the",
+        "untyped one gets the dict as decoded. Untyped functions skip validation entirely.",
+        "",
+        *_table(["figure", "untyped", "typed", "typed vs untyped (above 1: typed is better)"], rows),
+    ]
+
+
 def targets(summary: Summary) -> list[tuple[str, bool | None, str]]:
     """The issue's targets: (target, met (None: not measured), the figures behind the verdict)."""
     verdicts: list[tuple[str, bool | None, str]] = []
@@ -242,6 +268,7 @@ def render(results: dict[str, Any], title: str = "Benchmark results") -> str:
             ("redis_p50_ms", "receivers"),
         ],
     )
+    lines += _validation_table(summary)
     lines += ["", "## Targets (issue 6)", ""]
     rows = [
         [name, {True: "met", False: "**missed**", None: "-"}[met], why] for name, met, why in targets(summary)

@@ -15,7 +15,7 @@ copyright = "2026, " + author  # noqa: A001 - Sphinx's own name
 release = tornado_websockets.__version__
 version = release
 
-extensions = ["sphinx.ext.autodoc", "sphinx.ext.intersphinx", "sphinx.ext.viewcode"]
+extensions = ["sphinx.ext.autodoc", "sphinx.ext.intersphinx", "sphinx.ext.viewcode", "myst_parser"]
 html_theme = "furo"
 html_title = "django-tornado-websockets"
 exclude_patterns = ["_build"]

@@ -16,8 +16,9 @@ import tornado.websocket
 from bench import report
 from bench.profiling import summarize_collapsed
 from bench.protocols import DIALECTS, Incoming
-from bench.servers import SERVERS
+from bench.servers import SERVERS, ours
 from bench.servers.raw_tornado import BenchHandler, make_app
+from tornado_websockets.testing import serve
 
 
 def _run(measurements: list[tuple[str, str, int, float]]) -> dict[str, Any]:
@@ -84,6 +85,33 @@ def test_the_report_takes_medians_and_ratios_and_checks_the_targets() -> None:
     assert "ours (async def): **pending**" in text
 
 
+def test_the_report_sets_the_typed_echo_beside_the_untyped_one() -> None:
+    run = _run(
+        [
+            ("ours", "echo_rps", 10, 20_000.0),
+            ("ours-typed", "echo_rps", 10, 19_000.0),
+            ("ours", "echo_cpu_us", 10, 50.0),
+            ("ours-typed", "echo_cpu_us", 10, 55.0),
+        ]
+    )
+    text = report.render(run)
+    assert "## Typed payloads: what validation costs" in text
+    assert "| Echo round trips per second, 10 clients | 20,000 | 19,000 | 0.95x |" in text
+    assert "| Echo: server CPU time per round trip, 10 clients | 50.0 | 55.0 | 0.91x |" in text
+    assert "## Typed payloads" not in report.render(_run([("ours", "echo_rps", 10, 1.0)]))
+
+
+async def test_the_typed_bench_server_validates_the_echo_and_answers_like_the_untyped_one() -> None:
+    ours.build(sync=False, typed=True)
+    async with serve() as server, server.connect("/bench") as client:
+        await client.emit("echo", {"n": 3, "text": "hi"})
+        assert await client.wait_for("echo") == {"n": 3, "text": "hi"}
+        await client.emit("echo", {"n": "three", "text": "hi"})
+        warning = await client.wait_for("warning")
+        assert warning["event"] == "echo"
+        assert "data.n" in warning["message"]
+
+
 def test_socketio_dialect_answers_the_handshake_and_pings() -> None:
     wire = DIALECTS["socketio"]
     assert wire.url(8000) == "ws://127.0.0.1:8000/socket.io/?EIO=4&transport=websocket"
@@ -106,6 +134,8 @@ def test_every_server_names_a_known_dialect_and_a_command() -> None:
         assert spec.dialect in DIALECTS
         assert spec.command(1234)[1:4] == ["-m", spec.module, "--port"]
     assert SERVERS["raw"].missing() == []
+    assert SERVERS["ours-typed"].command(1234)[-1] == "--typed"
+    assert SERVERS["ours-typed"].echo_only
 
 
 def test_profile_summary_counts_inclusive_and_self_samples() -> None:

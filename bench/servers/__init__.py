@@ -25,6 +25,8 @@ class ServerSpec:
     extra_args: tuple[str, ...] = ()
     #: Import that must exist for the cross-process (Redis) scenario; None: not measured there.
     redis_requires: str | None = None
+    #: Measured in the echo scenario only (a variant whose difference lies in the echo path).
+    echo_only: bool = False
 
     def command(self, port: int, redis_url: str | None = None) -> list[str]:
         """The command line starting this server on ``127.0.0.1:port``."""
@@ -65,6 +67,15 @@ SERVERS: dict[str, ServerSpec] = {
             "json",
             ("tornado_websockets",),
             ("--sync",),
+        ),
+        ServerSpec(
+            "ours-typed",
+            "ours (typed echo)",
+            "bench.servers.ours",
+            "json",
+            ("tornado_websockets", "msgspec"),
+            ("--typed",),
+            echo_only=True,
         ),
         ServerSpec(
             "socketio",

@@ -11,12 +11,13 @@ __all__ = ["ServerOptions", "parse_options"]
 
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
-    """``--port``, ``--host``, ``--redis URL`` (cross-process scenario) and ``--sync`` (ours only)."""
+    """``--port``, ``--host``, ``--redis URL`` (cross-process run); ``--sync``, ``--typed``: ours only."""
 
     port: int
     host: str
     redis: str | None
     sync: bool
+    typed: bool
 
 
 def parse_options(description: str, argv: list[str] | None = None) -> ServerOptions:
@@ -26,6 +27,7 @@ def parse_options(description: str, argv: list[str] | None = None) -> ServerOpti
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--redis", default=None, help="redis://127.0.0.1:PORT/0 for the cross-process run")
     parser.add_argument("--sync", action="store_true", help="plain def event functions (ours only)")
+    parser.add_argument("--typed", action="store_true", help="echo validates its data (ours only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
-    return ServerOptions(args.port, args.host, args.redis, args.sync)
+    return ServerOptions(args.port, args.host, args.redis, args.sync, args.typed)
