@@ -1,9 +1,11 @@
 """Processes for the backplane tests, run as ``python -m tests.backplane_app MODE ...``.
 
 - ``serve PORT REDIS_URL [PROCESSES]``: a server with ``/chat`` (rooms, replies telling which
-  process a client is on and how the backplane is doing), through ``TornadoWrapper.run``.
+  process a client is on and how the backplane is doing) and ``/news`` (the same with recovery,
+  keeping ``TWS_RECOVER_SIZE`` frames), through ``TornadoWrapper.run``.
 - ``emit REDIS_URL ROOM TEXT``: ``ws.emit`` from a process that runs no server (`publish_sync`).
-- ``emitter REDIS_URL ROOM TEXT``: the same through an `Emitter`; writes how many processes got it.
+- ``emitter REDIS_URL ROOM TEXT [PATH]``: the same through an `Emitter` (to ``/chat`` unless
+  ``PATH`` says otherwise); writes how many processes got it.
 - ``presence REDIS_URL [ROOM]``: ``presence_sync`` from a process that runs no server; writes the
   connection ids.
 """
@@ -64,12 +66,29 @@ def chat_app() -> WebSocket:
     return chat
 
 
+def news_app() -> WebSocket:
+    """``/news``: ``/chat``'s ``join`` and ``say`` on a path whose clients recover what they miss."""
+    news = WebSocket("/news", recover=60, recover_size=int(os.environ.get("TWS_RECOVER_SIZE", "1000")))
+
+    @news.on
+    async def join(socket: WebSocketHandler, data: dict[str, Any]) -> list[str]:
+        socket.join(data["room"])
+        return sorted(socket.rooms)
+
+    @news.on
+    async def say(socket: WebSocketHandler, data: dict[str, Any]) -> None:
+        news.emit("said", {"n": data["n"], "pid": os.getpid()}, room=data.get("room"))
+
+    return news
+
+
 def main(argv: list[str]) -> None:
     """Run one mode (see the module's docstring)."""
     logging.basicConfig(level=logging.INFO, format="%(process)d %(name)s %(levelname)s %(message)s")
     mode, *args = argv
     if mode == "serve":
         chat_app()
+        news_app()
         processes = int(args[2]) if len(args) > 2 else 1
         broker = RedisBroker(args[1], **RETRY)
         TornadoWrapper.run(int(args[0]), address="127.0.0.1", processes=processes, broker=broker)
@@ -84,7 +103,9 @@ def main(argv: list[str]) -> None:
         sys.stdout.write(" ".join(sorted(m.connection for m in present.members)) + "\n")
     elif mode == "emitter":
         with Emitter(args[0]) as emitter:
-            receivers = emitter.emit("/chat", "said", {"text": args[2], "pid": os.getpid()}, room=args[1])
+            path = args[3] if len(args) > 3 else "/chat"
+            data = {"text": args[2], "n": args[2], "pid": os.getpid()}
+            receivers = emitter.emit(path, "said", data, room=args[1])
         sys.stdout.write(f"{receivers}\n")
     else:
         raise SystemExit(f"unknown mode {mode!r}")

@@ -11,10 +11,12 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tornado_websockets import codec
 from tornado_websockets.presence import Member
+from tornado_websockets.recovery import BROADCAST_STREAM
+from tornado_websockets.recovery_redis import SharedReplay
 
 __all__ = ["Broker", "Envelope", "broker_from_url"]
 
@@ -30,11 +32,27 @@ class Envelope:
     room: str | None = None
     skip: str | None = None  # the id of a connection that must not receive it (the sender)
     origin: str = ""  # the id of the broker that published it, so it does not deliver it twice
+    #: The number the backplane gave the frame in its stream (shared recovery); the frame carries
+    #: it already. Every process delivers a numbered envelope, the one that published it included.
+    seq: int | None = None
+    #: To be numbered by the backplane before anyone delivers it (a path with shared recovery).
+    numbered: bool = False
+
+    def header(self) -> bytes:
+        """The JSON header line of `pack`, without its newline."""
+        fields: dict[str, Any] = {"p": self.path, "r": self.room, "s": self.skip, "o": self.origin}
+        if self.seq is not None:
+            fields["q"] = self.seq
+        return codec.dumps(fields)
 
     def pack(self) -> bytes:
         """Bytes for the wire: a JSON header line, then the frame as it is."""
-        header = codec.dumps({"p": self.path, "r": self.room, "s": self.skip, "o": self.origin})
-        return header + b"\n" + self.frame
+        return self.header() + b"\n" + self.frame
+
+    @property
+    def stream(self) -> str:
+        """The recovery stream the frame belongs to: its room, or ``"*"`` for the whole path."""
+        return BROADCAST_STREAM if self.room is None else self.room
 
     @classmethod
     def unpack(cls, data: bytes) -> Envelope:
@@ -45,7 +63,15 @@ class Envelope:
         fields = codec.loads(header)
         if not isinstance(fields, dict) or not isinstance(fields.get("p"), str):
             raise ValueError("not an envelope: bad header")
-        return cls(fields["p"], frame, fields.get("r"), fields.get("s"), fields.get("o") or "")
+        seq = fields.get("q")
+        return cls(
+            fields["p"],
+            frame,
+            fields.get("r"),
+            fields.get("s"),
+            fields.get("o") or "",
+            seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+        )
 
 
 Deliver = Callable[[Envelope], None]
@@ -60,6 +86,9 @@ class Broker:
 
     #: True when emits reach the clients of other processes.
     cross_process: ClassVar[bool] = False
+    #: True when the broker numbers and keeps the frames of recovering paths for every process
+    #: (see `tornado_websockets.recovery_redis`); else each process numbers what it delivers.
+    shares_replay: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.id = uuid.uuid4().hex
@@ -82,6 +111,16 @@ class Broker:
     async def stop(self) -> None:
         """Stop receiving and release connections."""
         self.deliver = None
+
+    @property
+    def replay_ready(self) -> bool:
+        """Whether frames can be numbered and read through the broker now (not while it is down)."""
+        return False
+
+    async def replay_since(self, path: str, stream: str, seen: int | None, seconds: float) -> SharedReplay:
+        """The last number of ``stream`` and its frames after ``seen``, once every frame numbered
+        before has reached this process; raises ``ConnectionError`` while the broker is down."""
+        raise NotImplementedError("The in-process broker numbers frames in each WebSocket.")
 
     def presence_changed(self) -> None:
         """A connection opened, closed, joined or left a room (on the loop); brokers that share

@@ -9,6 +9,9 @@ in a bounded queue that one task drains, in order, pipelining whatever has piled
 waits for Redis. Every process's subscriber hands the envelopes of the others to the server,
 skipping its own.
 
+Paths declared with ``recover=`` are numbered by Redis instead, so that any process can replay
+what a client missed: see `tornado_websockets.recovery_redis`.
+
 Delivery across processes is at most once. While Redis cannot be reached, local delivery goes on,
 frames meant for other processes are dropped and counted as
 `~tornado_websockets.delivery.BACKPLANE_UNREACHABLE`, and the broker reconnects with exponential
@@ -20,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import random
 import threading
+import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -33,9 +38,10 @@ import redis.retry
 from redis.asyncio.client import PubSub
 from redis.backoff import NoBackoff
 
-from tornado_websockets import codec, delivery
+from tornado_websockets import codec, delivery, recovery_redis
 from tornado_websockets.broker import Broker, Deliver, Envelope
 from tornado_websockets.presence import Member
+from tornado_websockets.recovery_redis import ReplayKeys, SharedReplay
 
 __all__ = [
     "CONNECTED",
@@ -121,6 +127,7 @@ class RedisBroker(Broker):
     """
 
     cross_process = True
+    shares_replay = True
 
     def __init__(
         self,
@@ -175,6 +182,9 @@ class RedisBroker(Broker):
         self._sync_client: redis.Redis | None = None
         self._sync_lock = threading.Lock()
         self._sync_failing = False
+        self._emit_script: Any = None  # the sync client's registered EMIT_SCRIPT
+        #: Reads of shared recovery waiting for their marker to come back on the channel.
+        self._markers: dict[str, asyncio.Future[None]] = {}
 
     def __repr__(self) -> str:
         return f"<RedisBroker {self.id[:8]} {_redacted(self.url)} channel={self.channel!r} {self.state}>"
@@ -193,8 +203,13 @@ class RedisBroker(Broker):
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self!r} connection")
 
     def publish(self, envelope: Envelope) -> None:
-        """Queue an envelope for the other processes; returns at once (call on the loop)."""
+        """Queue an envelope for the other processes; returns at once (call on the loop).
+
+        A ``numbered`` one (shared recovery) reaches this process's clients through Redis too;
+        if it cannot be queued they get it at once, without a number.
+        """
         if self.state in {UNREACHABLE, STOPPED} or len(self._pending) >= self.queue_size:
+            self._deliver_unnumbered([envelope])
             delivery.record_drop(delivery.BACKPLANE_UNREACHABLE, envelope.path)
             return
         self._pending.append(envelope)
@@ -284,6 +299,7 @@ class RedisBroker(Broker):
 
     async def _serve(self, client: redis.asyncio.Redis, pubsub: PubSub) -> None:
         """Publish and receive side by side until either fails; raises what it failed with."""
+        await self._declare_recovery(client)
         self._heard = asyncio.get_running_loop().time()
         tasks = {
             asyncio.create_task(self._receive(pubsub)),
@@ -306,6 +322,7 @@ class RedisBroker(Broker):
     async def _send(self, client: redis.asyncio.Redis) -> None:
         assert self._wakeup is not None  # both created by start()
         assert self._idle is not None
+        emit = client.register_script(recovery_redis.EMIT_SCRIPT)
         while True:
             while not self._pending:
                 self._idle.set()
@@ -315,7 +332,11 @@ class RedisBroker(Broker):
             self._sending = [self._pending.popleft() for _ in range(count)]
             async with client.pipeline(transaction=False) as pipe:
                 for envelope in self._sending:
-                    pipe.publish(self.channel, envelope.pack())
+                    if envelope.numbered:
+                        keys, args = self._emit_arguments(envelope)
+                        await emit(keys, args, client=pipe)
+                    else:
+                        pipe.publish(self.channel, envelope.pack())
                 await pipe.execute()
             self._sending = []
 
@@ -343,12 +364,16 @@ class RedisBroker(Broker):
                 raise redis.ConnectionError(f"Redis did not answer a PING within {self.keepalive}s")
 
     def _deliver(self, data: Any) -> None:
+        if isinstance(data, bytes) and data.startswith(recovery_redis.MARKER_PREFIX):
+            self._marker_arrived(data)
+            return
         try:
             envelope = Envelope.unpack(data)
         except (ValueError, TypeError, RecursionError):
             logger.warning("Ignoring a message on Redis channel %r that is not an envelope", self.channel)
             return
-        if envelope.origin == self.id or self.deliver is None:
+        # Ours came back: delivered here already, unless Redis numbered it (then nobody has yet).
+        if (envelope.origin == self.id and envelope.seq is None) or self.deliver is None:
             return
         try:
             self.deliver(envelope)
@@ -356,10 +381,14 @@ class RedisBroker(Broker):
             logger.exception("Delivering an emit from another process to %r failed", envelope.path)
 
     def _drop_unsent(self) -> None:
-        """Count what was queued or being sent when the connection went: it is not retried."""
+        """Count what was queued or being sent when the connection went: it is not retried.
+
+        The numbered ones had not reached this process's clients either: they get them now.
+        """
         unsent = [*self._sending, *self._pending]
         self._sending = []
         self._pending.clear()
+        self._deliver_unnumbered(unsent)
         counts = collections.Counter(envelope.path for envelope in unsent)
         for path, count in counts.items():
             delivery.record_drop(delivery.BACKPLANE_UNREACHABLE, path, count)
@@ -371,6 +400,90 @@ class RedisBroker(Broker):
             await pubsub.aclose()  # type: ignore[no-untyped-call]
         with contextlib.suppress(*_CONNECTION_ERRORS):
             await client.aclose()
+
+    # Shared recovery -----------------------------------------------------------------------------
+
+    @property
+    def replay_ready(self) -> bool:
+        """Whether Redis can number frames and be read now."""
+        return self.state == CONNECTED and self._client is not None
+
+    async def _declare_recovery(self, client: redis.asyncio.Redis) -> None:
+        """Tell Redis which paths recover, so that frames from an Emitter are numbered too."""
+        from tornado_websockets.tornadowrapper import TornadoWrapper
+
+        paths = {
+            path: recovery_redis.conf_value(websocket.replay.seconds, websocket.replay.size)
+            for path, websocket in TornadoWrapper.websockets.items()
+            if websocket.replay is not None
+        }
+        if paths:
+            await client.hset(ReplayKeys(self.channel, "").conf, mapping=paths)  # type: ignore[arg-type]
+
+    def _emit_arguments(self, envelope: Envelope) -> tuple[list[str], list[Any]]:
+        keys = ReplayKeys(self.channel, envelope.path)
+        stream = envelope.stream
+        return (
+            [keys.conf, keys.seq(stream), keys.frames(stream)],
+            [
+                self.channel,
+                envelope.header(),
+                envelope.frame,
+                envelope.path,
+                codec.dumps(stream),
+                recovery_redis.HISTORY_SECONDS * 1000,
+            ],
+        )
+
+    async def replay_since(self, path: str, stream: str, seen: int | None, seconds: float) -> SharedReplay:
+        """The last number of ``stream`` and its kept frames after ``seen`` (None: none wanted).
+
+        Returns once every frame numbered before the read has reached this process.
+
+        :raise ConnectionError: Redis cannot be reached, or the read's marker did not come back
+            within the broker's timeout.
+        """
+        client = self._client
+        if client is None or self.state != CONNECTED:
+            raise ConnectionError(f"the Redis backplane is {self.state}")
+        keys = ReplayKeys(self.channel, path)
+        token = uuid.uuid4().hex
+        arrived = self._markers[token] = asyncio.get_running_loop().create_future()
+        try:
+            reply = await client.register_script(recovery_redis.READ_SCRIPT)(
+                [keys.seq(stream), keys.frames(stream), keys.epoch],
+                [
+                    "" if seen is None else f"0-{seen + 1}",
+                    seconds,
+                    self.channel,
+                    recovery_redis.marker(token),
+                    uuid.uuid4().hex[:12],
+                    recovery_redis.HISTORY_SECONDS * 1000,
+                ],
+            )
+            await asyncio.wait_for(arrived, self.timeout)
+        except (*_CONNECTION_ERRORS, TimeoutError) as error:
+            raise ConnectionError(f"shared recovery could not be read ({error!r})") from error
+        finally:
+            self._markers.pop(token, None)
+        return SharedReplay.parse(reply)
+
+    def _marker_arrived(self, data: bytes) -> None:
+        try:
+            token = codec.loads(data)["m"]
+        except (ValueError, TypeError, KeyError):
+            return
+        arrived = self._markers.get(token) if isinstance(token, str) else None
+        if arrived is not None and not arrived.done():
+            arrived.set_result(None)
+
+    def _deliver_unnumbered(self, envelopes: list[Envelope]) -> None:
+        """Give this process's clients the numbered envelopes Redis will not number now."""
+        if self.deliver is None:
+            return
+        for envelope in envelopes:
+            if envelope.numbered:
+                self.deliver(dataclasses.replace(envelope, numbered=False))
 
     # Presence ------------------------------------------------------------------------------------
 
@@ -429,7 +542,14 @@ class RedisBroker(Broker):
         When Redis cannot be reached the envelope is counted as dropped and 0 is returned.
         """
         try:
-            receivers = self._sync().publish(self.channel, envelope.pack())
+            client = self._sync()
+            with self._sync_lock:
+                if self._emit_script is None:
+                    self._emit_script = client.register_script(recovery_redis.EMIT_SCRIPT)
+                emit = self._emit_script
+            # Through the script, which numbers the frame if a server declared the path recovering.
+            keys, args = self._emit_arguments(envelope)
+            receivers = emit(keys, args)[1]
         except _CONNECTION_ERRORS as error:
             delivery.record_drop(delivery.BACKPLANE_UNREACHABLE, envelope.path)
             if not self._sync_failing:
@@ -458,6 +578,7 @@ class RedisBroker(Broker):
         """Close the connections `publish_sync` opened; it opens new ones if called again."""
         with self._sync_lock:
             client, self._sync_client = self._sync_client, None
+            self._emit_script = None
         if client is not None:
             client.close()
 

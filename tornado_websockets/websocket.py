@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Hashable
 from types import SimpleNamespace
@@ -15,7 +16,7 @@ from tornado_websockets.exceptions import EmitHandlerError, NotCallableError, We
 from tornado_websockets.limits import Limits
 from tornado_websockets.metrics import PathMetrics
 from tornado_websockets.presence import Member, Presence
-from tornado_websockets.recovery import BROADCAST_STREAM, ReplayBuffer
+from tornado_websockets.recovery import ReplayBuffer
 from tornado_websockets.rooms import Rooms
 from tornado_websockets.routes import Route
 from tornado_websockets.tornadowrapper import TornadoWrapper
@@ -212,21 +213,35 @@ class WebSocket:
         return RoomTarget(self, room)
 
     def send(self, envelope: Envelope) -> None:
-        """Deliver an envelope to this process's clients, then publish it to the others (on the loop)."""
+        """Deliver an envelope to this process's clients, then publish it to the others (on the loop).
+
+        With recovery shared through the backplane, the backplane numbers it first and every
+        process, this one included, delivers it when it comes back numbered.
+        """
+        broker = TornadoWrapper.broker
+        if self.replay is not None and broker.shares_replay and broker.replay_ready:
+            broker.publish(dataclasses.replace(envelope, numbered=True))
+            return
         self.deliver(envelope)
-        TornadoWrapper.broker.publish(envelope)
+        broker.publish(envelope)
 
     def deliver(self, envelope: Envelope) -> None:
         """Write the envelope's frame to this process's clients of its room (or of the path).
 
-        With recovery on, the frame is numbered here, as this process delivers it, whichever
-        process emitted it: the numbers a client sees are those of the process it is connected to.
+        With recovery on and the in-process broker, the frame is numbered here. With a broker that
+        shares recovery, it comes numbered (or, while the backplane is down, goes out without a
+        number: such frames cannot be replayed).
         """
         targets = self.handlers if envelope.room is None else self.rooms.members(envelope.room)
         frame, skip = envelope.frame, envelope.skip
-        if self.replay is not None:
-            stream = BROADCAST_STREAM if envelope.room is None else envelope.room
-            frame = self.replay.append(stream, frame)
+        if envelope.seq is not None:
+            stream, seq = envelope.stream, envelope.seq
+            for handler in tuple(targets):
+                if handler.id != skip:
+                    handler.write_numbered(stream, seq, frame)
+            return
+        if self.replay is not None and not TornadoWrapper.broker.shares_replay:
+            frame = self.replay.append(envelope.stream, frame)
         for handler in tuple(targets):
             if handler.id != skip:
                 handler.write_frame(frame)

@@ -18,7 +18,7 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
-from tornado_websockets import codec, delivery, protocol
+from tornado_websockets import codec, delivery, protocol, recovery_redis
 from tornado_websockets import websocket as websocket_module
 from tornado_websockets.events import RESERVED_EVENTS, EventFunction, is_async_callable
 from tornado_websockets.exceptions import (
@@ -83,6 +83,9 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._opened = False
         self._recovery: dict[str, int] = {}
         self._recovery_epoch: str | None = None
+        #: Shared recovery: numbered frames held, per stream, until its catch-up is written.
+        self._held: dict[str, list[tuple[int, bytes]]] = {}
+        self._catch_ups: set[asyncio.Future[None]] = set()
         self.limits = websocket.limits or TornadoWrapper.limits
         self._limiter = (
             None if self.limits.max_rate is None else RateLimiter(self.limits.max_rate, self.limits.burst)
@@ -187,6 +190,13 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         replay = self.websocket.replay
         if replay is None:
             return
+        if TornadoWrapper.broker.shares_replay:
+            # Frames of the stream that reach this process from now on wait for the catch-up.
+            self._held[stream] = []
+            task = asyncio.ensure_future(self._catch_up_shared(stream, replay.seconds))
+            self._catch_ups.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._catch_ups.discard)
+            return
         seen = self._recovery.get(stream)
         if seen is not None:
             missed = (
@@ -198,6 +208,50 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
                 self.write_frame(frame)
         position = {"stream": stream, "seq": replay.position(stream), "epoch": replay.epoch}
         self.write_frame(protocol.encode(STREAM_EVENT, position))
+
+    async def _catch_up_shared(self, stream: str, seconds: float) -> None:
+        """`_catch_up` with frames numbered and kept by the broker, for every process.
+
+        Every frame of the stream that reached this process since the connection joined it was
+        held; once the broker's read is behind them all, the client gets, in order: what it
+        missed (or ``resync``), its position, then the held frames it has not had yet.
+        """
+        seen = self._recovery.get(stream)
+        try:
+            shared = await TornadoWrapper.broker.replay_since(self.websocket.path, stream, seen, seconds)
+        except ConnectionError as error:
+            logger.warning("Recovery of %r for %r unavailable: %s", stream, self, error)
+            if seen is not None:
+                self.write_frame(protocol.encode(RESYNC_EVENT, {"stream": stream}))
+            for _, frame in self._held.pop(stream, []):
+                self.write_frame(frame)
+            return
+        held = self._held.pop(stream, [])
+        if seen is not None and self._recovery_epoch == shared.epoch:
+            missed = recovery_redis.missed(shared, seen)
+        else:
+            missed = None
+        if seen is not None and missed is None:
+            self.write_frame(protocol.encode(RESYNC_EVENT, {"stream": stream}))
+        if missed is not None:
+            for frame in missed:
+                self.write_frame(frame)
+            position, held = shared.last, [(n, frame) for n, frame in held if n > shared.last]
+        else:
+            # Nothing to recover: the client gets what reached this process after it joined.
+            position = held[0][0] - 1 if held else shared.last
+        where = {"stream": stream, "seq": position, "epoch": shared.epoch}
+        self.write_frame(protocol.encode(STREAM_EVENT, where))
+        for _, frame in held:
+            self.write_frame(frame)
+
+    def write_numbered(self, stream: str, seq: int, frame: bytes) -> None:
+        """Write a frame numbered by the broker, or hold it while the stream's catch-up runs."""
+        held = self._held.get(stream) if self._held else None
+        if held is None:
+            self.write_frame(frame)
+        else:
+            held.append((seq, frame))
 
     # Tornado callbacks -------------------------------------------------------------------------
 
