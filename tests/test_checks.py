@@ -1,12 +1,17 @@
-"""System checks of settings.TORNADO, called directly under override_settings."""
+"""System checks of settings.TORNADO: called directly under override_settings, then by ``manage.py check``."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.test import override_settings
 
+from tests.servers import ROOT
 from tornado_websockets.checks import check_tornado_setting
 
 
@@ -58,3 +63,36 @@ def test_messages_say_what_to_write() -> None:
     with override_settings(TORNADO={"backplane": "amqp://x"}):
         (error,) = check_tornado_setting()
     assert "redis://" in error.msg + (error.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('["port"]', "tornado_websockets.E001"),
+        ('{"handlers": 5}', "tornado_websockets.E003"),
+        ('{"settings": [1]}', "tornado_websockets.E004"),
+        ('{"backplane": "amqp://x"}', "tornado_websockets.E005"),
+        ('{"allowed_origins": 3}', "tornado_websockets.E007"),
+    ],
+)
+def test_manage_py_check_reports_a_malformed_setting(tmp_path: Path, value: str, expected: str) -> None:
+    """Django starts (the app reads TORNADO in ready()) so that the check can say what is wrong."""
+    (tmp_path / "malformed_settings.py").write_text(
+        f"from tests.django_settings import *\nTORNADO = {value}\n"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "malformed_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "django", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr

@@ -886,6 +886,26 @@ def send(tab: Tab, field: str, text: str) -> None:
     tab.page.press(field, "Enter")
 
 
+def test_example_home_and_login_pages(browser: Browser, example: RunTornado) -> None:
+    tab = Tab.open(browser, example.url("/"))
+    try:
+        links = tab.page.locator("main a")
+        expect(links).to_have_text(["Echo", "Chat", "Progress"])
+        tab.screenshot("example-home")
+        links.filter(has_text="Chat").click()  # anonymous: the chat sends the visitor to log in first
+        tab.page.wait_for_url(example.url("/accounts/login/?next=/chat/"))
+        expect(tab.page.locator("main")).to_contain_text("demo/demo")
+        tab.screenshot("example-login")
+        tab.page.fill("input[name=username]", "alice")
+        tab.page.fill("input[name=password]", "alice")
+        tab.page.press("input[name=password]", "Enter")
+        tab.page.wait_for_url(example.url("/chat/"))
+        expect(tab.page.locator("#status")).to_have_text("connected")
+    finally:
+        tab.close()
+    assert tab.errors == []
+
+
 def test_example_echo_page(browser: Browser, example: RunTornado) -> None:
     tab = example_page(browser, example, "/echo/")
     try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from django.test import override_settings
 
 from tornado_websockets.conf import DEFAULTS, tornado_settings
@@ -28,3 +31,13 @@ def test_metrics_is_none_unless_set() -> None:
         assert tornado_settings().metrics is None
     with override_settings(TORNADO={"metrics": True}):
         assert tornado_settings().metrics is True
+
+
+@pytest.mark.parametrize(
+    "value",
+    [["port"], {"handlers": 5}, {"settings": [1]}, {"allowed_origins": 3}],
+)
+def test_a_malformed_setting_reads_as_the_defaults_for_the_check_to_report(value: Any) -> None:
+    with override_settings(TORNADO=value):
+        conf = tornado_settings()
+    assert (conf.handlers, conf.settings, conf.allowed_origins) == ([], {}, [])

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
 import tornado.httpclient
 from django.core.management import CommandError, call_command
 
-from tests.servers import connect_when_up, free_port, running, wait_for_http
+from tests.servers import ROOT, connect_when_up, free_port, running, wait_for_http
 from tornado_websockets.management.commands.runtornado import Command
 
 DJANGO_ENV = {"DJANGO_SETTINGS_MODULE": "tests.django_settings"}
@@ -100,3 +102,58 @@ async def test_a_port_in_use_exits_with_code_1() -> None:
             output, _ = await asyncio.to_thread(process.communicate, timeout=30)
     assert process.returncode == 1
     assert f"Error: cannot listen on 127.0.0.1:{port}" in output
+
+
+# The original library documented importing the event functions from views.py; no websockets module.
+LEGACY_APP = {
+    "__init__.py": "",
+    "events.py": """
+        from tornado_websockets.websocket import WebSocket
+
+        legacy = WebSocket("/legacy")
+
+        @legacy.on
+        async def echo(socket, data):
+            socket.emit("echo", data)
+    """,
+    "views.py": """
+        from django.http import HttpResponse
+
+        from legacyapp import events  # noqa: F401 - registers the WebSocket, as the original documented
+
+        def page(request):
+            return HttpResponse("legacy page")
+    """,
+    "urls.py": """
+        from django.urls import path
+
+        from legacyapp.views import page
+
+        urlpatterns = [path("page/", page)]
+    """,
+}
+
+
+async def test_websockets_imported_from_views_py_are_served(tmp_path: Path) -> None:
+    app = tmp_path / "legacyapp"
+    app.mkdir()
+    for name, text in LEGACY_APP.items():
+        (app / name).write_text(textwrap.dedent(text))
+    (tmp_path / "legacy_settings.py").write_text(
+        "from tests.django_settings import *\n"
+        "INSTALLED_APPS = [*INSTALLED_APPS, 'legacyapp']\n"
+        "ROOT_URLCONF = 'legacyapp.urls'\n"
+    )
+    port = free_port()
+    env = {"DJANGO_SETTINGS_MODULE": "legacy_settings", "PYTHONPATH": f"{tmp_path}:{ROOT}"}
+    argv = ["-m", "django", "runtornado", f"127.0.0.1:{port}", "--noreload"]
+    async with running(argv, env=env, cwd=tmp_path) as server:
+        client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/legacy")
+        await client.emit("echo", {"from": "views.py"})
+        assert await client.wait_for("echo") == {"from": "views.py"}
+        page = await tornado.httpclient.AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}/page/")
+        assert page.body == b"legacy page"
+        client.close()
+        server.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.to_thread(server.communicate, timeout=15)
+    assert f"WebSocket ws://127.0.0.1:{port}/ws/legacy" in output

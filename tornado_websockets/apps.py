@@ -29,6 +29,11 @@ class TornadoWebSocketsConfig(AppConfig):
         if isinstance(conf.threads, int) and conf.threads > 0 and TornadoWrapper.executor is None:
             TornadoWrapper.executor = DjangoExecutor(conf.threads, thread_name_prefix="tornado-websockets")
         if isinstance(conf.backplane, str):
-            TornadoWrapper.use_broker(conf.backplane)
+            try:
+                TornadoWrapper.use_broker(conf.backplane)
+            except ValueError as error:
+                # manage.py check reports it (tornado_websockets.E005), and runtornado refuses to
+                # start; raising here would stop Django before any check could run.
+                logger.error("TORNADO['backplane'] is ignored: %s", error)
         autodiscover_modules("websockets")
         logger.debug("WebSocket paths: %s", sorted(TornadoWrapper.websockets))

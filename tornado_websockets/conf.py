@@ -55,21 +55,31 @@ class TornadoSettings:
 def tornado_settings() -> TornadoSettings:
     """Read ``settings.TORNADO`` (missing is fine: the defaults apply). Call after Django is set up.
 
-    A malformed value is reported by ``manage.py check`` (see `tornado_websockets.checks`); here
-    the known keys are taken as they are.
+    A malformed value is reported by ``manage.py check`` (see `tornado_websockets.checks`), so it
+    must not raise here, where the app's start-up reads it before any check can run: a setting
+    that is not a dict, and a ``handlers``, ``settings`` or ``allowed_origins`` of the wrong
+    type, are read as their defaults. The other keys are taken as they are.
     """
     from django.conf import settings
 
-    configured = getattr(settings, "TORNADO", None) or {}
+    configured = getattr(settings, "TORNADO", None)
+    if not isinstance(configured, dict):
+        configured = {}  # tornado_websockets.E001
     merged = {**DEFAULTS, **{key: value for key, value in configured.items() if key in DEFAULTS}}
     return TornadoSettings(
         port=merged["port"],
-        handlers=list(merged["handlers"]),
-        settings=dict(merged["settings"]),
+        handlers=_sequence(merged, "handlers"),
+        settings=dict(merged["settings"]) if isinstance(merged["settings"], dict) else {},
         backplane=merged["backplane"],
         threads=merged["threads"],
         view_threads=merged["view_threads"],
-        allowed_origins=list(merged["allowed_origins"]),
+        allowed_origins=_sequence(merged, "allowed_origins"),
         explorer=merged["explorer"],
         metrics=merged["metrics"],
     )
+
+
+def _sequence(merged: dict[str, Any], key: str) -> list[Any]:
+    """``merged[key]`` as a list, or the default when it is not a list or a tuple (a check reports it)."""
+    value = merged[key]
+    return list(value) if isinstance(value, (list, tuple)) else list(DEFAULTS[key])
