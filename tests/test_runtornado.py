@@ -13,8 +13,12 @@ import pytest
 import tornado.httpclient
 from django.core.management import CommandError, call_command
 
+from tests.polling import wait_until
+from tests.redis_server import RedisServer
 from tests.servers import ROOT, connect_when_up, free_port, running, wait_for_http
+from tornado_websockets.broker_redis import DEFAULT_CHANNEL
 from tornado_websockets.management.commands.runtornado import Command
+from tornado_websockets.testing import WebSocketTestClient
 
 DJANGO_ENV = {"DJANGO_SETTINGS_MODULE": "tests.django_settings"}
 
@@ -157,3 +161,60 @@ async def test_websockets_imported_from_views_py_are_served(tmp_path: Path) -> N
         server.send_signal(signal.SIGTERM)
         output, _ = await asyncio.to_thread(server.communicate, timeout=15)
     assert f"WebSocket ws://127.0.0.1:{port}/ws/legacy" in output
+
+
+PROCESSES_APP = """
+import os
+
+from django.db import connection
+
+from tornado_websockets.websocket import WebSocket
+
+procs = WebSocket("/procs")
+
+@procs.on
+def whoami():
+    with connection.cursor() as cursor:  # a worker thread of a forked process may use the database
+        cursor.execute("SELECT 1")
+    return os.getpid()
+
+@procs.on
+async def say(data):
+    procs.emit("said", {"text": data["text"], "pid": os.getpid()})
+"""
+
+
+async def test_several_processes_share_the_port_and_emits_through_redis(tmp_path: Path) -> None:
+    app = tmp_path / "procapp"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "websockets.py").write_text(textwrap.dedent(PROCESSES_APP))
+    port = free_port()
+    with RedisServer.running(tmp_path) as redis_server:
+        (tmp_path / "procs_settings.py").write_text(
+            "from tests.django_settings import *\n"
+            "INSTALLED_APPS = [*INSTALLED_APPS, 'procapp']\n"
+            f"TORNADO = {{'backplane': {redis_server.url!r}}}\n"
+        )
+        env = {"DJANGO_SETTINGS_MODULE": "procs_settings", "PYTHONPATH": f"{tmp_path}:{ROOT}"}
+        argv = ["-m", "django", "runtornado", f"127.0.0.1:{port}", "--processes", "2", "--noreload"]
+        async with running(argv, env=env, cwd=tmp_path) as parent:
+            await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2, timeout=20)
+            clients: list[WebSocketTestClient] = []
+            pids: set[int] = set()
+            # The kernel hands each connection to either process: connect until both have some.
+            while len(pids) < 2:
+                assert len(clients) < 60, f"every connection went to one process: {pids}"
+                client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/procs")
+                clients.append(client)
+                pids.add(await client.request("whoami"))
+            first_pid = await clients[0].request("whoami")
+            await clients[0].emit("say", {"text": "to both processes"})
+            for client in clients:
+                assert await client.wait_for("said") == {"text": "to both processes", "pid": first_pid}
+            parent.send_signal(signal.SIGTERM)  # passed on to each process, which closes gracefully
+            for client in clients:
+                assert await client.wait_closed() == 1001
+            output, _ = await asyncio.to_thread(parent.communicate, timeout=15)
+    assert parent.returncode == 0, output
+    assert output.count("Serving Django and WebSockets at") == 2
