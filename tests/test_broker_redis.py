@@ -31,6 +31,7 @@ from tornado_websockets.broker_redis import (
 )
 from tornado_websockets.testing import WebSocketTestClient
 from tornado_websockets.tornadowrapper import TornadoWrapper
+from tornado_websockets.websocket import WebSocket
 
 LOST = (delivery.BACKPLANE_UNREACHABLE, "/p")
 
@@ -168,6 +169,19 @@ async def test_publish_sync_from_a_thread_and_the_queue_flushed_on_stop(
     assert one.broker.state == STOPPED
     one.broker.publish(envelope(one.broker, 0))  # after stop: counted, not kept
     assert delivery.dropped() == {LOST: 1}
+
+
+async def test_ws_emit_in_a_worker_loop_without_a_server_is_published(
+    redis_server: RedisServer, brokers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    server = await brokers()  # a server process's broker
+    await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 1)
+    worker = TornadoWrapper.use_broker(redis_server.url)  # an asyncio worker: a loop, no server
+    feed = WebSocket("/p")
+    feed.emit("n", {"n": 1})  # from a coroutine of that loop, as the worker's code would
+    await wait_until(lambda: len(server.received) == 1)
+    assert server.received[0].frame == envelope(worker, 1).frame
+    worker.close_sync()
 
 
 async def test_the_queue_is_bounded_and_overflow_counted(

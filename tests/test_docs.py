@@ -7,22 +7,26 @@ Blocks of other languages (shell, JavaScript, nginx, ini) are not run.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+import tornado.web
+
+from tests.servers import connect_when_up, free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([*ROOT.joinpath("docs").glob("*.rst"), ROOT / "README.rst"])
-BLOCK = re.compile(
-    r"^(?P<indent>[ \t]*)\.\. code-block:: python\s*\n"  # the directive
+BLOCK = (
+    r"^(?P<indent>[ \t]*)\.\. code-block:: {language}\s*\n"  # the directive
     r"((?:(?P=indent)[ \t]+:.*\n)*)\n"  # its options, then a blank line
-    r"(?P<body>(?:(?:(?P=indent)[ \t]+.*)?\n)+)",  # the indented body, blank lines included
-    re.M,
+    r"(?P<body>(?:(?:(?P=indent)[ \t]+.*)?\n)+)"  # the indented body, blank lines included
 )
 
 # Runs the page, then every `test_*` function it defined (awaited if async), as pytest would.
@@ -43,8 +47,19 @@ django.setup()
 """
 
 
-def samples(page: Path) -> list[str]:
-    return [textwrap.dedent(match["body"]) for match in BLOCK.finditer(page.read_text())]
+# Runs a script as `python chat.py` does (as __main__), on a free port instead of its 8000.
+SCRIPT_RUNNER = """
+import runpy, sys
+from tornado_websockets.tornadowrapper import TornadoWrapper
+run = TornadoWrapper.run
+TornadoWrapper.run = lambda port, *args, **kwargs: run(int(sys.argv[2]), *args, **kwargs)
+runpy.run_path(sys.argv[1], run_name="__main__")
+"""
+
+
+def samples(page: Path, language: str = "python") -> list[str]:
+    block = re.compile(BLOCK.format(language=re.escape(language)), re.M)
+    return [textwrap.dedent(match["body"]) for match in block.finditer(page.read_text())]
 
 
 def test_pages_have_samples_to_run() -> None:
@@ -73,3 +88,68 @@ def test_samples_run(page: Path, tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, f"{page.name} samples failed:\n{result.stdout}\n{result.stderr}"
+
+
+def test_django_template_samples_render() -> None:
+    from django.template.backends.django import DjangoTemplates
+
+    engine = DjangoTemplates({"NAME": "django", "DIRS": [], "APP_DIRS": False, "OPTIONS": {}})
+    templates = [template for page in PAGES for template in samples(page, "html+django")]
+    assert templates  # the README's Django quick start has one
+    for template in templates:
+        html = engine.from_string(template).render()
+        assert '<script src="/static/tornado_websockets/client.js"></script>' in html
+
+
+QUICK_STARTS = [ROOT / "README.rst", ROOT / "docs" / "quickstart.rst"]
+
+
+@pytest.mark.parametrize("page", QUICK_STARTS, ids=[page.name for page in QUICK_STARTS])
+async def test_quick_start_script_runs_as_pasted(page: Path, tmp_path: Path) -> None:
+    (script,) = [block for block in samples(page) if block.startswith("# chat.py")]
+    (tmp_path / "chat.py").write_text(script)
+    port = free_port()
+    async with running(["-c", SCRIPT_RUNNER, "chat.py", str(port)], cwd=tmp_path) as process:
+        client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/chat")
+        await client.emit("message", {"text": "hi"})
+        assert await client.wait_for("message") == {"text": "hi"}
+        if "whoami" in script:
+            await client.emit("whoami")
+            assert await client.wait_for("you") == {"ip": "127.0.0.1"}
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert await client.wait_closed() == 1001
+        output, _ = await asyncio.to_thread(process.communicate, timeout=10)
+    assert process.returncode == 0, output
+
+
+class BlankPage(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.write("<!doctype html><title>quick start</title>")
+
+
+def test_quick_start_javascript_talks_to_the_quick_start_server() -> None:
+    """quickstart.rst's bare-browser sample, in headless Chromium, against the page's own chat.py."""
+    from tests.browser import ServerThread, Tab, chromium
+
+    page = ROOT / "docs" / "quickstart.rst"
+    (server_script,) = [block for block in samples(page) if block.startswith("# chat.py")]
+    (javascript,) = samples(page, "javascript")
+    exec(compile(server_script, "chat.py", "exec"), {"__name__": "docs_sample"})  # registers /chat
+    server = ServerThread([(r"/", BlankPage)])
+    server.start()
+    try:
+        with chromium() as browser:
+            tab = Tab.open(browser, server.url("/"))
+            # Keep what the sample logs; it connects to port 8000, the test server is elsewhere.
+            tab.page.add_script_tag(content="window.logged = []; console.log = (v) => logged.push(v);")
+            tab.page.add_script_tag(content=javascript.replace("localhost:8000", f"127.0.0.1:{server.port}"))
+            tab.page.wait_for_function("() => logged.length >= 2")
+            logged = tab.page.evaluate("() => logged")
+            tab.close()
+    finally:
+        server.close()
+    assert logged == [
+        {"event": "welcome", "data": {"message": "1 connected"}},
+        {"event": "message", "data": {"text": "hi"}},
+    ]
+    assert tab.errors == []

@@ -93,6 +93,17 @@ def test_emit_without_a_server_loop_raises_emit_handler_error() -> None:
     assert (caught.value.event, caught.value.path) == ("news", "/feed")
 
 
+def test_emit_in_an_asyncio_loop_that_is_no_server_raises_emit_handler_error() -> None:
+    ws = WebSocket("/feed")
+
+    async def script() -> None:  # asyncio.run() in a script, before or without any server
+        ws.emit("news", "hello")
+
+    with pytest.raises(EmitHandlerError) as caught:
+        asyncio.run(script())
+    assert (caught.value.event, caught.value.path) == ("news", "/feed")
+
+
 @pytest.mark.parametrize(("event", "data"), [(1, None), ("ev", 5), ("ev", ["x"])])
 def test_emit_checks_its_arguments_first(event: Any, data: Any) -> None:
     with pytest.raises(TypeError):

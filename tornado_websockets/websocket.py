@@ -201,7 +201,10 @@ class WebSocket:
         frame = protocol.encode_emit(event, data)
         skip_id = skip.id if isinstance(skip, WebSocketHandler) else skip
         envelope = Envelope(self.path, frame, room, skip_id, TornadoWrapper.broker.id)
-        if TornadoWrapper.call_in_loop(self.send, envelope):
+        # Some asyncio loop may run here (asyncio.run in a script or a worker) with no server of
+        # ours: its clients would be nobody, and a broker that was never started would keep the
+        # envelope forever. Only the loop of a server (or of a connection) delivers locally.
+        if TornadoWrapper.io_loop is not None and TornadoWrapper.call_in_loop(self.send, envelope):
             return
         if TornadoWrapper.broker.cross_process:
             TornadoWrapper.broker.publish_sync(envelope)
