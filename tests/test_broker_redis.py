@@ -18,7 +18,7 @@ import pytest
 from tests.polling import wait_until
 from tests.redis_server import RedisServer
 from tests.servers import ROOT, connect_when_up, free_port, running
-from tornado_websockets import delivery, metrics
+from tornado_websockets import delivery, metrics, prometheus
 from tornado_websockets.broker import Envelope
 from tornado_websockets.broker_redis import (
     CONNECTED,
@@ -324,8 +324,10 @@ async def test_metrics_report_the_backplane_state(
     TornadoWrapper.use_broker(receiver.broker)
     await wait_until(lambda: receiver.broker.state == CONNECTED)
     assert metrics.snapshot()["backplane"] == {"kind": "RedisBroker", "state": "connected"}
+    assert b'tws_backplane_state{kind="RedisBroker",state="connected"} 1.0' in prometheus.render()
     redis_server.kill()
     await wait_until(lambda: metrics.snapshot()["backplane"]["state"] == "unreachable")
+    assert b'tws_backplane_state{kind="RedisBroker",state="unreachable"} 1.0' in prometheus.render()
 
 
 # Real server processes ------------------------------------------------------------------------------

@@ -18,6 +18,11 @@ class Point:
     y: int
 
 
+@dataclass
+class Reading:
+    value: float
+
+
 VALUES: list[Any] = [
     {"event": "chat", "data": {"message": "héllo ☃ \U0001f600", "n": [1, 2.5, True, None]}},
     {"nested": {"a": {"b": {"c": []}}}},
@@ -26,6 +31,7 @@ VALUES: list[Any] = [
     {"price": decimal.Decimal("1.10"), "id": uuid.UUID("12345678-1234-5678-1234-567812345678")},
     {"point": Point(1, 2)},
     {"nan": math.nan, "inf": [math.inf]},
+    {"inside a dataclass": Reading(math.nan), "in a set": {-math.inf}},
     {1: "int key"},
     {"quote": '"\\/\n'},
 ]
@@ -55,3 +61,8 @@ def test_unknown_type_is_a_type_error_naming_it(dumps: Any) -> None:
 def test_stdlib_loads_rejects_bad_utf8() -> None:
     with pytest.raises(ValueError, match="utf-8"):
         codec._stdlib_loads(b'{"event": "\xff"}')
+
+
+def test_non_finite_floats_are_null_wherever_they_are() -> None:
+    frame = codec._stdlib_dumps({"reading": Reading(math.inf), "readings": (Reading(math.nan),)})
+    assert frame == b'{"reading":{"value":null},"readings":[{"value":null}]}'  # JSON, which NaN is not

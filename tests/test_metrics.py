@@ -76,6 +76,8 @@ async def test_prometheus_text_parses_and_carries_the_figures() -> None:
         (s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples
     }
     assert samples[("tws_open_connections", (("path", "/metered"),))] == 1
+    assert samples[("tws_users", (("path", "/metered"),))] == 0  # no user: an anonymous client
+    assert samples[("tws_backplane_state", (("kind", "Broker"), ("state", "local")))] == 1
     assert samples[("tws_connections_accepted_total", (("path", "/metered"),))] == 1
     assert samples[("tws_room_members", (("path", "/metered"), ("room", "lobby")))] == 1
     assert samples[("tws_frames_received_total", (("path", "/metered"),))] == 1

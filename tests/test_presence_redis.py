@@ -56,8 +56,12 @@ async def test_presence_spans_processes_and_a_killed_one_expires(redis_server: R
         listed = (await script("presence", redis_server.url)).split()
         assert sorted(listed) == everyone  # from a process with no server: presence_sync
 
+        killed = asyncio.get_running_loop().time()
         os.kill(doomed.pid, signal.SIGKILL)  # no cleanup: its members must expire on their own
         await _eventually(lambda: seen(), [ids["a"]], timeout=float(TTL) * 4)
+        # The documented bound: gone within presence_ttl of the last refresh (so of the kill), plus
+        # the polling above (a tenth of a second and a round trip per query).
+        assert asyncio.get_running_loop().time() - killed < float(TTL) + 1.0
         a.close()
 
 

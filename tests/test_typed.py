@@ -5,8 +5,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
+import importlib.util
 import json
+import os
+import subprocess
+import sys
+import types
 import uuid
+from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 import msgspec
@@ -14,12 +20,14 @@ import pydantic
 import pytest
 from django.utils.functional import lazy
 
-from tornado_websockets import codec, protocol
+from tornado_websockets import asyncapi, codec, protocol
 from tornado_websockets.exceptions import EventError, PayloadError
 from tornado_websockets.testing import serve
 from tornado_websockets.typed import converter_for, payload_type
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Person(TypedDict):
@@ -182,3 +190,132 @@ async def test_typed_event_functions_over_a_real_socket() -> None:
         assert reply["author"] == {"name": "ann", "age": 3}
         assert isinstance(calls[0], Message)
         assert await client.request("untyped", {"anything": ["goes"]}) == {"anything": ["goes"]}
+
+
+# Annotations resolved one by one --------------------------------------------------------------------
+
+TYPE_CHECKING_MODULE = """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypedDict
+
+from tornado_websockets.websocket import WebSocket
+
+if TYPE_CHECKING:  # typed code often imports the handler for type checkers only
+    from tornado_websockets.websockethandler import WebSocketHandler
+
+
+class Say(TypedDict):
+    message: str
+
+
+ws = WebSocket("/checked")
+
+
+@ws.on
+async def say(socket: WebSocketHandler, data: Say) -> Say:
+    return data
+"""
+
+
+def load(source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """Import ``source`` as a module of its own file, as a project's ``websockets`` module is."""
+    path = tmp_path / "checked_websockets.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("checked_websockets", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "checked_websockets", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_a_type_checking_only_import_does_not_turn_validation_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = load(TYPE_CHECKING_MODULE, tmp_path, monkeypatch)
+    assert module.ws.events["say"].payload is module.Say
+    async with serve() as server, server.connect("/checked") as client:
+        await client.emit("say", {"message": 42})
+        assert (await client.wait_for("warning"))["path"] == "data.message"
+        assert await client.request("say", {"message": "hi"}) == {"message": "hi"}
+    document = asyncapi.document([module.ws])
+    assert document["channels"]["checked"]["messages"]["say"]["payload"]["properties"]["data"] == {
+        "$ref": "#/components/schemas/Say"
+    }
+    assert "reply" in document["operations"]["checked.receive.say"]
+
+
+def test_a_data_annotation_that_cannot_be_resolved_is_refused_at_registration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = TYPE_CHECKING_MODULE.replace("data: Say", "data: WebSocketHandler")
+    with pytest.raises(TypeError, match=r"Cannot resolve the annotation of 'data' of say: .*TYPE_CHECKING"):
+        load(source, tmp_path, monkeypatch)
+
+
+# Without msgspec at all ------------------------------------------------------------------------------
+
+WITHOUT_MSGSPEC = """
+import sys
+sys.modules["msgspec"] = None  # `import msgspec` raises ImportError from now on, as when it is absent
+
+import asyncio, dataclasses, json
+from typing import TypedDict
+
+from tornado_websockets import asyncapi, codec, typed
+from tornado_websockets.testing import serve
+from tornado_websockets.websocket import WebSocket
+
+class Person(TypedDict):
+    name: str
+    age: int
+
+@dataclasses.dataclass
+class Post:
+    author: Person
+    text: str
+
+ws = WebSocket("/typed")
+
+@ws.on
+async def post(data: Post) -> Post:
+    return data
+
+async def main():
+    async with serve() as server, server.connect("/typed") as client:
+        await client.emit("post", {"author": {"name": "ann", "age": "3"}, "text": "hi"})
+        warning = await client.wait_for("warning")
+        reply = await client.request("post", {"author": {"name": "ann", "age": 3}, "text": "hi"})
+    schemas = asyncapi.document()["components"]["schemas"]
+    print(json.dumps({
+        "msgspec": [typed.msgspec is None, codec._msgspec is None, asyncapi.msgspec is None],
+        "warning": warning, "reply": reply, "schemas": sorted(schemas),
+    }))
+
+asyncio.run(main())
+"""
+
+
+def test_without_msgspec_the_standard_library_path_serves() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_MSGSPEC],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["msgspec"] == [True, True, True]  # every module fell back to the standard library
+    assert result["warning"] == {
+        "message": "data.author.age: expected int, got str",
+        "event": "post",
+        "path": "data.author.age",
+        "reason": "expected int, got str",
+    }
+    assert result["reply"] == {"author": {"name": "ann", "age": 3}, "text": "hi"}
+    assert result["schemas"] == ["Person", "Post"]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tornado_websockets import protocol
 from tornado_websockets.routes import Route
+from tornado_websockets.typed import resolved_hint
 
 if TYPE_CHECKING:
     from tornado_websockets.websocket import WebSocket
@@ -64,9 +65,7 @@ def document(
             summary = _summary(function.callback)
             if summary:
                 operation["summary"] = summary
-            returns = (
-                typing.get_type_hints(function.callback).get("return", None) if _hinted(function) else None
-            )
+            returns = _return_type(function.callback)
             if returns not in (None, type(None)):
                 reply_key = f"{key}.reply"
                 messages[_key(reply_key)] = _reply_message(name, schemas.of(returns))
@@ -101,12 +100,12 @@ def _key(name: str) -> str:
     return _KEY.sub("_", name)
 
 
-def _hinted(function: Any) -> bool:
+def _return_type(callback: Any) -> Any:
+    """The declared return type, or None when there is none or it cannot be resolved."""
     try:
-        typing.get_type_hints(function.callback)
-    except Exception:
-        return False
-    return True
+        return resolved_hint(callback, "return")
+    except TypeError:
+        return None
 
 
 def _docstring(callback: Any) -> str | None:

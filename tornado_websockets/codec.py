@@ -74,8 +74,15 @@ def _stdlib_dumps(value: Any) -> bytes:
     try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
     except ValueError:
-        # allow_nan=False raised: only non-finite floats take this slow path.
-        text = json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"), default=_default)
+        # allow_nan=False raised: only non-finite floats take this slow path. They may also sit in
+        # what `_default` returns (a dataclass's fields, a set), hence `_finite` on that too.
+        text = json.dumps(
+            _finite(value),
+            ensure_ascii=False,
+            separators=(",", ":"),
+            allow_nan=False,
+            default=lambda item: _finite(_default(item)),
+        )
     return text.encode("utf-8", "strict")
 
 

@@ -36,6 +36,7 @@ class WebSocketCollector(Collector):
         labels = ["path"]
         families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
             "connections": GaugeMetricFamily("tws_open_connections", "Open connections", labels=labels),
+            "users": GaugeMetricFamily("tws_users", "Users with an open connection", labels=labels),
             "rooms": GaugeMetricFamily("tws_rooms", "Rooms with at least one member", labels=labels),
             "backlog_bytes": GaugeMetricFamily(
                 "tws_backlog_bytes", "Bytes not yet taken by sockets", labels=labels
@@ -68,8 +69,13 @@ class WebSocketCollector(Collector):
                 drops.add_metric([path, reason], count)
         in_flight = GaugeMetricFamily("tws_in_flight", "Event functions running now")
         in_flight.add_metric([], data["in_flight"])
+        # One series, 1, labelled with the backplane's kind and state: alert on state="unreachable".
+        backplane = GaugeMetricFamily(
+            "tws_backplane_state", "The backplane's kind and state, as labels", labels=["kind", "state"]
+        )
+        backplane.add_metric([data["backplane"]["kind"], data["backplane"]["state"]], 1)
         yield from families.values()
-        yield from (room_size, drops, latency, in_flight)
+        yield from (room_size, drops, latency, in_flight, backplane)
 
 
 def _bound(value: float) -> str:

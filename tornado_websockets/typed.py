@@ -10,6 +10,7 @@ standard library path below handles dataclasses and TypedDicts of the everyday t
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 import types
 import typing
@@ -18,7 +19,7 @@ from typing import Any
 
 from tornado_websockets.exceptions import PayloadError
 
-__all__ = ["Converter", "converter_for", "payload_type"]
+__all__ = ["Converter", "converter_for", "payload_type", "resolved_hint"]
 
 Converter = Callable[[dict[str, Any]], Any]
 
@@ -30,13 +31,37 @@ except ImportError:  # the `typed` extra is not installed: the standard-library 
 _UNTYPED = (Any, dict, Mapping, typing.Dict, object)  # noqa: UP006 - the alias is still seen in user code
 
 
-def payload_type(callback: Callable[..., Any]) -> Any:
-    """The annotation of ``callback``'s ``data`` parameter, or None when it asks for no validation."""
-    try:
-        hints = typing.get_type_hints(callback)
-    except Exception:  # an annotation that cannot be resolved is treated as no annotation
+def resolved_hint(callback: Callable[..., Any], name: str) -> Any:
+    """The annotation of ``callback``'s parameter ``name`` (or ``"return"``), resolved; None when absent.
+
+    It is resolved alone, so that another parameter's annotation that cannot be (``socket:
+    WebSocketHandler`` imported under ``TYPE_CHECKING``, with ``from __future__ import
+    annotations``) does not hide it.
+
+    :raise TypeError: the annotation names something that cannot be found from the function's module.
+    """
+    annotations = getattr(callback, "__annotations__", None)
+    if not isinstance(annotations, Mapping) or name not in annotations:
         return None
-    annotation = hints.get("data")
+    holder = types.SimpleNamespace(__annotations__={name: annotations[name]})
+    module_globals = getattr(inspect.unwrap(callback), "__globals__", {})
+    try:
+        return typing.get_type_hints(holder, globalns=module_globals)[name]
+    except Exception as error:
+        where = getattr(callback, "__qualname__", repr(callback))
+        raise TypeError(
+            f"Cannot resolve the annotation of {name!r} of {where}: {error}. Define the type at module "
+            "level, and import it outside `if TYPE_CHECKING:`."
+        ) from error
+
+
+def payload_type(callback: Callable[..., Any]) -> Any:
+    """The annotation of ``callback``'s ``data`` parameter, or None when it asks for no validation.
+
+    :raise TypeError: the annotation of ``data`` cannot be resolved: validation is never skipped
+        silently.
+    """
+    annotation = resolved_hint(callback, "data")
     if annotation is None or annotation in _UNTYPED or typing.get_origin(annotation) in (dict, Mapping):
         return None
     return annotation
