@@ -8,6 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from tornado_websockets import delivery
+from tornado_websockets.exceptions import EventError
+from tornado_websockets.testing import serve
+from tornado_websockets.websocket import WebSocket
 
 
 class Clock:
@@ -61,3 +64,18 @@ def test_the_warning_says_what_and_why_at_a_bounded_rate(
         "Frames not delivered: 500 on /chat (slow_consumer), 1 on /gone (unknown_path)"  # what was held back
     ]
     assert delivery.dropped()[delivery.SLOW_CONSUMER, "/chat"] == 500
+
+
+async def test_an_emit_to_an_empty_room_and_an_unencodable_reply_are_counted() -> None:
+    ws = WebSocket("/counted")
+
+    @ws.on
+    async def answer() -> object:
+        return object()  # no JSON for it
+
+    async with serve() as server, server.connect("/counted") as client:
+        ws.emit("news", {}, room="nobody-here")
+        with pytest.raises(EventError):
+            await client.request("answer")
+    assert delivery.dropped()[(delivery.UNKNOWN_ROOM, "/counted")] == 1
+    assert delivery.dropped()[(delivery.ENCODING_ERROR, "/counted")] == 1

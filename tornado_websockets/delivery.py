@@ -15,8 +15,10 @@ __all__ = [
     "BACKLOG_BOUND",
     "BACKPLANE_UNREACHABLE",
     "CONNECTION_CLOSED",
+    "ENCODING_ERROR",
     "SLOW_CONSUMER",
     "UNKNOWN_PATH",
+    "UNKNOWN_ROOM",
     "WRITE_FAILED",
     "dropped",
     "record_drop",
@@ -32,12 +34,16 @@ WRITE_FAILED = "write_failed"
 
 #: The frame would have pushed the connection's unflushed backlog past its bound.
 BACKLOG_BOUND = "backlog_bound"
-#: A connection closed for not reading: what was still in its backlog is lost with it.
+#: A connection closed for not reading: each frame still in its backlog is lost with it.
 SLOW_CONSUMER = "slow_consumer"
 #: An emit arrived through the backplane for a path this process does not serve.
 UNKNOWN_PATH = "unknown_path"
+#: An emit to a room that has no member (with the in-process broker: nobody else could have one).
+UNKNOWN_ROOM = "unknown_room"
 #: The backplane could not be reached, so other processes did not get the frame.
 BACKPLANE_UNREACHABLE = "backplane_unreachable"
+#: A reply the event function returned could not be encoded (the client gets an error instead).
+ENCODING_ERROR = "encoding_error"
 
 #: Seconds between two WARNING lines about drops; counts are exact whatever the rate.
 LOG_INTERVAL = 10.0

@@ -9,7 +9,7 @@ from collections.abc import Callable, Hashable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from tornado_websockets import presence, protocol
+from tornado_websockets import delivery, presence, protocol
 from tornado_websockets.broker import Envelope
 from tornado_websockets.events import EventFunction
 from tornado_websockets.exceptions import EmitHandlerError, NotCallableError, WebSocketEventAlreadyBinded
@@ -243,6 +243,8 @@ class WebSocket:
                 if handler.id != skip:
                     handler.write_numbered(stream, seq, frame)
             return
+        if envelope.room is not None and not targets and not TornadoWrapper.broker.cross_process:
+            delivery.record_drop(delivery.UNKNOWN_ROOM, self.path)
         if self.replay is not None and not TornadoWrapper.broker.shares_replay:
             frame = self.replay.append(envelope.stream, frame)
         for handler in tuple(targets):

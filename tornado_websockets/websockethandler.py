@@ -86,6 +86,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         #: Shared recovery: numbered frames held, per stream, until its catch-up is written.
         self._held: dict[str, list[tuple[int, bytes]]] = {}
         self._catch_ups: set[asyncio.Future[None]] = set()
+        self._too_slow = False  # closed for not reading
         self.limits = websocket.limits or TornadoWrapper.limits
         self._limiter = (
             None if self.limits.max_rate is None else RateLimiter(self.limits.max_rate, self.limits.burst)
@@ -410,6 +411,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             try:
                 self.write_frame(protocol.ack_frame(frame_id, result))
             except TypeError:
+                delivery.record_drop(delivery.ENCODING_ERROR, self.websocket.path)
                 logger.exception(
                     'The reply of "%s" on "%s" cannot be encoded', function.name, self.websocket.path
                 )
@@ -463,7 +465,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             return
         if self.backlog + len(frame) > self.limits.max_backlog:
             delivery.record_drop(delivery.BACKLOG_BOUND, path)
-            delivery.record_drop(delivery.SLOW_CONSUMER, path)
+            self._too_slow = True  # what its backlog still holds will count as slow_consumer
             logger.warning("Closing %r: %d bytes not read by the client", self, self.backlog)
             # Tornado aborts the stream if the close handshake does not finish within its
             # close timeout, so the memory held stays bounded by max_backlog meanwhile.
@@ -481,7 +483,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
 
     def _written(self, future: asyncio.Future[None]) -> None:
         if not future.cancelled() and future.exception() is not None:
-            delivery.record_drop(delivery.WRITE_FAILED, self.websocket.path)
+            reason = delivery.SLOW_CONSUMER if self._too_slow else delivery.WRITE_FAILED
+            delivery.record_drop(reason, self.websocket.path)
 
 
 def _write_text(handler: WebSocketHandler, frame: bytes) -> asyncio.Future[None]:
