@@ -8,16 +8,19 @@
   ``PATH`` says otherwise); writes how many processes got it.
 - ``presence REDIS_URL [ROOM]``: ``presence_sync`` from a process that runs no server; writes the
   connection ids.
+- ``stats REDIS_URL``: `tornado_websockets.metrics.everywhere` from a process that runs no
+  server; writes it as JSON.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from typing import Any
 
-from tornado_websockets import delivery
+from tornado_websockets import delivery, metrics
 from tornado_websockets.broker_redis import RedisBroker
 from tornado_websockets.emitter import Emitter
 from tornado_websockets.tornadowrapper import TornadoWrapper
@@ -107,6 +110,9 @@ def main(argv: list[str]) -> None:
             data = {"text": args[2], "n": args[2], "pid": os.getpid()}
             receivers = emitter.emit(path, "said", data, room=args[1])
         sys.stdout.write(f"{receivers}\n")
+    elif mode == "stats":
+        TornadoWrapper.use_broker(RedisBroker(args[0]))
+        sys.stdout.write(json.dumps(metrics.everywhere()) + "\n")
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

@@ -122,6 +122,16 @@ class Broker:
         before has reached this process; raises ``ConnectionError`` while the broker is down."""
         raise NotImplementedError("The in-process broker numbers frames in each WebSocket.")
 
+    async def snapshots(self) -> list[dict[str, Any]]:
+        """The metrics snapshot of every server process the broker reaches; here, this one's."""
+        from tornado_websockets import metrics
+
+        return [metrics.snapshot()]
+
+    def snapshots_sync(self) -> list[dict[str, Any]]:
+        """The snapshots every server process last shared, from a process that runs no server."""
+        raise NotImplementedError("The in-process broker cannot see other processes.")
+
     def presence_changed(self) -> None:
         """A connection opened, closed, joined or left a room (on the loop); brokers that share
         presence with other processes publish it soon after."""

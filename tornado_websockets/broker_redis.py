@@ -230,7 +230,7 @@ class RedisBroker(Broker):
         self.state = STOPPED
         self._drop_unsent()
         with contextlib.suppress(*_CONNECTION_ERRORS):  # leave presence at once, not after the TTL
-            self._sync().delete(self._presence_key)
+            self._sync().delete(self._presence_key, self._metrics_key)
         self.close_sync()
         await super().stop()
 
@@ -497,16 +497,53 @@ class RedisBroker(Broker):
             self._presence_dirty.set()
 
     async def _share_presence(self, client: redis.asyncio.Redis) -> None:
-        """Keep this process's members in Redis, with a TTL that a dead process cannot refresh."""
+        """Keep this process's members (and its metrics, every third of the TTL) in Redis, with a
+        TTL that a dead process cannot refresh."""
+        from tornado_websockets import metrics
+
         assert self._presence_dirty is not None  # created by start()
+        loop = asyncio.get_running_loop()
+        metrics_due = loop.time()
         while True:
             self._presence_dirty.clear()
-            await client.set(
-                self._presence_key, codec.dumps(_local_members()), px=int(self.presence_ttl * 1000)
-            )
+            ttl = int(self.presence_ttl * 1000)
+            await client.set(self._presence_key, codec.dumps(_local_members()), px=ttl)
+            if loop.time() >= metrics_due:
+                await client.set(self._metrics_key, codec.dumps(metrics.snapshot()), px=ttl)
+                metrics_due = loop.time() + self.presence_ttl / 3
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._presence_dirty.wait(), self.presence_ttl / 3)
             await asyncio.sleep(0.1)  # a burst of joins makes one write
+
+    # Metrics -------------------------------------------------------------------------------------
+
+    @property
+    def _metrics_key(self) -> str:
+        return f"{self.channel}:metrics:{self.id}"
+
+    async def snapshots(self) -> list[dict[str, Any]]:
+        """This process's snapshot (live) and those every other process last shared."""
+        from tornado_websockets import metrics
+
+        local = metrics.snapshot()
+        client = self._client
+        if client is None:
+            logger.warning("Metrics from this process only: the Redis backplane is %s", self.state)
+            return [local]
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{self.channel}:metrics:*", count=1000)]
+            others = [key for key in keys if _text(key) != self._metrics_key]
+            blobs = await client.mget(others) if others else []
+        except _CONNECTION_ERRORS as error:
+            logger.warning("Metrics from this process only: Redis failed (%s)", error)
+            return [local]
+        return [local, *_snapshots(blobs)]
+
+    def snapshots_sync(self) -> list[dict[str, Any]]:
+        """The snapshots every server process last shared (within ``presence_ttl``)."""
+        client = self._sync()
+        keys = list(client.scan_iter(match=f"{self.channel}:metrics:*", count=1000))
+        return _snapshots(client.mget(keys) if keys else [])
 
     async def presence(self, path: str, room: str | None, local: tuple[Member, ...]) -> tuple[Member, ...]:
         """This process's members (live) and those every other process last shared."""
@@ -581,6 +618,18 @@ class RedisBroker(Broker):
             self._emit_script = None
         if client is not None:
             client.close()
+
+
+def _snapshots(blobs: list[Any]) -> list[dict[str, Any]]:
+    found = []
+    for blob in blobs:
+        if blob is None:  # expired between SCAN and MGET
+            continue
+        try:
+            found.append(codec.loads(blob))
+        except ValueError:
+            logger.warning("Ignoring an unreadable metrics snapshot in Redis")
+    return found
 
 
 def _text(value: bytes | str) -> str:

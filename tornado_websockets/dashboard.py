@@ -72,10 +72,18 @@ def _dashboard_allowed(request: HttpRequest) -> bool:
 
 
 def metrics_json(request: HttpRequest) -> JsonResponse:
-    """This process's `tornado_websockets.metrics.snapshot` as JSON."""
+    """This process's `tornado_websockets.metrics.snapshot` as JSON; with ``?processes=all``,
+    `tornado_websockets.metrics.everywhere`, every server process added up."""
     if not metrics_allowed(request):
         raise Http404("No metrics here.")
-    return JsonResponse(metrics.snapshot(), json_dumps_params={"indent": 2})
+    if request.GET.get("processes") == "all":
+        try:
+            data = metrics.everywhere()
+        except RuntimeError as error:
+            return JsonResponse({"error": str(error)}, status=400)
+    else:
+        data = metrics.snapshot()
+    return JsonResponse(data, json_dumps_params={"indent": 2})
 
 
 def metrics_text(request: HttpRequest) -> HttpResponse:

@@ -16,7 +16,7 @@ from typing import Any
 
 from tornado_websockets import delivery
 
-__all__ = ["LATENCY_BUCKETS", "Histogram", "PathMetrics", "snapshot"]
+__all__ = ["LATENCY_BUCKETS", "Histogram", "PathMetrics", "aggregate", "everywhere", "snapshot"]
 
 #: Upper bounds, in seconds, of the event-function latency histogram.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -92,9 +92,91 @@ def snapshot() -> dict[str, Any]:
         }
     broker = TornadoWrapper.broker
     return {
-        "process": {"pid": os.getpid(), "started": _STARTED, "time": time.time()},
+        "process": {"pid": os.getpid(), "started": _STARTED, "time": time.time(), "broker": broker.id},
         "paths": paths,
         "drops_elsewhere": drops,  # paths this process does not serve (emits arriving for them)
         "backplane": {"kind": type(broker).__name__, "state": getattr(broker, "state", "local")},
         "in_flight": TornadoWrapper.in_flight,
     }
+
+
+#: The per-path figures that add up across processes.
+_SUMMED = (
+    "connections",
+    "connections_total",
+    "users",
+    "frames_in",
+    "bytes_in",
+    "frames_out",
+    "bytes_out",
+    "handler_errors",
+    "backlog_bytes",
+)
+
+
+def aggregate(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+    """The snapshots of several processes added up: the same shape as `snapshot`, per path.
+
+    Counts, rooms' sizes, drops and the latency histogram are summed; ``users`` is the sum of
+    each process's users (a user connected to two processes counts twice); ``processes`` lists
+    where the figures came from.
+    """
+    paths: dict[str, dict[str, Any]] = {}
+    elsewhere: dict[str, dict[str, int]] = {}
+    for one in snapshots:
+        for path, values in one["paths"].items():
+            into = paths.setdefault(
+                path,
+                {
+                    **dict.fromkeys(_SUMMED, 0),
+                    "rooms": {},
+                    "drops": {},
+                    "latency": {
+                        "buckets": [[b, 0] for b, _ in values["latency"]["buckets"]],
+                        "sum": 0.0,
+                        "count": 0,
+                    },
+                },
+            )
+            for key in _SUMMED:
+                into[key] += values[key]
+            _add(into["rooms"], values["rooms"])
+            _add(into["drops"], values["drops"])
+            latency = into["latency"]
+            for pair, (_, count) in zip(latency["buckets"], values["latency"]["buckets"], strict=True):
+                pair[1] += count
+            latency["sum"] += values["latency"]["sum"]
+            latency["count"] += values["latency"]["count"]
+        for path, reasons in one.get("drops_elsewhere", {}).items():
+            _add(elsewhere.setdefault(path, {}), reasons)
+    return {
+        "processes": [one["process"] | {"backplane": one["backplane"]} for one in snapshots],
+        "paths": dict(sorted(paths.items())),
+        "drops_elsewhere": elsewhere,
+        "in_flight": sum(one["in_flight"] for one in snapshots),
+    }
+
+
+def _add(into: dict[str, int], values: dict[str, int]) -> None:
+    for key, value in values.items():
+        into[key] = into.get(key, 0) + value
+
+
+def everywhere() -> dict[str, Any]:
+    """`aggregate` of every server process the backplane reaches, from any thread or process.
+
+    In a server process, this process's own figures are live and the others' are those they
+    last shared (a few seconds old); elsewhere (a ``manage.py`` command), all are shared ones.
+
+    :raise RuntimeError: the backplane reaches no other process (the in-process default).
+    """
+    from tornado_websockets.tornadowrapper import TornadoWrapper
+
+    broker = TornadoWrapper.broker
+    if not broker.cross_process:
+        raise RuntimeError(
+            "Metrics of every process need a cross-process backplane (TORNADO['backplane'] = 'redis://...')."
+        )
+    shared = [one for one in broker.snapshots_sync() if one["process"].get("broker") != broker.id]
+    local = [snapshot()] if TornadoWrapper.io_loop is not None else []
+    return aggregate(local + shared)

@@ -1,8 +1,9 @@
-"""``manage.py websocket_stats``: a metrics snapshot as a table (or JSON), of this process or a server's.
+"""``manage.py websocket_stats``: a metrics snapshot as a table (or JSON): this process's, a server's, or all.
 
 The command runs in a process of its own, which serves no WebSocket: its own snapshot shows only
 the registered paths with zero counts. Point ``--url`` at a running server's ``metrics.json``
-(``tornado_websockets.urls``) to read that server's metrics instead.
+(``tornado_websockets.urls``) to read that server's metrics instead, or pass ``--all`` for every
+server process added up, read through the Redis backplane.
 """
 
 from __future__ import annotations
@@ -72,11 +73,10 @@ def table(snapshot: dict[str, Any]) -> str:
     ]
     if len(rows) == 1:
         lines.append("(no WebSocket paths)")
-    process, backplane = snapshot["process"], snapshot["backplane"]
-    lines.append(
-        f"process {process['pid']}, backplane {backplane['kind']} ({backplane['state']}), "
-        f"{snapshot['in_flight']} event functions running"
-    )
+    for process in snapshot.get("processes", [snapshot.get("process")]):
+        backplane = process.get("backplane") or snapshot["backplane"]
+        lines.append(f"process {process['pid']}, backplane {backplane['kind']} ({backplane['state']})")
+    lines.append(f"{snapshot['in_flight']} event functions running")
     for path, reasons in snapshot.get("drops_elsewhere", {}).items():
         lines.append(f"dropped for {path}: {reasons}")
     return "\n".join(lines)
@@ -95,11 +95,22 @@ class Command(BaseCommand):
         parser.add_argument("--url", help="A running server's metrics.json URL.")
         parser.add_argument("--json", action="store_true", help="Print the snapshot as JSON.")
         parser.add_argument("--timeout", type=float, default=10.0, help="Seconds to wait for --url.")
+        parser.add_argument(
+            "--all",
+            action="store_true",
+            help="Every server process added up, through the backplane (TORNADO['backplane']).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Read the snapshot and print it."""
         url = options["url"]
-        snapshot = fetch(url, options["timeout"]) if url else metrics.snapshot()
+        if options["all"]:
+            try:
+                snapshot = metrics.everywhere()
+            except RuntimeError as error:
+                raise CommandError(str(error)) from error
+        else:
+            snapshot = fetch(url, options["timeout"]) if url else metrics.snapshot()
         if options["json"]:
             self.stdout.write(json.dumps(snapshot, indent=2, sort_keys=True))
         else:
