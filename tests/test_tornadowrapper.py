@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import tornado.web
 import trustme
 import websockets
 
+from tests.polling import wait_until
 from tornado_websockets.testing import WebSocketTestClient, serve
 from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
@@ -235,6 +237,57 @@ async def test_shutdown_closes_connections_with_1001_and_keeps_registrations() -
     assert TornadoWrapper.handlers == [ws.handler_spec()]
     async with serve() as server, server.connect("/bye"):  # the same registrations serve again
         pass
+
+
+async def test_shutdown_stops_accepting_and_lets_running_functions_finish() -> None:
+    ws = WebSocket("/busy")
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    @ws.on
+    async def work() -> None:
+        await release.wait()
+        finished.append("work")
+
+    @ws.on
+    def work_sync() -> None:
+        time.sleep(0.3)
+        finished.append("work_sync")
+
+    async with serve() as server, server.connect("/busy") as one, server.connect("/busy") as two:
+        await one.emit("work")
+        await two.emit("work_sync")
+        await wait_until(lambda: TornadoWrapper.in_flight == 2)
+        shutdown = asyncio.create_task(TornadoWrapper.shutdown(grace=10))
+        assert await one.wait_closed() == 1001
+        assert await two.wait_closed() == 1001
+        with pytest.raises(ConnectionRefusedError):  # no longer accepting: the listening socket is closed
+            await server.connect("/busy", timeout=2)
+        await asyncio.sleep(0.5)
+        assert not shutdown.done()  # waiting for "work", which is still running
+        release.set()
+        await asyncio.wait_for(shutdown, 5)
+        assert sorted(finished) == ["work", "work_sync"]  # both ran to their end
+        assert TornadoWrapper.in_flight == 0
+
+
+async def test_shutdown_gives_up_on_a_hung_function_after_the_grace(caplog: pytest.LogCaptureFixture) -> None:
+    ws = WebSocket("/hung")
+    release = asyncio.Event()
+
+    @ws.on
+    async def hang() -> None:
+        await release.wait()
+
+    async with serve() as server, server.connect("/hung") as client:
+        await client.emit("hang")
+        await wait_until(lambda: TornadoWrapper.in_flight == 1)
+        started = time.monotonic()
+        await TornadoWrapper.shutdown(grace=0.3)
+        assert 0.3 <= time.monotonic() - started < 3  # the grace, not the function, bounds it
+        assert await client.wait_closed() == 1001
+        assert "Shutting down with 1 event functions running" in caplog.text
+        release.set()
 
 
 def test_reset_forgets_everything() -> None:

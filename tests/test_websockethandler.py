@@ -210,6 +210,65 @@ async def test_a_slow_sync_function_does_not_block_other_connections() -> None:
         release.set()
 
 
+async def test_hanging_slow_and_raising_functions_never_hold_up_other_connections() -> None:
+    ws = WebSocket("/faults")
+    release_async = asyncio.Event()
+    release_sync = threading.Event()
+    running: list[str] = []
+
+    @ws.on
+    async def hang(socket: WebSocketHandler) -> None:
+        running.append("hang")
+        await release_async.wait()  # an await that never ends, until the test says so
+        socket.emit("hang_done")
+
+    @ws.on
+    def hang_sync(socket: WebSocketHandler) -> None:
+        running.append("hang_sync")
+        release_sync.wait(10)  # a blocked worker thread
+        socket.emit("hang_sync_done")
+
+    @ws.on
+    def crash() -> None:
+        raise RuntimeError("a bug")
+
+    @ws.on
+    async def ping(socket: WebSocketHandler) -> None:
+        socket.emit("pong")
+
+    @ws.on
+    def ping_sync(socket: WebSocketHandler) -> None:  # needs a worker thread of its own
+        socket.emit("pong_sync")
+
+    async with (
+        serve() as server,
+        server.connect("/faults") as hanging,
+        server.connect("/faults") as blocking,
+        server.connect("/faults") as crashing,
+        server.connect("/faults") as other,
+    ):
+        await hanging.emit("hang")
+        await blocking.emit("hang_sync")
+        await wait_until(lambda: sorted(running) == ["hang", "hang_sync"])
+        await hanging.emit("ping")  # waits behind the hanging frame of its own connection only
+        for _ in range(3):
+            await crashing.emit("crash")
+            assert (await crashing.wait_for("error"))["event"] == "crash"
+            await other.emit("ping")
+            assert await other.wait_for("pong", timeout=2) == {}
+            await other.emit("ping_sync")
+            assert await other.wait_for("pong_sync", timeout=2) == {}
+        for stuck in (hanging, blocking):
+            with pytest.raises(TimeoutError):  # nothing yet: their frames are still running
+                await stuck.receive(timeout=0.1)
+        assert len(ws.handlers) == 4  # nobody was closed: not the hanging, not the crashing one
+        release_async.set()
+        release_sync.set()
+        assert await hanging.wait_for("hang_done") == {}
+        assert await hanging.wait_for("pong") == {}  # its queued frame ran once the hang ended
+        assert await blocking.wait_for("hang_sync_done") == {}
+
+
 @pytest.mark.parametrize(
     ("message", "warning"),
     [
