@@ -102,12 +102,13 @@ async def test_a_client_that_stops_reading_is_closed_and_memory_stays_bounded() 
         slow = await RawClient.connect(server.port, "/limited", receive_buffer=4096)
         await wait_until(lambda: len(ws.handlers) == 2)
         slow_handler = ws.handlers[1]
-        before = rss_bytes()
+        before = peak_rss = rss_bytes()
         peak_backlog = 0
         for _ in range(100):  # 100 rounds x 20 frames x 10 kB = 20 MB offered to each client
             for _ in range(20):
                 ws.emit("stream", payload)
             peak_backlog = max(peak_backlog, slow_handler.backlog)
+            peak_rss = max(peak_rss, rss_bytes())
             for _ in range(20):
                 await reader.wait_for("stream")
         assert slow_handler not in ws.handlers
@@ -116,10 +117,16 @@ async def test_a_client_that_stops_reading_is_closed_and_memory_stays_bounded() 
         drops = delivery.dropped()
         assert drops[(delivery.BACKLOG_BOUND, "/limited")] == 1  # the frame that would pass the bound
         # The server held at most the bound for the slow client, not the 20 MB it was offered.
-        assert rss_bytes() - before < 16 * 1024 * 1024
+        assert peak_rss - before < 16 * 1024 * 1024
         assert len(ws.handlers) == 1  # the reading client got all 2,000 frames and is still there
         assert await asyncio.wait_for(slow.read_until_close(), 10) in (BACKLOG_CLOSE_CODE, None)
         slow.close()
+        mib = 1024 * 1024
+        print(  # noqa: T201
+            f"slow consumer: 20 MB offered, peak backlog {peak_backlog // 1024} KiB "
+            f"(bound {limit // 1024} KiB), RSS {before / mib:.1f} MiB before, "
+            f"peak {peak_rss / mib:.1f} MiB (+{(peak_rss - before) / mib:.1f})"
+        )
         # It read until the close in the end: what its backlog held reached it, nothing more is lost.
         lost = {reason for reason, path in delivery.dropped() if path == "/limited"}
         assert lost <= {delivery.BACKLOG_BOUND, delivery.CONNECTION_CLOSED}

@@ -69,7 +69,10 @@ async def test_bad_port_exits_with_code_1() -> None:
     assert "not a valid port" in output
 
 
-async def test_serves_django_static_files_and_websockets_on_one_port_then_stops_on_sigterm() -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_serves_django_static_files_and_websockets_on_one_port_then_stops_on_a_signal(
+    signum: signal.Signals,
+) -> None:
     port = free_port()
     async with running(
         ["-m", "django", "runtornado", f"127.0.0.1:{port}", "--noreload"], env=DJANGO_ENV
@@ -82,10 +85,11 @@ async def test_serves_django_static_files_and_websockets_on_one_port_then_stops_
         client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/discovered")
         await client.emit("echo", {"over": "runtornado"})
         assert await client.wait_for("echo") == {"over": "runtornado"}
-        server.send_signal(signal.SIGTERM)
+        server.send_signal(signum)  # the server itself (--noreload), as a process manager or Ctrl-C does
         assert await client.wait_closed() == 1001
         output, _ = await asyncio.to_thread(server.communicate, timeout=15)
     assert server.returncode == 0, output
+    assert f"Received {signum.name}, shutting down" in output
     assert f"Serving Django and WebSockets at http://127.0.0.1:{port}/" in output
     assert f"WebSocket ws://127.0.0.1:{port}/ws/discovered" in output
 

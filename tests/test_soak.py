@@ -67,6 +67,10 @@ async def test_connect_emit_close_cycles_leave_nothing_behind() -> None:
         while ws.handlers or len(ws.rooms) or ws.users or open_fds() > baseline:
             assert time.monotonic() < deadline, (ws, ws.rooms, ws.users, open_fds(), baseline)
             await asyncio.sleep(0.05)
-        assert open_fds() <= baseline  # fewer: sockets of earlier tests finished closing meanwhile
+        after = open_fds()
+        assert after <= baseline  # fewer: sockets of earlier tests finished closing meanwhile
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-        print(f"{CYCLES} cycles in {elapsed:.1f}s, {received} room frames, peak RSS {peak} MiB")  # noqa: T201
+        print(  # noqa: T201
+            f"{CYCLES} cycles in {elapsed:.1f}s, {received} room frames, "
+            f"open fds {baseline} before and {after} after, peak RSS {peak} MiB"
+        )

@@ -86,6 +86,18 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
+def _deliver_cancellation() -> None:
+    """Raise `asyncio.CancelledError` if the running task was cancelled during an await that lost it.
+
+    A redis-py command (seen with redis 8.1 on Python 3.11) may return normally although the task
+    was cancelled while it ran. A loop going on after that would never end, and `RedisBroker.stop`,
+    so the server's graceful shutdown, would wait for it forever; call this after each command.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def split_url(url: str) -> tuple[str, str | None]:
     """The Redis URL without this library's ``channel`` query parameter, and that parameter."""
     base, _, query = url.partition("?")
@@ -225,8 +237,13 @@ class RedisBroker(Broker):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._idle.wait(), flush)
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Not `await task`: its CancelledError could not be told from a cancellation of stop()
+            # itself, which must propagate. Bounded, so that a shutdown never hangs on Redis.
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+            if not done:
+                logger.warning(
+                    "Redis backplane %s did not stop within %.1fs", _redacted(self.url), self.timeout
+                )
         self.state = STOPPED
         self._drop_unsent()
         with contextlib.suppress(*_CONNECTION_ERRORS):  # leave presence at once, not after the TTL
@@ -289,10 +306,12 @@ class RedisBroker(Broker):
     async def _subscribe(self, pubsub: PubSub) -> None:
         """Subscribe and wait for Redis to confirm: from then on, nothing published is missed."""
         await pubsub.subscribe(self.channel)
+        _deliver_cancellation()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         while (remaining := deadline - loop.time()) > 0:
             message = await pubsub.get_message(timeout=remaining)
+            _deliver_cancellation()
             if message is not None and message["type"] == "subscribe":
                 return
         raise redis.TimeoutError(f"Redis did not confirm the subscription within {self.timeout}s")
@@ -338,6 +357,7 @@ class RedisBroker(Broker):
                     else:
                         pipe.publish(self.channel, envelope.pack())
                 await pipe.execute()
+            _deliver_cancellation()
             self._sending = []
 
     async def _receive(self, pubsub: PubSub) -> None:
@@ -346,6 +366,7 @@ class RedisBroker(Broker):
             # Blocking reads: a timeout on each read would cost a timer per message; _watch
             # looks after silent connections instead.
             message = await pubsub.get_message(timeout=None)
+            _deliver_cancellation()
             self._heard = loop.time()
             if message is not None and message["type"] == "message":
                 self._deliver(message["data"])
@@ -359,6 +380,7 @@ class RedisBroker(Broker):
                 continue
             # A silent connection may be a dead one (a cable pulled, a frozen server): ask.
             await pubsub.ping()
+            _deliver_cancellation()
             await asyncio.sleep(self.keepalive)
             if loop.time() - self._heard >= 2 * self.keepalive:
                 raise redis.ConnectionError(f"Redis did not answer a PING within {self.keepalive}s")
@@ -508,8 +530,10 @@ class RedisBroker(Broker):
             self._presence_dirty.clear()
             ttl = int(self.presence_ttl * 1000)
             await client.set(self._presence_key, codec.dumps(_local_members()), px=ttl)
+            _deliver_cancellation()
             if loop.time() >= metrics_due:
                 await client.set(self._metrics_key, codec.dumps(metrics.snapshot()), px=ttl)
+                _deliver_cancellation()
                 metrics_due = loop.time() + self.presence_ttl / 3
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._presence_dirty.wait(), self.presence_ttl / 3)

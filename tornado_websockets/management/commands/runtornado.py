@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 from django.utils import autoreload
 
 from tornado_websockets import reloader
@@ -100,6 +101,9 @@ class Command(BaseCommand):
         processes = options.get("processes", 1)
         try:
             if processes > 1:
+                # The checks above opened a database connection; a forked process must not share
+                # its socket (or SQLite file handle) with its siblings: each opens its own.
+                connections.close_all()
                 TornadoWrapper.fork(self.port, self.addr, processes)
             else:
                 TornadoWrapper.listen(self.port, self.addr)
