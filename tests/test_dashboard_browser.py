@@ -36,7 +36,9 @@ def test_staff_see_the_chat_connection_and_the_chart_draws(browser: Browser, exa
         expect(alice.page.locator("#status")).to_have_text("connected")
         page = demo.page
         page.click("text=Dashboard")  # the link shows for staff
-        page.wait_for_url(example.url("/ws-api/dashboard/"))
+        page.wait_for_url(example.url("/admin/websockets/"))  # a page of the Django admin
+        expect(page.locator("#site-name")).to_be_visible()  # the admin's own header
+        expect(page.locator(".breadcrumbs")).to_contain_text("WebSocket dashboard")
         expect(page.locator("#status")).to_have_text("connected")
         chat = page.locator('#paths tr[data-path="/chat"] td')
         expect(chat.nth(1)).to_have_text("1")  # connections
@@ -60,6 +62,21 @@ def test_staff_see_the_chat_connection_and_the_chart_draws(browser: Browser, exa
         demo.close()
 
 
+def test_the_admin_index_links_to_the_dashboard(browser: Browser, example: RunTornado) -> None:
+    demo = logged_in(browser, example, "demo")
+    try:
+        demo.page.goto(example.url("/admin/"))
+        box = demo.page.locator("#content-main").get_by_text("WebSockets")
+        expect(box).to_be_visible()
+        demo.page.get_by_role("link", name="Live dashboard").click()
+        demo.page.wait_for_url(example.url("/admin/websockets/"))
+        expect(demo.page.locator("#status")).to_have_text("connected")
+        demo.screenshot("dashboard-admin")
+        assert demo.errors == []
+    finally:
+        demo.close()
+
+
 def test_anonymous_and_non_staff_visitors_get_404(browser: Browser, example: RunTornado) -> None:
     anonymous = Tab.open(browser)
     alice = logged_in(browser, example, "alice")
@@ -67,6 +84,10 @@ def test_anonymous_and_non_staff_visitors_get_404(browser: Browser, example: Run
         response = anonymous.page.goto(example.url("/ws-api/dashboard/"))
         assert response is not None
         assert response.status == 404
+        # The admin's page sends anyone who is not staff to the admin's login.
+        anonymous.page.goto(example.url("/admin/websockets/"))
+        assert anonymous.page.url.startswith(example.url("/admin/login/"))
+        expect(anonymous.page.locator("#status")).to_have_count(0)
         anonymous.screenshot("dashboard-anonymous")
         response = alice.page.goto(example.url("/ws-api/dashboard/"))
         assert response is not None

@@ -8,7 +8,9 @@ Who may see them, by ``TORNADO["metrics"]``:
   proxy or network);
 - ``False``: nobody, and the dashboard is off too.
 
-The dashboard page and its WebSocket are for active staff users only, ``DEBUG`` or not.
+The dashboard page and its WebSocket are for active staff users only, ``DEBUG`` or not. With
+``django.contrib.admin`` installed the same dashboard is also a page of the admin,
+``/admin/websockets/``, linked from the admin's index (see `tornado_websockets.admin`).
 
 A refused request gets 404, as the explorer's do: a production site does not advertise its admin
 URLs. The dashboard's page updates over a WebSocket of its own, ``/tws-dashboard``, registered by
@@ -36,6 +38,7 @@ from tornado_websockets.websockethandler import WebSocketHandler
 __all__ = [
     "DASHBOARD_PATH",
     "PUSH_INTERVAL",
+    "admin_dashboard",
     "dashboard",
     "is_staff",
     "metrics_allowed",
@@ -99,13 +102,30 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     """The live dashboard page; its script reads the snapshots from the ``/tws-dashboard`` socket."""
     if not _dashboard_allowed(request):
         raise Http404("No dashboard here.")
+    return _render_dashboard(request, "tornado_websockets/dashboard.html", {})
+
+
+def admin_dashboard(request: HttpRequest) -> HttpResponse:
+    """The dashboard as a page of the Django admin, at ``/admin/websockets/`` (`tornado_websockets.admin`).
+
+    The admin's ``admin_view`` wraps it: visitors who are not active staff go to its login page.
+    """
+    from django.contrib import admin
+
+    if tornado_settings().metrics is False:
+        raise Http404("No dashboard here.")
+    context = {**admin.site.each_context(request), "title": "WebSocket dashboard"}
+    return _render_dashboard(request, "tornado_websockets/admin_dashboard.html", context)
+
+
+def _render_dashboard(request: HttpRequest, template: str, context: dict[str, object]) -> HttpResponse:
     # The view runs in a worker thread: the registration (which touches the application's
     # handlers) goes to the loop, queued before this response is written, so the page's socket
     # finds its path. Without a running server (Django's test client) it happens here.
     if not TornadoWrapper.call_in_loop(register):
         register()
     config = {"path": DASHBOARD_PATH, "client": static("tornado_websockets/client.js")}
-    return render(request, "tornado_websockets/dashboard.html", {"config": config})
+    return render(request, template, {**context, "config": config})
 
 
 class _Pusher:

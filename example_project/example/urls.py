@@ -1,5 +1,9 @@
-"""The four pages and the WebSocket API's explorer (the WebSockets live in the apps' ``websockets``)."""
+"""The four pages, the admin (with the WebSocket dashboard) and the WebSocket API's explorer.
 
+The WebSockets themselves live in the apps' ``websockets`` modules.
+"""
+
+from django.contrib import admin
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from django.views.generic import TemplateView
@@ -10,6 +14,7 @@ urlpatterns = [
     path("chat/", login_required(TemplateView.as_view(template_name="chat.html")), name="chat"),
     path("progress/", TemplateView.as_view(template_name="progress.html"), name="progress"),
     path("accounts/", include("django.contrib.auth.urls")),  # login at /accounts/login/
+    path("admin/", admin.site.urls),  # staff: the live WebSocket dashboard at /admin/websockets/
     # The AsyncAPI document and the event explorer (in DEBUG, or for staff with TORNADO["explorer"]),
     # metrics.json and Prometheus metrics (in DEBUG or for staff), the live dashboard (staff only).
     path("ws-api/", include("tornado_websockets.urls")),
