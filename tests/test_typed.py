@@ -20,7 +20,7 @@ import pydantic
 import pytest
 from django.utils.functional import lazy
 
-from tornado_websockets import asyncapi, codec, protocol
+from tornado_websockets import asyncapi, codec, delivery, protocol, typed
 from tornado_websockets.exceptions import EventError, PayloadError
 from tornado_websockets.testing import serve
 from tornado_websockets.typed import converter_for, payload_type
@@ -319,3 +319,84 @@ def test_without_msgspec_the_standard_library_path_serves() -> None:
     }
     assert result["reply"] == {"author": {"name": "ann", "age": 3}, "text": "hi"}
     assert result["schemas"] == ["Person", "Post"]
+
+
+# Replies encoded from the return annotation -------------------------------------------------------
+
+
+class Profile:
+    """Not a dict: an object with the fields, as a Django model instance is."""
+
+    def __init__(self, name: str, age: int) -> None:
+        self.name, self.age = name, age
+
+
+@dataclasses.dataclass
+class Card:
+    name: str
+    age: int
+
+
+def returns_card() -> Card: ...
+def returns_person() -> Person: ...
+def returns_point() -> Point: ...
+def returns_account() -> Account: ...
+def returns_cards() -> list[Card]: ...
+def returns_nothing() -> None: ...
+def returns_any() -> Any: ...
+def returns_dict() -> dict[str, int]: ...
+
+
+@pytest.mark.parametrize("use_msgspec", [True, False])
+def test_a_reply_is_checked_against_the_return_annotation(use_msgspec: bool) -> None:
+    card = typed.reply_encoder(returns_card, use_msgspec)
+    person = typed.reply_encoder(returns_person, use_msgspec)
+    assert card is not None
+    assert person is not None
+    assert codec.loads(codec.dumps(card({"name": "ann", "age": 3}))) == {"name": "ann", "age": 3}
+    assert codec.loads(codec.dumps(card(Card("bo", 4)))) == {"name": "bo", "age": 4}
+    assert person({"name": "ann", "age": 3}) == {"name": "ann", "age": 3}
+    with pytest.raises(PayloadError) as missing:
+        person({"name": "ann"})
+    assert (missing.value.path, missing.value.reason) == ("reply.age", "required field missing")
+    with pytest.raises(PayloadError) as wrong:
+        card({"name": "ann", "age": "three"})
+    assert wrong.value.path == "reply.age"
+    for untyped in (returns_nothing, returns_any, returns_dict):
+        assert typed.reply_encoder(untyped, use_msgspec) is None
+
+
+def test_msgspec_and_pydantic_replies_take_objects_with_the_fields() -> None:
+    cards = typed.reply_encoder(returns_cards)
+    point = typed.reply_encoder(returns_point)
+    account = typed.reply_encoder(returns_account)
+    assert cards is not None
+    assert point is not None
+    assert account is not None
+    assert cards([Profile("ann", 3), {"name": "bo", "age": 4}]) == [
+        {"name": "ann", "age": 3},
+        {"name": "bo", "age": 4},
+    ]
+    assert point(Point(1, 2)) == {"x": 1, "y": 2}
+    assert account(Account(email="a@b.c", age=5)) == {"email": "a@b.c", "age": 5}
+    with pytest.raises(PayloadError) as wrong:
+        account({"email": "a@b.c"})
+    assert wrong.value.path == "reply.age"
+
+
+async def test_replies_over_a_real_socket_follow_the_annotation() -> None:
+    ws = WebSocket("/replies")
+
+    @ws.on
+    async def profile(data: dict[str, Any]) -> Card:
+        return Profile(data["name"], 7)  # type: ignore[return-value]  # what an ORM object would be
+
+    @ws.on
+    async def broken() -> Card:
+        return {"name": "no age"}  # type: ignore[return-value]
+
+    async with serve() as server, server.connect("/replies") as client:
+        assert await client.request("profile", {"name": "ann"}) == {"name": "ann", "age": 7}
+        with pytest.raises(EventError, match="failed on the server"):
+            await client.request("broken")
+    assert delivery.dropped()[(delivery.ENCODING_ERROR, "/replies")] == 1

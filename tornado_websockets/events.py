@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tornado_websockets.typed import Converter, converter_for, payload_type
+from tornado_websockets.typed import Converter, converter_for, payload_type, reply_encoder
 
 __all__ = ["RESERVED_EVENTS", "EventFunction", "is_async_callable"]
 
@@ -41,6 +41,8 @@ class EventFunction:
     converter: Converter | None = None
     #: The annotation of ``data`` when it is typed.
     payload: Any = None
+    #: Checks a reply against the return annotation and makes it plain data; None when untyped.
+    reply: Converter | None = None
 
     @classmethod
     def inspect(cls, name: str, callback: Callable[..., Any]) -> EventFunction:
@@ -61,6 +63,7 @@ class EventFunction:
             is_async=is_async_callable(callback),
             converter=None if payload is None else converter_for(payload),
             payload=payload,
+            reply=reply_encoder(callback),
         )
 
     def arguments(self, context: Any, socket: Any, data: Any) -> dict[str, Any]:

@@ -67,6 +67,41 @@ def payload_type(callback: Callable[..., Any]) -> Any:
     return annotation
 
 
+def reply_encoder(callback: Callable[..., Any], use_msgspec: bool | None = None) -> Converter | None:
+    """A function checking a reply against ``callback``'s return annotation and turning it into
+    plain data; None when the function declares no typed return (or one that cannot be resolved).
+
+    ``-> Item`` (a dataclass, TypedDict, msgspec Struct or pydantic model, or a container of them)
+    accepts an ``Item`` or anything with its fields (a dict, a Django model instance); a reply that
+    does not fit raises `PayloadError` with the path ``reply...``.
+    """
+    try:
+        annotation = resolved_hint(callback, "return")
+    except TypeError:  # a return annotation is often for the type checker alone: not an error here
+        return None
+    if annotation in (None, type(None), *_UNTYPED) or typing.get_origin(annotation) in (dict, Mapping):
+        return None
+    if _is_pydantic_model(annotation):
+        validate = _pydantic_converter(annotation, "reply")
+        return lambda result: validate(result).model_dump(mode="json")
+    if msgspec is not None if use_msgspec is None else use_msgspec:
+
+        def encode(result: Any) -> Any:
+            try:
+                return msgspec.to_builtins(msgspec.convert(result, type=annotation, from_attributes=True))
+            except msgspec.ValidationError as error:
+                raise _from_msgspec(str(error), "reply") from None
+
+        return encode
+    try:
+        _check_supported(annotation, "reply")
+    except TypeError:
+        return None
+    return lambda result: (
+        result if dataclasses.is_dataclass(result) else _convert(result, annotation, "reply")
+    )
+
+
 def converter_for(annotation: Any, use_msgspec: bool | None = None) -> Converter:
     """A function turning a frame's data into ``annotation``, raising `PayloadError` on bad data."""
     if _is_pydantic_model(annotation):
@@ -94,10 +129,10 @@ def _msgspec_converter(annotation: Any) -> Converter:
     return convert
 
 
-def _from_msgspec(message: str) -> PayloadError:
+def _from_msgspec(message: str, root: str = "data") -> PayloadError:
     """msgspec's ``Expected `int`, got `str` - at `$.age``` as path ``data.age`` and a lowercase reason."""
     reason, _, where = message.partition(" - at `")
-    path = "data" + where.rstrip("`")[1:] if where else "data"
+    path = root + where.rstrip("`")[1:] if where else root
     missing = _MSGSPEC_MISSING.fullmatch(reason)
     if missing:
         return PayloadError(f"{path}.{missing['field']}", "required field missing")
@@ -115,16 +150,16 @@ def _is_pydantic_model(annotation: Any) -> bool:
     )
 
 
-def _pydantic_converter(model: Any) -> Converter:
+def _pydantic_converter(model: Any, root: str = "data") -> Converter:
     import pydantic
 
     def convert(data: dict[str, Any]) -> Any:
         try:
-            return model.model_validate(data)
+            return model.model_validate(data, from_attributes=root == "reply")
         except pydantic.ValidationError as error:
             first = error.errors()[0]
             path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
-            raise PayloadError("data" + path, str(first["msg"]).lower()) from None
+            raise PayloadError(root + path, str(first["msg"]).lower()) from None
 
     return convert
 

@@ -409,8 +409,10 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self.websocket.metrics.latency.observe(time.perf_counter() - started)
         if frame_id is not None:
             try:
+                if function.reply is not None:
+                    result = function.reply(result)
                 self.write_frame(protocol.ack_frame(frame_id, result))
-            except TypeError:
+            except (TypeError, PayloadError):
                 delivery.record_drop(delivery.ENCODING_ERROR, self.websocket.path)
                 logger.exception(
                     'The reply of "%s" on "%s" cannot be encoded', function.name, self.websocket.path
