@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests import explorer_urls
 from tests.polling import wait_until
-from tornado_websockets import dashboard
+from tornado_websockets import asyncapi, dashboard
 from tornado_websockets.testing import serve
 from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
@@ -138,6 +138,7 @@ def test_the_page_registers_its_websocket_and_says_where_it_is() -> None:
     assert json.loads(config) == {"path": "/tws-dashboard", "client": "/static/tornado_websockets/client.js"}
     assert dashboard.DASHBOARD_PATH in TornadoWrapper.websockets
     assert dashboard.register() is TornadoWrapper.websockets[dashboard.DASHBOARD_PATH]  # idempotent
+    assert "tws-dashboard" not in json.dumps(asyncapi.document())  # not part of the project's API
 
 
 # The dashboard's WebSocket -----------------------------------------------------------------------

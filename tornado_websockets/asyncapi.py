@@ -41,11 +41,11 @@ def document(
     version: str = "1.0.0",
     description: str | None = None,
 ) -> dict[str, Any]:
-    """The AsyncAPI 3.0 document of ``websockets`` (default: every `WebSocket` of the process)."""
+    """The AsyncAPI 3.0 document of ``websockets`` (default: every documented `WebSocket` of the process)."""
     if websockets is None:
         from tornado_websockets.tornadowrapper import TornadoWrapper
 
-        websockets = TornadoWrapper.websockets.values()
+        websockets = [ws for ws in TornadoWrapper.websockets.values() if ws.documented]
     schemas = _Schemas()
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}

@@ -162,6 +162,7 @@ def register() -> WebSocket:
     if existing is not None:
         return existing
     websocket = WebSocket(DASHBOARD_PATH)
+    websocket.documented = False  # the library's own path: not part of the project's API
     pusher = _Pusher(websocket)
     websocket.state.pusher = pusher
 

@@ -95,6 +95,8 @@ class WebSocket:
         self.metrics = PathMetrics()
         #: Events the server sends, declared with `emits`: name -> (payload type, description).
         self.outgoing: dict[str, tuple[Any, str | None]] = {}
+        #: Listed in the AsyncAPI document and the explorer (False for the library's own paths).
+        self.documented = True
         self._user_states: dict[Hashable, tuple[SimpleNamespace, int]] = {}
         TornadoWrapper.register_websocket(self)
         if add_to_handlers:

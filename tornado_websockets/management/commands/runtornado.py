@@ -39,7 +39,11 @@ class Command(BaseCommand):
         """The port (or ``addr:port``) and the options."""
         parser.add_argument("addrport", nargs="?", help="Port, or addr:port, to listen on.")
         parser.add_argument("--noreload", action="store_false", dest="use_reloader", help="No autoreload.")
-        parser.add_argument("--threads", type=int, help="Worker threads for Django views (default 16).")
+        parser.add_argument(
+            "--threads",
+            type=int,
+            help="Worker threads for Django views (default: TORNADO['view_threads'], 16 if unset).",
+        )
         parser.add_argument(
             "--processes",
             type=int,
