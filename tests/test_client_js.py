@@ -181,6 +181,12 @@ def register_websockets() -> None:
     async def message(data: dict[str, Any]) -> None:
         chat.emit("message", {"text": str(data.get("text", ""))})
 
+    flaky = WebSocket("/flaky")
+
+    @flaky.on
+    async def open(socket: WebSocketHandler) -> None:
+        socket.close(1013, "Try again later")  # accepts, then drops: an overloaded or restarting server
+
     register_feed("/feed", recover_size=100)
     register_feed("/small", recover_size=2)
 
@@ -439,6 +445,23 @@ def test_backoff_grows_exponentially_up_to_max_with_jitter(tab: Tab, server: Ser
     assert delays["exact"][:5] == [10, 20, 40, 40, 40]
     for delay, ceiling in zip(delays["jittered"], [40, 120, 360], strict=False):
         assert ceiling / 2 <= delay <= ceiling
+
+
+def test_a_server_that_drops_every_connection_at_once_sees_the_backoff_grow(
+    tab: Tab, server: ServerThread
+) -> None:
+    result = tab.page.evaluate("""async () => {
+        const ws = new TornadoWebSocket("/flaky",
+            {reconnect: {initial: 10, factor: 2, max: 80, jitter: 0, stable: 2000}});
+        const log = record(ws, "open", "reconnecting");
+        await until(() => log.filter(([name]) => name === "reconnecting").length >= 5, 10000);
+        ws.close();
+        return log;
+    }""")
+    opened = [entry for entry in result if entry[0] == "open"]
+    delays = [entry[1]["delay"] for entry in result if entry[0] == "reconnecting"]
+    assert len(opened) >= 5  # every attempt got in, and was dropped before it proved stable
+    assert delays[:5] == [10, 20, 40, 80, 80]
 
 
 def test_reconnect_false_never_reconnects(tab: Tab, server: ServerThread) -> None:

@@ -80,6 +80,8 @@ declare namespace TornadoWebSocket {
     factor?: number;
     /** The random share taken off each wait, 0 to 1 (default 0.5). */
     jitter?: number;
+    /** Milliseconds a connection must stay open before the waits start over from `initial` (default 5000). */
+    stable?: number;
   }
 
   interface Options {

@@ -16,7 +16,9 @@
 const RESERVED_EVENTS = Object.freeze(["open", "close", "error", "reconnecting"]);
 
 /** Milliseconds before the first retry, the ceiling, the growth factor, and the random share. */
-const DEFAULT_RECONNECT = Object.freeze({initial: 500, max: 30000, factor: 2, jitter: 0.5});
+// The backoff starts over only once a connection has stayed open `stable` milliseconds: a server
+// that accepts then drops every socket (a deploy, an overload) is not hammered at `initial` pace.
+const DEFAULT_RECONNECT = Object.freeze({initial: 500, max: 30000, factor: 2, jitter: 0.5, stable: 5000});
 
 /** How many frames wait for the socket to open before the oldest is dropped. */
 const DEFAULT_OUTBOX = 100;
@@ -63,13 +65,14 @@ function reconnectOptions(value) {
     return {...DEFAULT_RECONNECT};
   }
   if (typeof value !== "object" || value === null) {
-    throw new TypeError("TornadoWebSocket: reconnect should be false, true or {initial, max, factor, jitter}.");
+    throw new TypeError("TornadoWebSocket: reconnect should be false, true or {initial, max, factor, jitter, stable}.");
   }
   const options = {...DEFAULT_RECONNECT, ...value};
-  const {initial, max, factor, jitter} = options;
-  if (!(initial >= 0 && max >= initial && factor >= 1 && jitter >= 0 && jitter <= 1)) {
+  const {initial, max, factor, jitter, stable} = options;
+  if (!(initial >= 0 && max >= initial && factor >= 1 && jitter >= 0 && jitter <= 1 && stable >= 0)) {
     throw new RangeError(
-      "TornadoWebSocket: reconnect needs 0 <= initial <= max (milliseconds), factor >= 1 and 0 <= jitter <= 1.",
+      "TornadoWebSocket: reconnect needs 0 <= initial <= max (milliseconds), factor >= 1, 0 <= jitter <= 1 " +
+        "and stable >= 0 (milliseconds).",
     );
   }
   return options;
@@ -98,7 +101,7 @@ function report(error) {
  * A connection to one WebSocket path of a django-tornado-websockets server.
  *
  * Options: host, port and secure (default: the page's own host, port and scheme), auto_connect
- * (default true), reconnect (false, or {initial, max, factor, jitter} in milliseconds), outbox (how many
+ * (default true), reconnect (false, or {initial, max, factor, jitter, stable} in milliseconds), outbox (how many
  * emits wait for the socket to open; default 100), WebSocket (a constructor, for runtimes without one).
  */
 class TornadoWebSocket {
@@ -107,6 +110,7 @@ class TornadoWebSocket {
   #requests = new Map();
   #lastId = 0;
   #timer = null;
+  #stableTimer = null;
   #attempts = 0;
   #stopped = false;
   #epoch = null;
@@ -342,7 +346,11 @@ class TornadoWebSocket {
   }
 
   #opened(socket, event) {
-    this.#attempts = 0;
+    const stable = this.options.reconnect === null ? 0 : this.options.reconnect.stable;
+    this.#stableTimer = setTimeout(() => {
+      this.#stableTimer = null;
+      this.#attempts = 0;
+    }, stable);
     // Frames emitted while closed go first, so they keep their order with what open listeners send.
     while (this.#outbox.length > 0 && socket.readyState === OPEN) {
       const {frame, id} = this.#outbox.shift();
@@ -409,6 +417,8 @@ class TornadoWebSocket {
   }
 
   #closed(event) {
+    clearTimeout(this.#stableTimer);  // dropped before it proved stable: the backoff goes on growing
+    this.#stableTimer = null;
     this.websocket = null;
     this.#failSent();
     this.#dispatch("close", event);
