@@ -1000,6 +1000,8 @@ def test_example_page_reconnects_by_itself_after_a_restart(browser: Browser, exa
         expect(tab.page.locator("#status")).to_have_text("connected", timeout=RECONNECT_TIMEOUT)
         send(tab, "#chat-input", "still here")  # the same session, so the same user, after the restart
         expect(tab.page.locator("#chat-log li")).to_have_text(["demo: still here"])
+        # A restarted server kept nothing to replay: the page was told (resync) and says so.
+        expect(tab.page.locator("#chat-note")).to_be_visible()
         tab.screenshot("example-chat-after-restart")
     finally:
         tab.close()

@@ -71,5 +71,6 @@ def test_a_page_that_drops_gets_the_messages_it_missed(pair: tuple[Tab, Tab]) ->
     say(demo, "after")
     expected = ["demo: before", "demo: missed 0", "demo: missed 1", "demo: missed 2", "demo: after"]
     expect(alice.page.locator("#chat-log li")).to_have_text(expected)  # in order, no gap, no duplicate
+    expect(alice.page.locator("#chat-note")).to_be_hidden()  # recovered: nothing was missed
     expect(alice.page.locator("#online li")).to_have_text(["alice", "demo"])
     alice.screenshot("chat-recovered")
