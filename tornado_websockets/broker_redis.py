@@ -72,6 +72,10 @@ UNREACHABLE = "unreachable"
 #: Stopped by `RedisBroker.stop`.
 STOPPED = "stopped"
 
+# What processes share under ``<channel>:<kind>:<broker id>``, with a TTL.
+PRESENCE = "presence"
+METRICS = "metrics"
+
 #: Redis errors and socket errors (``asyncio``'s timeouts are ``OSError`` too).
 _CONNECTION_ERRORS = (redis.RedisError, OSError)
 
@@ -133,9 +137,9 @@ class RedisBroker(Broker):
     :param keepalive: seconds of silence on the subscription after which Redis is sent a PING;
         with no answer within as long again, the connection counts as lost.
     :param timeout: seconds allowed to connect and for each command.
-    :param presence_ttl: seconds after which the members of a process that stopped refreshing
-        them (killed, frozen, cut off) disappear from presence; refreshed every third of it, and
-        within a tenth of a second of any change.
+    :param presence_ttl: seconds after which the members (and the metrics) of a process that
+        stopped refreshing them (killed, frozen, cut off) disappear; refreshed every third of it,
+        and the members within a tenth of a second of any change.
     """
 
     cross_process = True
@@ -195,6 +199,7 @@ class RedisBroker(Broker):
         self._sync_lock = threading.Lock()
         self._sync_failing = False
         self._emit_script: Any = None  # the sync client's registered EMIT_SCRIPT
+        self._read_script: Any = None  # READ_SCRIPT, registered with the loop's client when it connects
         #: Reads of shared recovery waiting for their marker to come back on the channel.
         self._markers: dict[str, asyncio.Future[None]] = {}
 
@@ -247,7 +252,7 @@ class RedisBroker(Broker):
         self.state = STOPPED
         self._drop_unsent()
         with contextlib.suppress(*_CONNECTION_ERRORS):  # leave presence at once, not after the TTL
-            self._sync().delete(self._presence_key, self._metrics_key)
+            self._sync().delete(self._shared_key(PRESENCE), self._shared_key(METRICS))
         self.close_sync()
         await super().stop()
 
@@ -319,6 +324,7 @@ class RedisBroker(Broker):
     async def _serve(self, client: redis.asyncio.Redis, pubsub: PubSub) -> None:
         """Publish and receive side by side until either fails; raises what it failed with."""
         await self._declare_recovery(client)
+        self._read_script = client.register_script(recovery_redis.READ_SCRIPT)
         self._heard = asyncio.get_running_loop().time()
         tasks = {
             asyncio.create_task(self._receive(pubsub)),
@@ -472,7 +478,7 @@ class RedisBroker(Broker):
         token = uuid.uuid4().hex
         arrived = self._markers[token] = asyncio.get_running_loop().create_future()
         try:
-            reply = await client.register_script(recovery_redis.READ_SCRIPT)(
+            reply = await self._read_script(
                 [keys.seq(stream), keys.frames(stream), keys.epoch],
                 [
                     "" if seen is None else f"0-{seen + 1}",
@@ -509,10 +515,6 @@ class RedisBroker(Broker):
 
     # Presence ------------------------------------------------------------------------------------
 
-    @property
-    def _presence_key(self) -> str:
-        return f"{self.channel}:presence:{self.id}"
-
     def presence_changed(self) -> None:
         """Share this process's members again soon (on the loop)."""
         if self._presence_dirty is not None:
@@ -529,67 +531,67 @@ class RedisBroker(Broker):
         while True:
             self._presence_dirty.clear()
             ttl = int(self.presence_ttl * 1000)
-            await client.set(self._presence_key, codec.dumps(_local_members()), px=ttl)
+            await client.set(self._shared_key(PRESENCE), codec.dumps(_local_members()), px=ttl)
             _deliver_cancellation()
             if loop.time() >= metrics_due:
-                await client.set(self._metrics_key, codec.dumps(metrics.snapshot()), px=ttl)
+                await client.set(self._shared_key(METRICS), codec.dumps(metrics.snapshot()), px=ttl)
                 _deliver_cancellation()
                 metrics_due = loop.time() + self.presence_ttl / 3
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._presence_dirty.wait(), self.presence_ttl / 3)
             await asyncio.sleep(0.1)  # a burst of joins makes one write
 
-    # Metrics -------------------------------------------------------------------------------------
+    async def presence(self, path: str, room: str | None, local: tuple[Member, ...]) -> tuple[Member, ...]:
+        """This process's members (live) and those every other process last shared."""
+        shared = await self._others_shared(PRESENCE)
+        if shared is None:
+            return local
+        keys, blobs = shared
+        return local + _remote_members(keys, blobs, self.channel, path, room)
 
-    @property
-    def _metrics_key(self) -> str:
-        return f"{self.channel}:metrics:{self.id}"
+    def presence_sync(self, path: str, room: str | None) -> tuple[Member, ...]:
+        """The members every server process last shared, from a process that runs no server."""
+        keys, blobs = self._all_shared_sync(PRESENCE)
+        return _remote_members(keys, blobs, self.channel, path, room)
+
+    # Metrics -------------------------------------------------------------------------------------
 
     async def snapshots(self) -> list[dict[str, Any]]:
         """This process's snapshot (live) and those every other process last shared."""
         from tornado_websockets import metrics
 
         local = metrics.snapshot()
-        client = self._client
-        if client is None:
-            logger.warning("Metrics from this process only: the Redis backplane is %s", self.state)
-            return [local]
-        try:
-            keys = [key async for key in client.scan_iter(match=f"{self.channel}:metrics:*", count=1000)]
-            others = [key for key in keys if _text(key) != self._metrics_key]
-            blobs = await client.mget(others) if others else []
-        except _CONNECTION_ERRORS as error:
-            logger.warning("Metrics from this process only: Redis failed (%s)", error)
-            return [local]
-        return [local, *_snapshots(blobs)]
+        shared = await self._others_shared(METRICS)
+        return [local] if shared is None else [local, *_snapshots(shared[1])]
 
     def snapshots_sync(self) -> list[dict[str, Any]]:
         """The snapshots every server process last shared (within ``presence_ttl``)."""
-        client = self._sync()
-        keys = list(client.scan_iter(match=f"{self.channel}:metrics:*", count=1000))
-        return _snapshots(client.mget(keys) if keys else [])
+        return _snapshots(self._all_shared_sync(METRICS)[1])
 
-    async def presence(self, path: str, room: str | None, local: tuple[Member, ...]) -> tuple[Member, ...]:
-        """This process's members (live) and those every other process last shared."""
+    # What every process shares under its id: its members and its metrics ------------------------
+
+    def _shared_key(self, kind: str) -> str:
+        return f"{self.channel}:{kind}:{self.id}"
+
+    async def _others_shared(self, kind: str) -> tuple[list[Any], list[Any]] | None:
+        """The keys and values the *other* processes share of ``kind``; None when Redis fails."""
         client = self._client
         if client is None:
-            logger.warning("Presence from this process only: the Redis backplane is %s", self.state)
-            return local
+            logger.warning("%s from this process only: the Redis backplane is %s", kind.title(), self.state)
+            return None
         try:
-            keys = [key async for key in client.scan_iter(match=f"{self.channel}:presence:*", count=1000)]
-            others = [key for key in keys if _text(key) != self._presence_key]
-            blobs = await client.mget(others) if others else []
+            keys = [key async for key in client.scan_iter(match=f"{self.channel}:{kind}:*", count=1000)]
+            others = [key for key in keys if _text(key) != self._shared_key(kind)]
+            return others, (await client.mget(others) if others else [])
         except _CONNECTION_ERRORS as error:
-            logger.warning("Presence from this process only: Redis failed (%s)", error)
-            return local
-        return local + _remote_members(others, blobs, self.channel, path, room)
+            logger.warning("%s from this process only: Redis failed (%s)", kind.title(), error)
+            return None
 
-    def presence_sync(self, path: str, room: str | None) -> tuple[Member, ...]:
-        """The members every server process last shared, from a process that runs no server."""
+    def _all_shared_sync(self, kind: str) -> tuple[list[Any], list[Any]]:
+        """The keys and values every process shares of ``kind``, from a process without a loop."""
         client = self._sync()
-        keys = list(client.scan_iter(match=f"{self.channel}:presence:*", count=1000))
-        blobs = client.mget(keys) if keys else []
-        return _remote_members(keys, blobs, self.channel, path, room)
+        keys = list(client.scan_iter(match=f"{self.channel}:{kind}:*", count=1000))
+        return keys, (client.mget(keys) if keys else [])
 
     # Thread side ---------------------------------------------------------------------------------
 
@@ -675,7 +677,7 @@ def _local_members() -> list[list[Any]]:
 def _remote_members(
     keys: list[Any], blobs: list[Any], channel: str, path: str, room: str | None
 ) -> tuple[Member, ...]:
-    prefix = f"{channel}:presence:"
+    prefix = f"{channel}:{PRESENCE}:"
     found: list[Member] = []
     for key, blob in zip(keys, blobs, strict=True):
         if blob is None:  # expired between SCAN and MGET

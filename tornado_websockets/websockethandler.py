@@ -228,6 +228,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
                 self.write_frame(frame)
             return
         held = self._held.pop(stream, [])
+        if self.is_closed:  # gone while Redis answered: nothing to write, nothing lost
+            return
         if seen is not None and self._recovery_epoch == shared.epoch:
             missed = recovery_redis.missed(shared, seen)
         else:
@@ -481,7 +483,10 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         metrics = self.websocket.metrics
         metrics.frames_out += 1
         metrics.bytes_out += len(frame)
-        future.add_done_callback(self._written)
+        if future.done():  # flushed at once, as it is to a client that keeps up: no callback to run
+            self._written(future)
+        else:
+            future.add_done_callback(self._written)
 
     def _written(self, future: asyncio.Future[None]) -> None:
         if not future.cancelled() and future.exception() is not None:
