@@ -1,11 +1,13 @@
-"""Shared fixtures: every test starts with an empty TornadoWrapper and no drop counts."""
+"""Shared fixtures: every test starts with an empty TornadoWrapper and no drop counts; ``redis_server``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.redis_server import RedisServer
 from tornado_websockets import delivery
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
@@ -16,3 +18,10 @@ def clean_wrapper() -> Iterator[None]:
     delivery.reset_drops()
     yield
     TornadoWrapper.reset()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, for this test only."""
+    with RedisServer.running(tmp_path) as server:
+        yield server

@@ -79,3 +79,23 @@ async def running(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def backplane(port: int, url: str) -> list[str]:
+    """The arguments of a ``tests.backplane_app`` server on ``port``, on the Redis at ``url``."""
+    return ["-m", "tests.backplane_app", "serve", str(port), url]
+
+
+async def backplane_script(*args: str) -> str:
+    """Run ``tests.backplane_app`` in a process of its own (a view, a worker); its standard output."""
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tests.backplane_app", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout

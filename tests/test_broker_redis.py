@@ -6,13 +6,9 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
-import subprocess
-import sys
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -20,7 +16,7 @@ import redis.asyncio
 
 from tests.polling import wait_until
 from tests.redis_server import RedisServer
-from tests.servers import ROOT, connect_when_up, free_port, running
+from tests.servers import backplane, backplane_script, connect_when_up, free_port, running
 from tornado_websockets import delivery, metrics, prometheus
 from tornado_websockets.broker import Envelope
 from tornado_websockets.broker_redis import (
@@ -92,12 +88,6 @@ def test_backoff_grows_exponentially_is_capped_and_jittered() -> None:
 
 
 # Brokers in this process, against a real redis-server ----------------------------------------------
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with RedisServer.running(tmp_path) as server:
-        yield server
 
 
 class Receiver:
@@ -363,25 +353,6 @@ async def test_metrics_report_the_backplane_state(
 # Real server processes ------------------------------------------------------------------------------
 
 
-def serve(port: int, url: str) -> list[str]:
-    return ["-m", "tests.backplane_app", "serve", str(port), url]
-
-
-async def script(*args: str) -> str:
-    """Run ``tests.backplane_app`` in a process of its own; its standard output."""
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "tests.backplane_app", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 async def next_text(client: WebSocketTestClient) -> str:
     """The text of the next frame the client receives, whatever it is (so nothing slips between)."""
     frame = await client.receive()
@@ -399,7 +370,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
 
 async def test_two_server_processes_rooms_emitter_and_views(redis_server: RedisServer) -> None:
     ports = free_port(), free_port()
-    async with running(serve(ports[0], redis_server.url)), running(serve(ports[1], redis_server.url)):
+    async with running(backplane(ports[0], redis_server.url)), running(backplane(ports[1], redis_server.url)):
         url = "ws://127.0.0.1:{}/ws/chat".format
         a_in, a_out = [await connect_when_up(url(ports[0])) for _ in range(2)]
         b_in, b_out = [await connect_when_up(url(ports[1])) for _ in range(2)]
@@ -416,9 +387,9 @@ async def test_two_server_processes_rooms_emitter_and_views(redis_server: RedisS
         for client in clients:  # lobby" would get it before this one
             assert await next_text(client) == "to all"
 
-        assert await script("emitter", redis_server.url, "lobby", "from a worker") == "2\n"
+        assert await backplane_script("emitter", redis_server.url, "lobby", "from a worker") == "2\n"
         assert [await next_text(client) for client in (a_in, b_in)] == ["from a worker"] * 2
-        await script("emit", redis_server.url, "lobby", "from a view")  # ws.emit, no server loop
+        await backplane_script("emit", redis_server.url, "lobby", "from a view")  # ws.emit, no server loop
         assert [await next_text(client) for client in (a_in, b_in)] == ["from a view"] * 2
         await a_out.emit("say", {"text": "end"})
         for client in clients:  # nothing reached the clients outside the room meanwhile
@@ -429,7 +400,7 @@ async def test_two_server_processes_rooms_emitter_and_views(redis_server: RedisS
 
 async def test_redis_outage_across_processes(redis_server: RedisServer) -> None:
     ports = free_port(), free_port()
-    async with running(serve(ports[0], redis_server.url)), running(serve(ports[1], redis_server.url)):
+    async with running(backplane(ports[0], redis_server.url)), running(backplane(ports[1], redis_server.url)):
         url = "ws://127.0.0.1:{}/ws/chat".format
         a, a2 = [await connect_when_up(url(ports[0])) for _ in range(2)]
         b = await connect_when_up(url(ports[1]))
@@ -462,8 +433,8 @@ async def test_redis_outage_under_load(redis_server: RedisServer) -> None:
     """A steady stream from one process while Redis dies and comes back: nothing else gives way."""
     ports = free_port(), free_port()
     async with (
-        running(serve(ports[0], redis_server.url)) as server_a,
-        running(serve(ports[1], redis_server.url)) as server_b,
+        running(backplane(ports[0], redis_server.url)) as server_a,
+        running(backplane(ports[1], redis_server.url)) as server_b,
     ):
         url = "ws://127.0.0.1:{}/ws/chat".format
         sender, watch_a, control_a = [await connect_when_up(url(ports[0])) for _ in range(3)]

@@ -12,8 +12,7 @@ import tornado.httpclient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.redis_server import RedisServer
-from tests.servers import connect_when_up, free_port, running
-from tests.test_broker_redis import script
+from tests.servers import backplane_script, connect_when_up, free_port, running
 from tornado_websockets import metrics
 from tornado_websockets.metrics import Histogram
 from tornado_websockets.prometheus import CONTENT_TYPE, MetricsHandler
@@ -134,7 +133,7 @@ async def test_metrics_of_every_process_add_up_through_redis(tmp_path: Path) -> 
             assert await clients[1].request("join", {"room": "lobby"}) == ["lobby"]
 
             async def added_up() -> dict[str, Any]:
-                return dict(json.loads(await script("stats", redis_server.url)))
+                return dict(json.loads(await backplane_script("stats", redis_server.url)))
 
             deadline = asyncio.get_running_loop().time() + 20
             while True:

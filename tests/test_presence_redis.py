@@ -5,28 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
-
-import pytest
+from collections.abc import Awaitable, Callable
 
 from tests.polling import wait_until
 from tests.redis_server import RedisServer
-from tests.servers import connect_when_up, free_port, running
-from tests.test_broker_redis import script
+from tests.servers import backplane, backplane_script, connect_when_up, free_port, running
 from tornado_websockets.broker_redis import DEFAULT_CHANNEL
 
 TTL = "1.5"  # seconds: how long a killed process's members stay listed
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with RedisServer.running(tmp_path) as server:
-        yield server
-
-
-def serve(port: int, url: str) -> list[str]:
-    return ["-m", "tests.backplane_app", "serve", str(port), url]
 
 
 async def test_presence_spans_processes_and_a_killed_one_expires(redis_server: RedisServer) -> None:
@@ -34,8 +20,8 @@ async def test_presence_spans_processes_and_a_killed_one_expires(redis_server: R
     env = {"TWS_PRESENCE_TTL": TTL}
     url = "ws://127.0.0.1:{}/ws/chat".format
     async with (
-        running(serve(ports[0], redis_server.url), env=env),
-        running(serve(ports[1], redis_server.url), env=env) as doomed,
+        running(backplane(ports[0], redis_server.url), env=env),
+        running(backplane(ports[1], redis_server.url), env=env) as doomed,
     ):
         a = await connect_when_up(url(ports[0]))
         b1, b2 = [await connect_when_up(url(ports[1])) for _ in range(2)]
@@ -53,7 +39,7 @@ async def test_presence_spans_processes_and_a_killed_one_expires(redis_server: R
         everyone = sorted(ids.values())
         await _eventually(lambda: seen(), everyone)
         await _eventually(lambda: seen("lobby"), sorted([ids["a"], ids["b1"]]))
-        listed = (await script("presence", redis_server.url)).split()
+        listed = (await backplane_script("presence", redis_server.url)).split()
         assert sorted(listed) == everyone  # from a process with no server: presence_sync
 
         killed = asyncio.get_running_loop().time()

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.polling import wait_until
 from tests.redis_server import RedisServer
-from tests.servers import connect_when_up, free_port, running
-from tests.test_broker_redis import script
+from tests.servers import backplane, backplane_script, connect_when_up, free_port, running
 from tornado_websockets.broker_redis import DEFAULT_CHANNEL
 from tornado_websockets.recovery_redis import ReplayKeys, SharedReplay, missed
 from tornado_websockets.testing import WebSocketTestClient
@@ -58,16 +55,6 @@ def test_keys_name_the_channel_path_and_stream() -> None:
 # Two server processes -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with RedisServer.running(tmp_path) as server:
-        yield server
-
-
-def serve(port: int, url: str) -> list[str]:
-    return ["-m", "tests.backplane_app", "serve", str(port), url]
-
-
 def recover_query(epoch: str, streams: dict[str, int]) -> str:
     return "?recover=" + urllib.parse.quote(json.dumps({"epoch": epoch, "streams": streams}))
 
@@ -105,8 +92,8 @@ async def test_a_client_that_drops_recovers_what_it_missed_from_another_process(
     url = "ws://127.0.0.1:{}/ws/news".format
     env = {"TWS_RECOVER_SIZE": str(SIZE)}
     async with (
-        running(serve(ports[0], redis_server.url), env=env),
-        running(serve(ports[1], redis_server.url), env=env),
+        running(backplane(ports[0], redis_server.url), env=env),
+        running(backplane(ports[1], redis_server.url), env=env),
     ):
         talker = await connect_when_up(url(ports[1]))
         reader = await connect_when_up(url(ports[0]))
@@ -136,7 +123,9 @@ async def test_a_client_that_drops_recovers_what_it_missed_from_another_process(
         await said(talker, 1)
 
         # An Emitter in a third process knows nothing of recovery: Redis numbers its frame too.
-        assert (await script("emitter", redis_server.url, "lobby", "from-cron", "/news")).strip() == "2"
+        assert (
+            await backplane_script("emitter", redis_server.url, "lobby", "from-cron", "/news")
+        ).strip() == "2"
         assert await said(back, 1) == [("from-cron", first + 12)]
         await said(talker, 1)
 

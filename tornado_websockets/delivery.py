@@ -38,7 +38,7 @@ BACKLOG_BOUND = "backlog_bound"
 SLOW_CONSUMER = "slow_consumer"
 #: An emit arrived through the backplane for a path this process does not serve.
 UNKNOWN_PATH = "unknown_path"
-#: An emit to a room that has no member (with the in-process broker: nobody else could have one).
+#: An emit to a room with no member, no recovery buffer, and no other process that could have one.
 UNKNOWN_ROOM = "unknown_room"
 #: The backplane could not be reached, so other processes did not get the frame.
 BACKPLANE_UNREACHABLE = "backplane_unreachable"

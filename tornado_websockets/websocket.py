@@ -245,7 +245,10 @@ class WebSocket:
                 if handler.id != skip:
                     handler.write_numbered(stream, seq, frame)
             return
-        if envelope.room is not None and not targets and not TornadoWrapper.broker.cross_process:
+        # Nobody can have it: no member here, none elsewhere (the in-process broker), and no buffer
+        # to replay it from to a member coming back.
+        nobody = not targets and self.replay is None and not TornadoWrapper.broker.cross_process
+        if envelope.room is not None and nobody:
             delivery.record_drop(delivery.UNKNOWN_ROOM, self.path)
         if self.replay is not None and not TornadoWrapper.broker.shares_replay:
             frame = self.replay.append(envelope.stream, frame)
