@@ -36,14 +36,17 @@ RETRY = {
 }
 
 
+async def join(socket: WebSocketHandler, data: dict[str, Any]) -> list[str]:
+    """Enter ``data["room"]``; replies with the rooms the connection is in."""
+    socket.join(data["room"])
+    return sorted(socket.rooms)
+
+
 def chat_app() -> WebSocket:
     """``/chat``: join rooms, say things to a room or to everyone, ask where one is."""
     chat = WebSocket("/chat")
 
-    @chat.on
-    async def join(socket: WebSocketHandler, data: dict[str, Any]) -> list[str]:
-        socket.join(data["room"])
-        return sorted(socket.rooms)
+    chat.add_event("join", join)
 
     @chat.on
     async def say(socket: WebSocketHandler, data: dict[str, Any]) -> None:
@@ -73,10 +76,7 @@ def news_app() -> WebSocket:
     """``/news``: ``/chat``'s ``join`` and ``say`` on a path whose clients recover what they miss."""
     news = WebSocket("/news", recover=60, recover_size=int(os.environ.get("TWS_RECOVER_SIZE", "1000")))
 
-    @news.on
-    async def join(socket: WebSocketHandler, data: dict[str, Any]) -> list[str]:
-        socket.join(data["room"])
-        return sorted(socket.rooms)
+    news.add_event("join", join)
 
     @news.on
     async def say(socket: WebSocketHandler, data: dict[str, Any]) -> None:
