@@ -199,16 +199,21 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             task.add_done_callback(self._catch_ups.discard)
             return
         seen = self._recovery.get(stream)
+        missed = None
         if seen is not None:
             missed = (
                 replay.since(stream, seen) if self._recovery_epoch == replay.epoch else Replay(resync=True)
             )
+        self._write_catch_up(stream, missed, replay.position(stream), replay.epoch)
+
+    def _write_catch_up(self, stream: str, missed: Replay | None, position: int, epoch: str) -> None:
+        """A returning client's ``resync`` or missed frames (None: it asked for none), then its position."""
+        if missed is not None:
             if missed.resync:
                 self.write_frame(protocol.encode(RESYNC_EVENT, {"stream": stream}))
             for frame in missed.frames:
                 self.write_frame(frame)
-        position = {"stream": stream, "seq": replay.position(stream), "epoch": replay.epoch}
-        self.write_frame(protocol.encode(STREAM_EVENT, position))
+        self.write_frame(protocol.encode(STREAM_EVENT, {"stream": stream, "seq": position, "epoch": epoch}))
 
     async def _catch_up_shared(self, stream: str, seconds: float) -> None:
         """`_catch_up` with frames numbered and kept by the broker, for every process.
@@ -230,21 +235,17 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         held = self._held.pop(stream, [])
         if self.is_closed:  # gone while Redis answered: nothing to write, nothing lost
             return
+        frames = None
         if seen is not None and self._recovery_epoch == shared.epoch:
-            missed = recovery_redis.missed(shared, seen)
-        else:
-            missed = None
-        if seen is not None and missed is None:
-            self.write_frame(protocol.encode(RESYNC_EVENT, {"stream": stream}))
-        if missed is not None:
-            for frame in missed:
-                self.write_frame(frame)
+            frames = recovery_redis.missed(shared, seen)
+        if frames is not None:
+            missed: Replay | None = Replay(frames)
             position, held = shared.last, [(n, frame) for n, frame in held if n > shared.last]
         else:
-            # Nothing to recover: the client gets what reached this process after it joined.
+            missed = None if seen is None else Replay(resync=True)
+            # Nothing replayed: the client gets what reached this process after it joined.
             position = held[0][0] - 1 if held else shared.last
-        where = {"stream": stream, "seq": position, "epoch": shared.epoch}
-        self.write_frame(protocol.encode(STREAM_EVENT, where))
+        self._write_catch_up(stream, missed, position, shared.epoch)
         for _, frame in held:
             self.write_frame(frame)
 
