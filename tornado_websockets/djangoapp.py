@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import tornado.web
@@ -20,28 +19,30 @@ from django.db import close_old_connections
 from tornado_websockets import auth, origin
 from tornado_websockets.conf import TornadoSettings, tornado_settings
 from tornado_websockets.websockethandler import CONNECT_HOOK_SETTING, ORIGIN_CHECK_SETTING
+from tornado_websockets.workers import DEFAULT_WORKERS, WorkerPool
 
 __all__ = ["DjangoExecutor", "application_settings", "django_app", "handlers"]
 
 
-class DjangoExecutor(ThreadPoolExecutor):
-    """A thread pool whose tasks close stale database connections before and after they run."""
+class DjangoExecutor(WorkerPool):
+    """Worker threads whose calls close stale database connections before and after they run."""
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        """Schedule ``fn(*args, **kwargs)`` wrapped in ``close_old_connections``."""
-        return super().submit(functools.partial(_with_fresh_connections, fn, *args, **kwargs))
+    def __init__(
+        self, max_workers: int = DEFAULT_WORKERS, thread_name_prefix: str = "tornado-websockets"
+    ) -> None:
+        super().__init__(max_workers, thread_name_prefix, around=_with_fresh_connections)
 
 
-def _with_fresh_connections(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def _with_fresh_connections(fn: Callable[[], Any]) -> Any:
     close_old_connections()
     try:
-        return fn(*args, **kwargs)
+        return fn()
     finally:
         close_old_connections()
 
 
 @functools.cache
-def _view_executor(threads: int) -> ThreadPoolExecutor:
+def _view_executor(threads: int) -> DjangoExecutor:
     return DjangoExecutor(threads, thread_name_prefix="django-views")
 
 

@@ -43,9 +43,11 @@ class EventFunction:
     payload: Any = None
     #: Checks a reply against the return annotation and makes it plain data; None when untyped.
     reply: Converter | None = None
+    #: A plain ``def`` that may block runs in a worker thread; False runs it on the loop.
+    blocking: bool = True
 
     @classmethod
-    def inspect(cls, name: str, callback: Callable[..., Any]) -> EventFunction:
+    def inspect(cls, name: str, callback: Callable[..., Any], blocking: bool = True) -> EventFunction:
         """Read which of ``self``, ``socket`` and ``data`` the callback takes."""
         try:
             parameters = inspect.signature(callback).parameters
@@ -64,6 +66,7 @@ class EventFunction:
             converter=None if payload is None else converter_for(payload),
             payload=payload,
             reply=reply_encoder(callback),
+            blocking=blocking,
         )
 
     def arguments(self, context: Any, socket: Any, data: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ The whole tree::
      +-- InvalidInstanceError        an object of the wrong type where ours was expected
      +-- NotCallableError            @ws.on given something that cannot be called
      +-- WebSocketEventAlreadyBinded an event name bound twice on one path
+     +-- PathAlreadyRegistered       a second WebSocket for a path that one serves already
      +-- ProtocolError               a client frame that cannot be decoded (also a ValueError)
      +-- EventError                  raised by an event function: its message is sent to the client
      +-- ConnectionDenied            raised by a connect guard: the upgrade is refused with a status
@@ -83,6 +84,20 @@ class WebSocketEventAlreadyBinded(TornadoWebSocketsError):  # noqa: N818 - publi
         return (
             f'The event "{self.event}" is already bound on "{self.path}". Rename the function, '
             'or bind it under another name with @ws.on(name="...").'
+        )
+
+
+class PathAlreadyRegistered(TornadoWebSocketsError):  # noqa: N818 - named like WebSocketEventAlreadyBinded
+    """A second `WebSocket` was made for a path that another one serves already."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(path)
+
+    def __str__(self) -> str:
+        return (
+            f'A WebSocket already serves "{self.path}". Bind more events on that one '
+            f'(import it), or pass WebSocket("{self.path}", replace=True) to replace it on purpose.'
         )
 
 

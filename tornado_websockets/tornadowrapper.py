@@ -1,106 +1,120 @@
-"""TornadoWrapper: the process-wide holder of the Tornado application, its server and its loop."""
+"""TornadoWrapper: the seed's facade over the process's default `~tornado_websockets.server.Server`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-import socket
 import threading
-import uuid
+import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ClassVar
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any
 
 import tornado.httpserver
 import tornado.ioloop
-import tornado.netutil
 import tornado.web
 
-from tornado_websockets import delivery
-from tornado_websockets.broker import Broker, Envelope, broker_from_url
+from tornado_websockets.broker import Broker, Envelope
 from tornado_websockets.limits import Limits
-from tornado_websockets.processes import fork_workers, worker_count
+from tornado_websockets.server import BROKER_STOP_TIMEOUT, SHUTDOWN_GRACE, Server
 
 if TYPE_CHECKING:
+    import socket
+
     from tornado_websockets.websocket import WebSocket
 
-__all__ = ["TornadoWrapper"]
+__all__ = ["BROKER_STOP_TIMEOUT", "SHUTDOWN_GRACE", "TornadoWrapper"]
 
 logger = logging.getLogger(__name__)
 
-#: Route patterns that match every path: kept after every other handler so they never hide one.
-_CATCH_ALL_PATTERNS = frozenset({".*", "/.*", "(.*)", "/(.*)", ".*$", "^.*$", "/.*$", "^/.*$"})
 
-#: Seconds that shutdown() waits for connections to finish closing.
-SHUTDOWN_GRACE = 5.0
+def _forward(name: str, doc: str) -> property:
+    """A class-level attribute of `TornadoWrapper` that reads and writes the default server's."""
 
+    def get(cls: Any) -> Any:
+        return getattr(cls.runtime, name)
 
-def _is_catch_all(spec: Any) -> bool:
-    pattern = spec[0] if isinstance(spec, (tuple, list)) and spec else getattr(spec, "regex", None)
-    if pattern is not None and not isinstance(pattern, str):
-        pattern = getattr(pattern, "pattern", None)
-    return isinstance(pattern, str) and pattern in _CATCH_ALL_PATTERNS
+    def set_(cls: Any, value: Any) -> None:
+        setattr(cls.runtime, name, value)
 
-
-def _check_handlers(handlers: Any, argument: str) -> list[Any]:
-    if not isinstance(handlers, (list, tuple)):
-        raise TypeError(
-            f"{argument} should be a list or a tuple of handler specs such as "
-            f"[('/path', HandlerClass)], not {type(handlers).__qualname__}."
-        )
-    return list(handlers)
+    return property(get, set_, doc=doc)
 
 
-class TornadoWrapper:
+def _deprecated(old: str, new: str) -> property:
+    """A name of the original 0.2 API, kept working with a `DeprecationWarning`."""
+
+    def get(cls: Any) -> Any:
+        warnings.warn(f"TornadoWrapper.{old} is deprecated: use TornadoWrapper.{new}.", DeprecationWarning, 2)
+        return getattr(cls.runtime, new)
+
+    def set_(cls: Any, value: Any) -> None:
+        warnings.warn(f"TornadoWrapper.{old} is deprecated: use TornadoWrapper.{new}.", DeprecationWarning, 2)
+        setattr(cls.runtime, new, value)
+
+    return property(get, set_, doc=f"Deprecated alias of ``{new}``.")
+
+
+class _Facade(type):
+    """Class attributes of `TornadoWrapper` that live in its default `Server`."""
+
+    runtime: Server
+    tornado_app: tornado.web.Application | None = _forward("tornado_app", "The Tornado application.")  # type: ignore[assignment]
+    tornado_server: tornado.httpserver.HTTPServer | None = _forward("tornado_server", "The HTTP server.")  # type: ignore[assignment]
+    tornado_port: int | None = _forward("tornado_port", "The port listened on.")  # type: ignore[assignment]
+    handlers: list[Any] = _forward("handlers", "Registered handler specs.")  # type: ignore[assignment]
+    io_loop: tornado.ioloop.IOLoop | None = _forward("io_loop", "The loop listen() or loop() ran on.")  # type: ignore[assignment]
+    executor: Executor | None = _forward("executor", "Runs plain def event functions.")  # type: ignore[assignment]
+    max_workers: int = _forward("max_workers", "Threads of the default executor.")  # type: ignore[assignment]
+    websockets: dict[str, WebSocket] = _forward("websockets", "Every WebSocket by path.")  # type: ignore[assignment]
+    broker: Broker = _forward("broker", "The backplane.")  # type: ignore[assignment]
+    in_flight: int = _forward("in_flight", "Event functions running now.")  # type: ignore[assignment]
+    limits: Limits = _forward("limits", "Limits of paths that set none.")  # type: ignore[assignment]
+    app: tornado.web.Application | None = _deprecated("app", "tornado_app")  # type: ignore[assignment]
+    server: tornado.httpserver.HTTPServer | None = _deprecated("server", "tornado_server")  # type: ignore[assignment]
+
+
+class TornadoWrapper(metaclass=_Facade):
     """The Tornado application, server and loop of this process, shared by every `WebSocket`.
 
-    Every method is a class method: there is one wrapper per process. A typical script::
+    Every method is a class method over `runtime`, the process's default
+    `~tornado_websockets.server.Server`. A typical script::
 
         TornadoWrapper.start_app()
         TornadoWrapper.listen(8000)
         TornadoWrapper.loop()
 
-    or, in one call, ``TornadoWrapper.run(8000)``.
+    or, in one call, ``TornadoWrapper.run(8000)``. A user's own ``tornado.web.Application``
+    mounting ``ws.handler_spec()`` works on any loop, with or without these methods.
+
+    Attributes (read and written through the default server): ``tornado_app``,
+    ``tornado_server``, ``tornado_port``, ``handlers``, ``io_loop``, ``executor``,
+    ``max_workers``, ``websockets``, ``broker``, ``in_flight``, ``limits``.
     """
 
-    tornado_app: ClassVar[tornado.web.Application | None] = None
-    tornado_server: ClassVar[tornado.httpserver.HTTPServer | None] = None
-    tornado_port: ClassVar[int | None] = None
-    handlers: ClassVar[list[Any]] = []
-    #: The loop the server runs on; emits from other threads are handed to it.
-    io_loop: ClassVar[tornado.ioloop.IOLoop | None] = None
-    #: Runs plain ``def`` event functions off the loop; created on first use.
-    executor: ClassVar[Executor | None] = None
-    #: Worker threads of the default executor.
-    max_workers: ClassVar[int] = 16
-    #: Every `WebSocket` of the process by path, whether or not it was added to the handlers.
-    websockets: ClassVar[dict[str, WebSocket]] = {}
-    #: The backplane: in-process by default, Redis with ``use_broker("redis://...")``.
-    broker: ClassVar[Broker] = Broker()
-    #: Event functions running now, on the loop or in the executor (shutdown waits for them).
-    in_flight: ClassVar[int] = 0
-    #: Limits of every connection whose `WebSocket` sets none of its own.
-    limits: ClassVar[Limits] = Limits()
-    _shutdown_task: ClassVar[asyncio.Task[None] | None] = None
+    #: The default server every `WebSocket` registers with unless given another.
+    runtime = Server()
+    _shutdown_task: asyncio.Task[None] | None = None
 
     @classmethod
     def add_handlers(cls, handlers: Sequence[Any]) -> list[Any]:
         """Register handler specs; added to the running application at once if there is one."""
-        new = _check_handlers(handlers, "handlers")
-        cls.handlers.extend(new)
-        if cls.tornado_app is not None:
-            # Application.add_handlers puts the new host rule before the initial one, so live
-            # additions stay ahead of a catch-all fallback given to start_app.
-            cls.tornado_app.add_handlers(r".*", new)
-        return cls.handlers
+        return cls.runtime.add_handlers(handlers)
 
     @classmethod
-    def register_websocket(cls, websocket: WebSocket) -> None:
-        """Make ``websocket`` reachable by path for emits arriving through the broker."""
-        if websocket.path in cls.websockets:
-            logger.warning("A second WebSocket for %r replaces the first one", websocket.path)
-        cls.websockets[websocket.path] = websocket
+    def add_handler(cls, handler: Any) -> list[Any]:
+        """Deprecated (0.2): ``add_handlers([handler])``."""
+        warnings.warn(
+            "TornadoWrapper.add_handler(handler) is deprecated: use TornadoWrapper.add_handlers([handler]).",
+            DeprecationWarning,
+            2,
+        )
+        return cls.runtime.add_handlers([handler])
+
+    @classmethod
+    def register_websocket(cls, websocket: WebSocket, replace: bool = False) -> None:
+        """Make ``websocket`` reachable by path (see `Server.register_websocket`)."""
+        cls.runtime.register_websocket(websocket, replace)
 
     @classmethod
     def use_broker(cls, broker: Broker | str | None) -> Broker:
@@ -108,17 +122,12 @@ class TornadoWrapper:
 
         Call it before `listen`; the broker starts receiving when the server starts listening.
         """
-        cls.broker = broker if isinstance(broker, Broker) else broker_from_url(broker)
-        return cls.broker
+        return cls.runtime.use_broker(broker)
 
     @classmethod
     def deliver_envelope(cls, envelope: Envelope) -> None:
         """Deliver an envelope published by another process to this process's clients."""
-        websocket = cls.websockets.get(envelope.path)
-        if websocket is None:
-            delivery.record_drop(delivery.UNKNOWN_PATH, envelope.path)
-            return
-        websocket.deliver(envelope)
+        cls.runtime.deliver_envelope(envelope)
 
     @classmethod
     def start_app(
@@ -130,15 +139,7 @@ class TornadoWrapper:
 
         Catch-all patterns (``.*``, such as the Django fallback) go last whatever their order.
         """
-        extra = _check_handlers(tornado_handlers if tornado_handlers is not None else [], "tornado_handlers")
-        if tornado_settings is None:
-            tornado_settings = {}
-        if not isinstance(tornado_settings, dict):
-            raise TypeError(f"tornado_settings should be a dict, not {type(tornado_settings).__qualname__}.")
-        every = [*extra, *cls.handlers]
-        routes = [h for h in every if not _is_catch_all(h)] + [h for h in every if _is_catch_all(h)]
-        cls.tornado_app = tornado.web.Application(routes, **tornado_settings)
-        return cls.tornado_app
+        return cls.runtime.start_app(tornado_handlers, tornado_settings)
 
     @classmethod
     def listen(
@@ -150,30 +151,18 @@ class TornadoWrapper:
     ) -> tornado.httpserver.HTTPServer:
         """Start serving the application on ``tornado_port`` (0 picks a free port).
 
+        ``address`` is the interface to listen on: ``""`` (the default) is every interface,
+        ``"127.0.0.1"`` this machine only. Where it listens is logged at INFO.
         ``ssl_options`` (an `ssl.SSLContext` or a dict) serves HTTPS and ``wss://``.
         """
-        if isinstance(tornado_port, bool) or not isinstance(tornado_port, int):
-            raise TypeError(f"tornado_port should be an int, not {type(tornado_port).__qualname__}.")
-        if cls.tornado_app is None:
-            raise TypeError("No Tornado application yet: call TornadoWrapper.start_app() before listen().")
-        sockets = tornado.netutil.bind_sockets(tornado_port, address)
-        return cls.add_sockets(sockets, ssl_options, **server_options)
+        return cls.runtime.listen(tornado_port, address, ssl_options, **server_options)
 
     @classmethod
     def add_sockets(
         cls, sockets: list[socket.socket], ssl_options: Any = None, **server_options: Any
     ) -> tornado.httpserver.HTTPServer:
         """Start serving the application on sockets already bound (`listen` and `fork` bind them)."""
-        if cls.tornado_app is None:
-            raise TypeError("No Tornado application yet: call TornadoWrapper.start_app() first.")
-        server = tornado.httpserver.HTTPServer(cls.tornado_app, ssl_options=ssl_options, **server_options)
-        server.add_sockets(sockets)
-        cls.tornado_server = server
-        cls.tornado_port = sockets[0].getsockname()[1]
-        cls.io_loop = tornado.ioloop.IOLoop.current()
-        cls.io_loop.add_callback(cls.broker.start, cls.deliver_envelope)
-        logger.info("Listening on %s:%d", sockets[0].getsockname()[0], cls.tornado_port)
-        return server
+        return cls.runtime.add_sockets(sockets, ssl_options, **server_options)
 
     @classmethod
     def fork(cls, tornado_port: int, address: str = "", processes: int = 2, **server_options: Any) -> int:
@@ -184,31 +173,14 @@ class TornadoWrapper:
         it. The parent process never returns: it restarts a process that dies, passes SIGINT and
         SIGTERM on to the others, and exits with them (see `tornado_websockets.processes`).
         """
-        count = worker_count(processes)
-        if count > 1 and not cls.broker.cross_process:
-            raise ValueError(
-                "Several processes need a cross-process backplane: TornadoWrapper.use_broker('redis://...') "
-                "or run(..., broker='redis://...'); with the in-process one, an emit would reach only the "
-                "clients of the process that made it."
-            )
-        if cls.tornado_app is None:
-            raise TypeError("No Tornado application yet: call TornadoWrapper.start_app() before fork().")
-        sockets = tornado.netutil.bind_sockets(tornado_port, address)
-        index = 0
-        if count > 1:
-            index = fork_workers(count)
-            # The broker was made before forking: with its id, the processes would skip each
-            # other's emits as their own.
-            cls.broker.id = uuid.uuid4().hex
-        cls.add_sockets(sockets, **server_options)
-        logger.info("Process %d of %d serving port %d", index + 1, count, cls.tornado_port)
-        return index
+        return cls.runtime.fork(tornado_port, address, processes, **server_options)
 
     @classmethod
     def loop(cls) -> None:
         """Run the IOLoop until `stop` is called."""
-        cls.io_loop = tornado.ioloop.IOLoop.current()
-        cls.io_loop.start()
+        io_loop = tornado.ioloop.IOLoop.current()
+        cls.io_loop = io_loop
+        io_loop.start()
 
     @classmethod
     def stop(cls) -> None:
@@ -269,76 +241,32 @@ class TornadoWrapper:
     @classmethod
     def live_connections(cls) -> list[Any]:
         """Every open connection of every registered `WebSocket` of this process."""
-        return [connection for websocket in cls.websockets.values() for connection in websocket.handlers]
+        return list(cls.runtime.live_connections())
 
     @classmethod
     async def shutdown(cls, grace: float = SHUTDOWN_GRACE) -> None:
-        """Stop accepting, close every WebSocket with 1001, and forget the server and app.
+        """Stop accepting, close every WebSocket with 1001, stop the broker, and forget the server.
 
-        Event functions still running get ``grace`` seconds to finish. Registered handlers are
-        kept, so `start_app` can build the application again.
+        Event functions still running get ``grace`` seconds; after that shutdown goes on without
+        them, so the process exits within the grace plus a couple of seconds whatever they do.
+        Registered handlers are kept, so `start_app` can build the application again.
         """
-        if cls.tornado_server is not None:
-            cls.tornado_server.stop()
-        connections = cls.live_connections()
-        for connection in connections:
-            connection.close(1001, "Server shutting down")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while cls.in_flight or any(c.ws_connection is not None for c in connections):
-            if loop.time() > deadline:
-                logger.warning(
-                    "Shutting down with %d event functions running and %d connections open after %.1fs",
-                    cls.in_flight,
-                    sum(c.ws_connection is not None for c in connections),
-                    grace,
-                )
-                break
-            await asyncio.sleep(0.01)
-        if cls.tornado_server is not None:
-            await cls.tornado_server.close_all_connections()
-        await cls.broker.stop()
-        cls.tornado_server = None
-        cls.tornado_app = None
-        cls.tornado_port = None
+        await cls.runtime.shutdown(grace)
 
     @classmethod
     def reset(cls) -> None:
         """Forget everything: application, server, port, loop and registered handlers (for tests)."""
-        if cls.tornado_server is not None:
-            cls.tornado_server.stop()
-        cls.tornado_app = None
-        cls.tornado_server = None
-        cls.tornado_port = None
-        cls.handlers = []
-        cls.io_loop = None
-        cls.websockets = {}
-        cls.broker = Broker()
-        cls.limits = Limits()
-        cls.in_flight = 0
+        cls.runtime.reset()
 
     @classmethod
     def get_executor(cls) -> Executor:
-        """The executor that runs plain ``def`` event functions, created on first use."""
-        if cls.executor is None:
-            cls.executor = ThreadPoolExecutor(cls.max_workers, thread_name_prefix="tornado-websockets")
-        return cls.executor
+        """The executor that runs plain ``def`` event functions (a `WorkerPool`), made on first use."""
+        return cls.runtime.get_executor()
 
     @classmethod
     def call_in_loop(cls, callback: Callable[..., Any], *args: Any) -> bool:
         """Run ``callback(*args)`` on the server loop: now if this thread runs it, else handed over.
 
-        Returns False when no server loop is running in this process, so nothing can be delivered.
+        Returns False when no loop can run it (no server loop running, none in this thread).
         """
-        io_loop = cls.io_loop
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is not None and (io_loop is None or io_loop.asyncio_loop is running):  # type: ignore[attr-defined]
-            callback(*args)
-            return True
-        if io_loop is None or not io_loop.asyncio_loop.is_running():  # type: ignore[attr-defined]
-            return False
-        io_loop.add_callback(callback, *args)
-        return True
+        return cls.runtime.call_in_loop(callback, *args)

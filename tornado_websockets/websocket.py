@@ -9,7 +9,7 @@ from collections.abc import Callable, Hashable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from tornado_websockets import delivery, presence, protocol
+from tornado_websockets import delivery, loops, presence, protocol
 from tornado_websockets.broker import Envelope
 from tornado_websockets.events import EventFunction
 from tornado_websockets.exceptions import EmitHandlerError, NotCallableError, WebSocketEventAlreadyBinded
@@ -24,12 +24,16 @@ from tornado_websockets.websockethandler import WebSocketHandler
 
 if TYPE_CHECKING:
     from tornado_websockets.modules import Module
+    from tornado_websockets.server import Server
 
 __all__ = ["RoomTarget", "WebSocket"]
 
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``on()`` called without a callback (``@ws.on(name=...)``): distinct from ``on(None)``, an error.
+_DECORATE: Any = object()
 
 #: What ``skip`` accepts: a connection, or its ``id``.
 Skip = WebSocketHandler | str | None
@@ -59,6 +63,11 @@ class WebSocket:
         (see `tornado_websockets.recovery`).
     :param presence_events: send ``joined`` and ``left`` to a room's members when a user's first
         connection joins it and when their last one leaves (see `tornado_websockets.presence`).
+    :param replace: replace the `WebSocket` that serves ``path`` already (its connections are
+        closed with 1012); without it, a second `WebSocket` for a path raises
+        `~tornado_websockets.exceptions.PathAlreadyRegistered`.
+    :param server: the `~tornado_websockets.server.Server` to register with; by default
+        `TornadoWrapper`'s.
     """
 
     def __init__(
@@ -70,6 +79,8 @@ class WebSocket:
         recover: float | None = None,
         recover_size: int = 1000,
         presence_events: bool = False,
+        replace: bool = False,
+        server: Server | None = None,
     ) -> None:
         if not isinstance(path, str):
             raise TypeError(f"path should be a str such as '/chat', not {type(path).__qualname__}.")
@@ -98,9 +109,13 @@ class WebSocket:
         #: Listed in the AsyncAPI document and the explorer (False for the library's own paths).
         self.documented = True
         self._user_states: dict[Hashable, tuple[SimpleNamespace, int]] = {}
-        TornadoWrapper.register_websocket(self)
+        #: The loop the last connection opened on (connections of a loop that has gone are pruned).
+        self._last_loop: Any = None
+        #: The runtime this path belongs to: its broker, limits, executor and loops.
+        self.server: Server = server if server is not None else TornadoWrapper.runtime
+        self.server.register_websocket(self, replace)
         if add_to_handlers:
-            TornadoWrapper.add_handlers([self.handler_spec()])
+            self.server.add_handlers([self.handler_spec()])
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.path!r} events={sorted(self.events)!r} connections={len(self.handlers)}>"
@@ -111,42 +126,52 @@ class WebSocket:
 
     # Binding ------------------------------------------------------------------------------------
 
-    def add_event(self, name: str, callback: Callable[..., Any]) -> None:
+    def add_event(self, name: str, callback: Callable[..., Any], *, blocking: bool = True) -> None:
         """Bind ``callback`` to the event ``name``: the plain call behind `on`."""
         if not callable(callback):
             raise NotCallableError(callback)
         if not isinstance(name, str) or not name:
             raise TypeError(f"An event name should be a non-empty str, not {name!r}.")
+        if not isinstance(blocking, bool):
+            raise TypeError(f"blocking should be True or False, not {blocking!r}.")
         if name in self.events:
             raise WebSocketEventAlreadyBinded(name, self.path)
-        self.events[name] = EventFunction.inspect(name, callback)
+        self.events[name] = EventFunction.inspect(name, callback, blocking)
 
     @overload
     def on(self, callback: F) -> F: ...
 
     @overload
-    def on(self, callback: None = None, *, name: str) -> Callable[[F], F]: ...
+    def on(
+        self, callback: None = None, *, name: str | None = None, blocking: bool = True
+    ) -> Callable[[F], F]: ...
 
-    def on(self, callback: Any = None, *, name: str | None = None) -> Any:
+    def on(self, callback: Any = _DECORATE, *, name: str | None = None, blocking: bool = True) -> Any:
         """Decorator binding a function or method to the event named by its ``__name__``.
 
         ``@ws.on(name="chat.message")`` binds a name that is not a Python identifier. The function
         receives, by parameter name, ``socket`` (the connection) and ``data`` (a dict); a method of
         a class gets ``self`` from `context`. ``open`` and ``close`` run on connect and disconnect.
-        Plain ``def`` functions run in a worker thread (blocking calls and the Django ORM are
-        fine there); ``async def`` functions run on the loop. What the function returns is the
-        reply to a client request that carried an ``id``. The callback is returned unchanged.
+        What the function returns is the reply to a client request that carried an ``id``. The
+        callback is returned unchanged.
+
+        Where it runs: an ``async def`` function as an asyncio task of its own on the loop; a
+        plain ``def`` in a worker thread (blocking calls and the Django ORM are fine there);
+        a plain ``def`` bound with ``@ws.on(blocking=False)`` on the loop itself, which saves the
+        hand-over to a thread but must never block (no I/O, no ORM, no sleep).
         """
-        if callback is None and name is not None:
+        if callback is _DECORATE:  # @ws.on(name=..., blocking=...): a decorator to apply next
 
             def decorator(function: F) -> F:
-                self.add_event(name, function)
+                if not callable(function):
+                    raise NotCallableError(function)
+                self.add_event(name or function.__name__, function, blocking=blocking)
                 return function
 
             return decorator
         if not callable(callback):
             raise NotCallableError(callback)
-        self.add_event(name or callback.__name__, callback)
+        self.add_event(name or callback.__name__, callback, blocking=blocking)
         return callback
 
     def emits(self, event: str, payload: Any = None, description: str | None = None) -> None:
@@ -202,16 +227,48 @@ class WebSocket:
             raise TypeError(f"room should be a non-empty str, not {room!r}.")
         frame = protocol.encode_emit(event, data)
         skip_id = skip.id if isinstance(skip, WebSocketHandler) else skip
-        envelope = Envelope(self.path, frame, room, skip_id, TornadoWrapper.broker.id)
+        broker = self.server.broker
+        envelope = Envelope(self.path, frame, room, skip_id, broker.id)
         # Some asyncio loop may run here (asyncio.run in a script or a worker) with no server of
         # ours: its clients would be nobody, and a broker that was never started would keep the
         # envelope forever. Only the loop of a server (or of a connection) delivers locally.
-        if TornadoWrapper.io_loop is not None and TornadoWrapper.call_in_loop(self.send, envelope):
-            return
-        if TornadoWrapper.broker.cross_process:
-            TornadoWrapper.broker.publish_sync(envelope)
+        loop = self.home_loop()
+        if loop is not None:
+            try:
+                loops.call_soon(loop, self.send, envelope)
+                return
+            except loops.LoopUnavailableError:
+                pass  # stopped since we looked: as if there were none
+        if broker.cross_process:
+            broker.publish_sync(envelope)
             return
         raise EmitHandlerError(event, self.path)
+
+    def home_loop(self) -> Any:
+        """The running loop this path's emits are delivered and published from, if any.
+
+        The loop the backplane receives on; else the loop of this path's live connections (a
+        user's own application, a test's loop); else the server's loop. None when none runs.
+        """
+        loop = self.server.broker_loop
+        if loop is not None:
+            return loop
+        for handler in self.handlers:
+            if handler.loop.is_running():
+                return handler.loop
+        io_loop = self.server.io_loop
+        loop = None if io_loop is None else io_loop.asyncio_loop  # type: ignore[attr-defined]
+        return loop if loop is not None and loop.is_running() else None
+
+    def connection_opened(self, handler: WebSocketHandler) -> None:
+        """Count ``handler`` among the live connections (on its loop, from its ``open``)."""
+        if handler.loop is not self._last_loop:
+            # A new loop (a test's, a second server's): connections of a loop that has closed
+            # without closing them can never be written to again.
+            for stale in [h for h in self.handlers if h.loop.is_closed()]:
+                stale.forget()
+            self._last_loop = handler.loop
+        self.handlers.append(handler)
 
     def to(self, room: str) -> RoomTarget:
         """The clients of ``room``: ``ws.to("lobby").emit("news", data)``."""
@@ -223,7 +280,7 @@ class WebSocket:
         With recovery shared through the backplane, the backplane numbers it first and every
         process, this one included, delivers it when it comes back numbered.
         """
-        broker = TornadoWrapper.broker
+        broker = self.server.broker
         if self.replay is not None and broker.shares_replay and broker.replay_ready:
             broker.publish(dataclasses.replace(envelope, numbered=True))
             return
@@ -239,22 +296,50 @@ class WebSocket:
         """
         targets = self.handlers if envelope.room is None else self.rooms.members(envelope.room)
         frame, skip = envelope.frame, envelope.skip
+        here = loops.running_loop()
+        elsewhere: list[WebSocketHandler] = []
         if envelope.seq is not None:
             stream, seq = envelope.stream, envelope.seq
             for handler in tuple(targets):
-                if handler.id != skip:
+                if handler.id == skip:
+                    continue
+                if handler.loop is here:
                     handler.write_numbered(stream, seq, frame)
+                else:
+                    elsewhere.append(handler)
+            self._write_elsewhere(elsewhere, frame)
             return
         # Nobody can have it: no member here, none elsewhere (the in-process broker), and no buffer
         # to replay it from to a member coming back.
-        nobody = not targets and self.replay is None and not TornadoWrapper.broker.cross_process
+        broker = self.server.broker
+        nobody = not targets and self.replay is None and not broker.cross_process
         if envelope.room is not None and nobody:
             delivery.record_drop(delivery.UNKNOWN_ROOM, self.path)
-        if self.replay is not None and not TornadoWrapper.broker.shares_replay:
+        if self.replay is not None and not broker.shares_replay:
             frame = self.replay.append(envelope.stream, frame)
         for handler in tuple(targets):
-            if handler.id != skip:
-                handler.write_frame(frame)
+            if handler.id == skip:
+                continue
+            if handler.loop is here:
+                handler._write(frame)
+            else:
+                elsewhere.append(handler)
+        self._write_elsewhere(elsewhere, frame)
+
+    def _write_elsewhere(self, handlers: list[WebSocketHandler], frame: bytes) -> None:
+        """Hand a frame to connections served by other loops than this one (rare: several loops)."""
+        if not handlers:
+            return
+        by_loop: dict[Any, list[WebSocketHandler]] = {}
+        for handler in handlers:
+            by_loop.setdefault(handler.loop, []).append(handler)
+        for loop, group in by_loop.items():
+            try:
+                loops.call_soon(loop, _write_all, group, frame)
+            except loops.LoopUnavailableError:  # that loop has gone, and its connections with it
+                delivery.record_drop(delivery.CONNECTION_CLOSED, self.path, len(group))
+                for handler in group:
+                    handler.forget()
 
     def broadcast(self, frame: bytes) -> None:
         """Write an encoded frame to every live connection of this process; call on the loop."""
@@ -265,28 +350,27 @@ class WebSocket:
     def local_members(self, room: str | None = None) -> tuple[Member, ...]:
         """The members of the path (or of ``room``) in this process; call on the loop."""
         sockets = self.handlers if room is None else self.rooms.members(room)
-        return presence.members(tuple(sockets), TornadoWrapper.broker.id)
+        return presence.members(tuple(sockets), self.server.broker.id)
 
     async def presence(self, room: str | None = None) -> Presence:
         """Who is connected to the path (or to ``room``), in every process the broker reaches."""
         local = self.local_members(room)
-        return Presence(await TornadoWrapper.broker.presence(self.path, room, local))
+        return Presence(await self.server.broker.presence(self.path, room, local))
 
     def presence_sync(self, room: str | None = None, timeout: float = 5.0) -> Presence:
         """`presence` from a Django view, a worker thread, or a process that runs no server.
 
         :raise RuntimeError: called on the server loop itself (``await ws.presence()`` there).
         """
-        io_loop = TornadoWrapper.io_loop
-        if io_loop is not None and io_loop.asyncio_loop.is_running():  # type: ignore[attr-defined]
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                future = asyncio.run_coroutine_threadsafe(self.presence(room), io_loop.asyncio_loop)  # type: ignore[attr-defined]
-                return future.result(timeout)
-            raise RuntimeError("presence_sync() would block the server loop: use await ws.presence() there.")
-        if TornadoWrapper.broker.cross_process:
-            return Presence(TornadoWrapper.broker.presence_sync(self.path, room))
+        loop = self.home_loop()
+        if loop is not None:
+            if loops.running_loop() is loop:
+                raise RuntimeError(
+                    "presence_sync() would block the server loop: use await ws.presence() there."
+                )
+            return asyncio.run_coroutine_threadsafe(self.presence(room), loop).result(timeout)
+        if self.server.broker.cross_process:
+            return Presence(self.server.broker.presence_sync(self.path, room))
         raise RuntimeError(
             f"No server runs in this process and no backplane is set: nobody is on {self.path!r} here."
         )
@@ -339,3 +423,8 @@ class RoomTarget:
     def emit(self, event: str, data: dict[str, Any] | str | None = None, *, skip: Skip = None) -> None:
         """Send to every client in the room; see `WebSocket.emit`."""
         self.websocket.emit(event, data, room=self.room, skip=skip)
+
+
+def _write_all(handlers: list[WebSocketHandler], frame: bytes) -> None:
+    for handler in handlers:
+        handler._write(frame)

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import inspect
 import logging
+import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import tornado.ioloop
 import tornado.iostream
 import tornado.web
 import tornado.websocket
 
-from tornado_websockets import codec, delivery, protocol, recovery_redis
+from tornado_websockets import codec, delivery, loops, protocol, recovery_redis
 from tornado_websockets import websocket as websocket_module
 from tornado_websockets.events import RESERVED_EVENTS, EventFunction, is_async_callable
 from tornado_websockets.exceptions import (
@@ -34,7 +36,10 @@ from tornado_websockets.recovery import BROADCAST_STREAM, Replay
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
 if TYPE_CHECKING:
+    from tornado_websockets.server import Server
     from tornado_websockets.websocket import WebSocket
+
+T = TypeVar("T")
 
 __all__ = ["CONNECT_HOOK_SETTING", "ORIGIN_CHECK_SETTING", "RESYNC_EVENT", "STREAM_EVENT", "WebSocketHandler"]
 
@@ -58,7 +63,15 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
     """One WebSocket connection, handed to event functions as ``socket``.
 
     Created by Tornado for each client of a `~tornado_websockets.websocket.WebSocket` path; do not
-    instantiate it yourself. Frames of one connection are handled one at a time, in order.
+    instantiate it yourself. Frames of one connection are handled one at a time, in order: each
+    ``async def`` event function runs as an asyncio task of its own (``asyncio.timeout``,
+    ``TaskGroup``, anyio and ``ContextVar`` behave as anywhere else), each plain ``def`` in a
+    worker thread, and the connection's next frame is read once it has returned.
+
+    The connection belongs to ``loop``, the asyncio loop that accepted it. Every public method is
+    safe from any thread: called from another thread (a plain ``def`` function's worker, a view),
+    it is handed to that loop, in order with the caller's other calls, and the methods whose
+    effect can be read (`join`, `leave`, `close`, ``user_id``) return once it is done.
 
     Attributes an event function may use: ``id`` (unique), ``request`` (the upgrade request),
     ``path_params`` (the route variables), ``state`` (this connection's own namespace),
@@ -76,6 +89,13 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         if not isinstance(websocket, websocket_module.WebSocket):
             raise InvalidInstanceError(websocket, "tornado_websockets.websocket.WebSocket")
         self.websocket = websocket
+        #: The runtime this connection's path belongs to (its broker, executor and limits).
+        self.runtime: Server = websocket.server
+        #: The asyncio loop that serves this connection; work from other threads is handed to it.
+        self.loop: asyncio.AbstractEventLoop = (
+            loops.running_loop() or tornado.ioloop.IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
+        )
+        self._inbox = loops.inbox(self.loop)
         self.id = uuid.uuid4().hex
         self.state = SimpleNamespace()
         self.path_params: dict[str, Any] = {}
@@ -87,7 +107,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._held: dict[str, list[tuple[int, bytes]]] = {}
         self._catch_ups: set[asyncio.Future[None]] = set()
         self._too_slow = False  # closed for not reading
-        self.limits = websocket.limits or TornadoWrapper.limits
+        self.limits = websocket.limits or self.runtime.limits
         self._limiter = (
             None if self.limits.max_rate is None else RateLimiter(self.limits.max_rate, self.limits.burst)
         )
@@ -128,6 +148,9 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
 
     @user_id.setter
     def user_id(self, value: Hashable | None) -> None:
+        self._on_loop_wait(self._set_user_id, value)
+
+    def _set_user_id(self, value: Hashable | None) -> None:
         if self._opened and self._user_id is not None:
             self.websocket.detach_user(self._user_id)
         self._user_id = value
@@ -143,21 +166,46 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
 
     @property
     def rooms(self) -> frozenset[str]:
-        """The rooms this connection is in."""
+        """The rooms this connection is in (a snapshot; safe from any thread)."""
         return self.websocket.rooms.rooms_of(self)
 
     def join(self, room: str) -> None:
-        """Enter ``room``: emits to the room now reach this connection. Safe from any thread.
+        """Enter ``room``: emits to the room now reach this connection.
 
-        With recovery on, a client coming back first gets what it missed in the room.
+        Safe from any thread; once it returns, ``room`` is in `rooms`. With recovery on, a client
+        coming back first gets what it missed in the room.
+
+        :raise tornado.websocket.WebSocketClosedError: the loop serving the connection has stopped.
         """
         if not isinstance(room, str) or not room:
             raise TypeError(f"A room name should be a non-empty str, not {room!r}.")
-        TornadoWrapper.call_in_loop(self._join, room)
+        self._on_loop_wait(self._join, room)
 
     def leave(self, room: str) -> None:
-        """Leave ``room``; leaving a room one is not in does nothing. Safe from any thread."""
-        TornadoWrapper.call_in_loop(self._leave, room)
+        """Leave ``room``; leaving a room one is not in does nothing.
+
+        Safe from any thread; once it returns, ``room`` is no longer in `rooms`.
+        """
+        self._on_loop_wait(self._leave, room)
+
+    # Handing work to the connection's loop ----------------------------------------------------
+
+    def _on_loop(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` on this connection's loop: now if this is it, else queued in order."""
+        if loops.running_loop() is self.loop:
+            callback(*args)
+            return
+        try:
+            self._inbox.put(callback, *args)
+        except loops.LoopUnavailableError:
+            raise tornado.websocket.WebSocketClosedError() from None
+
+    def _on_loop_wait(self, callback: Callable[..., T], *args: Any) -> T:
+        """`_on_loop`, returning once it has run (and with its result)."""
+        try:
+            return loops.call_wait(self.loop, callback, *args)
+        except loops.LoopUnavailableError:
+            raise tornado.websocket.WebSocketClosedError() from None
 
     def _join(self, room: str) -> None:
         if self.is_closed or room in self.websocket.rooms.rooms_of(self):
@@ -165,7 +213,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._catch_up(room)  # before joining: the missed frames come before any new one
         first = self.websocket.presence_events and not self._identity_in(room)
         self.websocket.rooms.join(room, self)
-        TornadoWrapper.broker.presence_changed()
+        self.runtime.broker.presence_changed()
         if first:
             self._announce(JOINED_EVENT, room)
 
@@ -173,7 +221,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         if room not in self.websocket.rooms.rooms_of(self):
             return
         self.websocket.rooms.leave(room, self)
-        TornadoWrapper.broker.presence_changed()
+        self.runtime.broker.presence_changed()
         if self.websocket.presence_events and not self._identity_in(room):
             self._announce(LEFT_EVENT, room)
 
@@ -282,20 +330,19 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
 
     def open(self, *args: str, **kwargs: str) -> Awaitable[None] | None:
         """Register the connection, then run the ``open`` event function if one is bound."""
-        if TornadoWrapper.io_loop is None:
-            TornadoWrapper.io_loop = tornado.ioloop.IOLoop.current()
+        self.runtime.ensure_broker(self.loop)
         self._opened = True
         self._read_recovery_request()
         self._catch_up(BROADCAST_STREAM)
-        self.websocket.handlers.append(self)
+        self.websocket.connection_opened(self)
         self.websocket.metrics.connections_total += 1
-        TornadoWrapper.broker.presence_changed()
+        self.runtime.broker.presence_changed()
         if self._user_id is not None:
             self.websocket.attach_user(self._user_id)
         for module in self.websocket.modules:
             module.on_open(self)
         function = self.websocket.events.get("open")
-        return None if function is None else _start(self._call(function, {}))
+        return None if function is None else self._dispatch(function, {}, None)
 
     def _read_recovery_request(self) -> None:
         """The client's last positions, sent as ``?recover={"epoch": ..., "streams": {...}}``."""
@@ -327,12 +374,18 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             return None
         function = self.websocket.events.get(frame.event)
         if function is None or frame.event in RESERVED_EVENTS:
-            message = f'Event "{frame.event}" is not bound on "{self.websocket.path}".'
+            if frame.event in RESERVED_EVENTS:
+                message = (
+                    f'Event "{frame.event}" is reserved: the server runs it itself on '
+                    f"{'connect' if frame.event == 'open' else 'disconnect'}; a client cannot send it."
+                )
+            else:
+                message = f'Event "{frame.event}" is not bound on "{self.websocket.path}".'
             self.write_frame(protocol.warning_frame(message, event=frame.event))
             if frame.id is not None:
                 self.write_frame(protocol.ack_error_frame(frame.id, message, frame.event))
             return None
-        return _start(self._call(function, frame.data, frame.id))
+        return self._dispatch(function, frame.data, frame.id)
 
     def on_close(self) -> None:
         """Unlink the connection, then run the ``close`` event function if one is bound."""
@@ -341,12 +394,34 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._unlink()
         function = self.websocket.events.get("close")
         if function is not None:
-            tornado.ioloop.IOLoop.current().add_callback(self._call, function, {})
+            pending = self._dispatch(function, {}, None)
+            if pending is not None:
+                self.runtime.keep(pending)
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        """Close the connection; it leaves ``ws.handlers`` at once, not when the client answers."""
+        """Close the connection; it leaves ``ws.handlers`` and its rooms at once.
+
+        Safe from any thread; once it returns, `is_closed` is True. Closing a connection whose
+        loop has stopped does nothing: it went with its loop.
+        """
+        with contextlib.suppress(tornado.websocket.WebSocketClosedError):
+            self._on_loop_wait(self._close, code, reason)
+
+    def _close(self, code: int | None, reason: str | None) -> None:
         self._unlink()
         super().close(code, reason)
+
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        """Tornado's protocol, with a close for a too large message that reaches the client."""
+        if self.request.headers.get("Sec-WebSocket-Version") != "13":
+            return None
+        params = tornado.websocket._WebSocketParams(
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            max_message_size=self.max_message_size,
+            compression_options=self.get_compression_options(),
+        )
+        return _Protocol13(self, False, params)
 
     def _refuse_rate(self) -> None:
         assert self._limiter is not None
@@ -364,22 +439,58 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
                 self._leave(room)
             if self._user_id is not None:
                 self.websocket.detach_user(self._user_id)
-            TornadoWrapper.broker.presence_changed()
+            self.runtime.broker.presence_changed()
+
+    def forget(self) -> None:
+        """Unlink a connection whose loop has gone without closing it (nothing can be written)."""
+        with contextlib.suppress(ValueError):
+            self.websocket.handlers.remove(self)
+            for room in self.websocket.rooms.rooms_of(self):
+                self.websocket.rooms.leave(room, self)
+            if self._user_id is not None:
+                self.websocket.detach_user(self._user_id)
 
     # Dispatch ------------------------------------------------------------------------------------
 
     async def _run(self, callback: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-        """Call a user function: ``async def`` on the loop, plain ``def`` in the worker threads."""
+        """Call a guard: ``async def`` on the loop, plain ``def`` in a worker thread."""
         if is_async_callable(callback):
             return await callback(**kwargs)
         # A plain def may block or use the Django ORM, which refuses to run on the loop.
-        call = functools.partial(callback, **kwargs)
-        result = await asyncio.get_running_loop().run_in_executor(TornadoWrapper.get_executor(), call)
+        call = functools.partial(contextvars.copy_context().run, callback, **kwargs)
+        result = await self.loop.run_in_executor(self.runtime.get_executor(), call)
         return await result if inspect.isawaitable(result) else result
 
-    async def _call(
-        self, function: EventFunction, data: Any, frame_id: protocol.FrameId | None = None
-    ) -> None:
+    def _dispatch(
+        self, function: EventFunction, data: Any, frame_id: protocol.FrameId | None
+    ) -> Awaitable[None] | None:
+        """Start an event function; returns what Tornado waits for before the next frame, if anything.
+
+        ``async def``: a task of its own (started eagerly where Python has it). Plain ``def``: a
+        worker thread, whose emits and completion reach the loop together. ``def`` bound with
+        ``blocking=False``: called right here, on the loop.
+        """
+        kwargs = self._arguments(function, data, frame_id)
+        if kwargs is None:
+            return None
+        self.runtime.in_flight += 1
+        started = time.perf_counter()
+        if function.is_async:
+            return _start_task(self.loop, self._await(function, kwargs, frame_id, started))
+        if not function.blocking:
+            try:
+                result = function.callback(**kwargs)
+            except Exception as error:
+                self._finish(function, frame_id, started, None, error)
+            else:
+                self._finish(function, frame_id, started, result, None)
+            return None
+        return self._in_worker(function, kwargs, frame_id, started)
+
+    def _arguments(
+        self, function: EventFunction, data: Any, frame_id: protocol.FrameId | None
+    ) -> dict[str, Any] | None:
+        """The function's keyword arguments, or None after telling the client its data is wrong."""
         if function.converter is not None:
             try:
                 data = function.converter(data)
@@ -390,26 +501,99 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
                 )
                 if frame_id is not None:
                     self.write_frame(protocol.ack_error_frame(frame_id, message, function.name))
-                return
-        kwargs = function.arguments(self.websocket.context, self, data)
-        TornadoWrapper.in_flight += 1
-        started = time.perf_counter()
+                return None
+        return function.arguments(self.websocket.context, self, data)
+
+    async def _await(
+        self,
+        function: EventFunction,
+        kwargs: dict[str, Any],
+        frame_id: protocol.FrameId | None,
+        started: float,
+    ) -> None:
         try:
-            if function.is_async:
-                result = await function.callback(**kwargs)
-            else:
-                result = await self._run(function.callback, kwargs)
-        except EventError as error:
-            self._reply_error(function.name, frame_id, error.message)
+            result = await function.callback(**kwargs)
+        except asyncio.CancelledError:
+            self._done(started)
+            raise
+        except Exception as error:
+            self._finish(function, frame_id, started, None, error)
+        else:
+            self._finish(function, frame_id, started, result, None)
+
+    def _in_worker(
+        self,
+        function: EventFunction,
+        kwargs: dict[str, Any],
+        frame_id: protocol.FrameId | None,
+        started: float,
+    ) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self.loop.create_future()
+        inbox = self._inbox
+        finish = self._finish_in_loop
+
+        def done(result: Any, error: BaseException | None) -> None:  # in the worker thread
+            # One hand-over for the completion; emits the call made are queued before it in the
+            # same inbox, so they and the reply usually reach the loop in one wake-up.
+            with contextlib.suppress(loops.LoopUnavailableError):  # the loop went: so did the client
+                inbox.put(finish, future, function, frame_id, started, result, error)
+
+        # A context of its own, as a task has: what one call sets is not seen by the next one.
+        call = functools.partial(contextvars.copy_context().run, function.callback, **kwargs)
+        self.runtime.run_in_worker(call, done)
+        return future
+
+    def _finish_in_loop(
+        self,
+        future: asyncio.Future[None],
+        function: EventFunction,
+        frame_id: protocol.FrameId | None,
+        started: float,
+        result: Any,
+        error: BaseException | None,
+    ) -> None:
+        if error is None and inspect.isawaitable(result):  # a def that returned a coroutine
+            future.set_result(None)
+            self.runtime.keep(self._await_result(function, frame_id, started, result))
             return
-        except Exception:
+        self._finish(function, frame_id, started, result, error)
+        if not future.done():
+            future.set_result(None)
+
+    async def _await_result(
+        self, function: EventFunction, frame_id: protocol.FrameId | None, started: float, awaitable: Any
+    ) -> None:
+        try:
+            result = await awaitable
+        except Exception as error:
+            self._finish(function, frame_id, started, None, error)
+        else:
+            self._finish(function, frame_id, started, result, None)
+
+    def _done(self, started: float) -> None:
+        self.runtime.in_flight -= 1
+        self.websocket.metrics.latency.observe(time.perf_counter() - started)
+
+    def _finish(
+        self,
+        function: EventFunction,
+        frame_id: protocol.FrameId | None,
+        started: float,
+        result: Any,
+        error: BaseException | None,
+    ) -> None:
+        """After an event function: count it, then send its reply or tell the client it failed."""
+        self._done(started)
+        if error is not None:
+            if isinstance(error, EventError):
+                self._reply_error(function.name, frame_id, error.message)
+                return
             self.websocket.metrics.handler_errors += 1
-            logger.exception('Event function for "%s" on "%s" raised', function.name, self.websocket.path)
+            logger.error(
+                'Event function for "%s" on "%s" raised', function.name, self.websocket.path, exc_info=error
+            )
             self._reply_error(function.name, frame_id, protocol.failure_message(function.name))
             return
-        finally:
-            TornadoWrapper.in_flight -= 1
-            self.websocket.metrics.latency.observe(time.perf_counter() - started)
         if frame_id is not None:
             try:
                 if function.reply is not None:
@@ -435,17 +619,22 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
     def emit(self, event: str, data: dict[str, Any] | str | None = None) -> None:
         """Send ``{"event": event, "data": data}`` to this client only; safe from any thread.
 
+        From another thread the frame is queued for the connection's loop, in order with the
+        caller's other emits and the function's reply.
+
         :raise tornado.websocket.WebSocketClosedError: the connection is closed.
         :raise TypeError: ``event`` is not a str, or ``data`` is not a dict, a str or None.
         """
         frame = protocol.encode_emit(event, data)
         if self.is_closed:
             raise tornado.websocket.WebSocketClosedError()
-        if not TornadoWrapper.call_in_loop(self.write_frame, frame):
-            raise tornado.websocket.WebSocketClosedError()
+        self._on_loop(self._write, frame)
 
     def emit_warning(self, message: str) -> None:
-        """Send a ``warning`` event, as the server does for frames it cannot understand."""
+        """Send a ``warning`` event, as the server does for frames it cannot understand.
+
+        Safe from any thread.
+        """
         self.write_frame(protocol.warning_frame(message))
 
     @property
@@ -461,20 +650,34 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
     def write_frame(self, frame: bytes) -> None:
         """Write an already encoded text frame; a frame that cannot be written counts as a drop.
 
-        A client whose unflushed backlog would pass ``limits.max_backlog`` is closed with
-        `~tornado_websockets.limits.BACKLOG_CLOSE_CODE`, so it cannot grow the server's memory.
+        Safe from any thread (handed to the connection's loop). A client whose unflushed backlog
+        would pass ``limits.max_backlog`` is closed with
+        `~tornado_websockets.limits.BACKLOG_CLOSE_CODE`, so it cannot grow the server's memory;
+        one frame written to an empty backlog is always taken, whatever its size, so a large
+        frame to a client that keeps up does not close it.
         """
+        if loops.running_loop() is self.loop:
+            self._write(frame)
+        else:
+            try:
+                self._inbox.put(self._write, frame)
+            except loops.LoopUnavailableError:
+                delivery.record_drop(delivery.CONNECTION_CLOSED, self.websocket.path)
+
+    def _write(self, frame: bytes) -> None:
+        """`write_frame` on the connection's loop."""
         path = self.websocket.path
         if self.is_closed:
             delivery.record_drop(delivery.CONNECTION_CLOSED, path)
             return
-        if self.backlog + len(frame) > self.limits.max_backlog:
+        backlog = self.backlog
+        if backlog and backlog + len(frame) > self.limits.max_backlog:
             delivery.record_drop(delivery.BACKLOG_BOUND, path)
             self._too_slow = True  # what its backlog still holds will count as slow_consumer
-            logger.warning("Closing %r: %d bytes not read by the client", self, self.backlog)
+            logger.warning("Closing %r: %d bytes not read by the client", self, backlog)
             # Tornado aborts the stream if the close handshake does not finish within its
             # close timeout, so the memory held stays bounded by max_backlog meanwhile.
-            self.close(BACKLOG_CLOSE_CODE, "Client too slow")
+            self._close(BACKLOG_CLOSE_CODE, "Client too slow")
             return
         try:
             future = _write_text(self, frame)
@@ -515,42 +718,64 @@ def _write_text(handler: WebSocketHandler, frame: bytes) -> asyncio.Future[None]
     return future
 
 
-def _start(coroutine: Coroutine[Any, Any, None]) -> Awaitable[None] | None:
-    """Run an event function's coroutine on the spot, up to its first real suspension.
+if sys.version_info >= (3, 12):
 
-    Tornado turns an awaitable returned by ``on_message`` into a Task, which costs a Task, a
-    Future and two turns of the loop per frame; most event functions never suspend (they emit
-    and return), so they finish here and Tornado gets None. The rest of one that does suspend
-    goes on in a Task, and Tornado still waits for it before the connection's next frame.
-    """
-    try:
-        yielded = coroutine.send(None)
-    except StopIteration:
-        return None
-    return asyncio.ensure_future(_Resume(coroutine, yielded))
+    def _start_task(
+        loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, None]
+    ) -> asyncio.Task[None] | None:
+        """Run an event function's coroutine as a task of its own, started eagerly.
+
+        An eager task runs up to its first suspension right here; one that never suspends (it
+        emits and returns) is done at once and Tornado has nothing to wait for.
+        """
+        task = asyncio.eager_task_factory(loop, coroutine)
+        return None if task.done() and not task.cancelled() else task
+
+else:
+
+    def _start_task(
+        loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, None]
+    ) -> asyncio.Task[None] | None:
+        """Run an event function's coroutine as a task of its own (Tornado waits for it)."""
+        return loop.create_task(coroutine)
 
 
-class _Resume:
-    """The rest of a coroutine started by `_start`, awaitable as a Task awaits a coroutine."""
+#: Bytes and seconds a connection closed for a too large message is still read (and discarded)
+#: so that its close frame reaches the client: a socket closed with unread input is reset, and the
+#: client's kernel then throws the close frame away.
+DRAIN_BYTES = 16 * 1024 * 1024
+DRAIN_SECONDS = 2.0
 
-    __slots__ = ("coroutine", "yielded")
 
-    def __init__(self, coroutine: Coroutine[Any, Any, None], yielded: Any) -> None:
-        self.coroutine = coroutine
-        self.yielded = yielded
+class _Protocol13(tornado.websocket.WebSocketProtocol13):
+    """Tornado's protocol; after closing for a too large message (1009) it drains the input."""
 
-    def __await__(self) -> Generator[Any, Any, None]:
-        coroutine, yielded = self.coroutine, self.yielded
-        while True:
-            try:
-                sent = yield yielded  # the Task waits on the future the coroutine yielded
-            except BaseException as error:  # cancellation, thrown in by the Task: pass it on
-                try:
-                    yielded = coroutine.throw(error)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    yielded = coroutine.send(sent)
-                except StopIteration:
-                    return
+    _drain_next_abort = False
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if code == 1009:
+            self._drain_next_abort = True  # Tornado aborts right after this close
+        super().close(code, reason)
+
+    def _abort(self) -> None:
+        stream = self.stream
+        if not self._drain_next_abort or stream is None or stream.closed():
+            super()._abort()
+            return
+        self._drain_next_abort = False
+        self.client_terminated = True  # ends the receive loop; the drain reads in its place
+        self.server_terminated = True
+        task = asyncio.ensure_future(self._drain(stream))
+        _draining.add(task)
+        task.add_done_callback(_draining.discard)
+
+    async def _drain(self, stream: tornado.iostream.IOStream) -> None:
+        left = DRAIN_BYTES
+        with contextlib.suppress(tornado.iostream.StreamClosedError, TimeoutError):
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while left > 0:
+                    left -= len(await stream.read_bytes(min(left, 65536), partial=True))
+        super()._abort()
+
+
+_draining: set[asyncio.Task[None]] = set()

@@ -1,0 +1,358 @@
+"""Server: the runtime of one server, an object that owns what a running server needs.
+
+Its registered paths, handler specs, Tornado application and HTTP server, the loop it listens on,
+the worker threads of plain ``def`` functions, the backplane (`Broker`) and the event functions
+running now. `~tornado_websockets.tornadowrapper.TornadoWrapper` is the seed's facade over a
+default `Server`; its names and signatures stay. Nothing here assumes a first loop: each
+connection belongs to the loop that serves it (see `tornado_websockets.loops`), so a test's fresh
+loop, a second server after a first one, or a user's own `tornado.web.Application` see no
+leftovers of another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any
+
+import tornado.httpserver
+import tornado.ioloop
+import tornado.netutil
+import tornado.web
+
+from tornado_websockets import delivery, loops
+from tornado_websockets.broker import Broker, Envelope, broker_from_url
+from tornado_websockets.exceptions import PathAlreadyRegistered
+from tornado_websockets.limits import Limits
+from tornado_websockets.processes import fork_workers, worker_count
+from tornado_websockets.workers import DEFAULT_WORKERS, Done, WorkerPool
+
+if TYPE_CHECKING:
+    from tornado_websockets.websocket import WebSocket
+    from tornado_websockets.websockethandler import WebSocketHandler
+
+__all__ = ["BROKER_STOP_TIMEOUT", "SHUTDOWN_GRACE", "Server"]
+
+logger = logging.getLogger(__name__)
+
+#: Route patterns that match every path: kept after every other handler so they never hide one.
+_CATCH_ALL_PATTERNS = frozenset({".*", "/.*", "(.*)", "/(.*)", ".*$", "^.*$", "/.*$", "^/.*$"})
+
+#: Seconds that shutdown() waits for connections to close and event functions to finish.
+SHUTDOWN_GRACE = 5.0
+#: Seconds that shutdown() waits for the backplane to flush and disconnect.
+BROKER_STOP_TIMEOUT = 2.0
+
+
+def _is_catch_all(spec: Any) -> bool:
+    pattern = spec[0] if isinstance(spec, (tuple, list)) and spec else getattr(spec, "regex", None)
+    if pattern is not None and not isinstance(pattern, str):
+        pattern = getattr(pattern, "pattern", None)
+    return isinstance(pattern, str) and pattern in _CATCH_ALL_PATTERNS
+
+
+def check_handlers(handlers: Any, argument: str) -> list[Any]:
+    """``handlers`` as a list, or a TypeError that shows the expected shape."""
+    if not isinstance(handlers, (list, tuple)):
+        raise TypeError(
+            f"{argument} should be a list or a tuple of handler specs such as "
+            f"[('/path', HandlerClass)], not {type(handlers).__qualname__}."
+        )
+    return list(handlers)
+
+
+class Server:
+    """Everything one server needs at run time, in one object.
+
+    ``Server()`` is independent of every other; `TornadoWrapper` uses a default one. Attributes:
+    ``handlers`` (specs for the application), ``websockets`` (path -> `WebSocket`), ``broker``,
+    ``limits``, ``executor`` (plain ``def`` functions), ``tornado_app``, ``tornado_server``,
+    ``tornado_port``, ``io_loop`` (the loop `listen` or `loop` last ran on) and ``in_flight``.
+    """
+
+    def __init__(self, *, broker: Broker | str | None = None, limits: Limits | None = None) -> None:
+        self.handlers: list[Any] = []
+        self.websockets: dict[str, WebSocket] = {}
+        self.broker: Broker = broker if isinstance(broker, Broker) else broker_from_url(broker)
+        self.limits = limits or Limits()
+        #: Runs plain ``def`` event functions and guards; a `WorkerPool` made on first use.
+        self.executor: Executor | None = None
+        self.max_workers = DEFAULT_WORKERS
+        self.tornado_app: tornado.web.Application | None = None
+        self.tornado_server: tornado.httpserver.HTTPServer | None = None
+        self.tornado_port: int | None = None
+        self.io_loop: tornado.ioloop.IOLoop | None = None
+        #: Event functions running now, on a loop or in a worker (shutdown waits for them).
+        self.in_flight = 0
+        #: Tasks nobody awaits (``close`` functions): the loop keeps only weak references.
+        self._background: set[asyncio.Task[Any]] = set()
+        #: The loop each broker was started on (a broker receives on one loop at a time).
+        self._broker_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        where = "stopped" if self.tornado_port is None else f"port {self.tornado_port}"
+        return f"<Server {where} paths={sorted(self.websockets)!r} broker={self.broker!r}>"
+
+    # Registration -------------------------------------------------------------------------------
+
+    def add_handlers(self, handlers: Sequence[Any]) -> list[Any]:
+        """Register handler specs; added to the running application at once if there is one."""
+        new = check_handlers(handlers, "handlers")
+        self.handlers.extend(new)
+        if self.tornado_app is not None:
+            # Application.add_handlers puts the new host rule before the initial one, so live
+            # additions stay ahead of a catch-all fallback given to start_app.
+            self.tornado_app.add_handlers(r".*", new)
+        return self.handlers
+
+    def register_websocket(self, websocket: WebSocket, replace: bool = False) -> None:
+        """Make ``websocket`` reachable by path; a second one for a path needs ``replace=True``.
+
+        :raise PathAlreadyRegistered: another `WebSocket` serves the path and ``replace`` is False.
+        """
+        existing = self.websockets.get(websocket.path)
+        if existing is not None and existing is not websocket:
+            if not replace:
+                raise PathAlreadyRegistered(websocket.path)
+            # Tornado routes by the first matching spec: take the old one out, so that the new
+            # WebSocket both receives the connections and gets the backplane's deliveries.
+            self.handlers = [spec for spec in self.handlers if _spec_websocket(spec) is not existing]
+            for handler in list(existing.handlers):
+                handler.close(1012, "Service restart")
+            logger.info("%r replaces %r", websocket, existing)
+        self.websockets[websocket.path] = websocket
+
+    def use_broker(self, broker: Broker | str | None) -> Broker:
+        """Set the backplane: a `Broker`, or a URL (``redis://127.0.0.1:6379/0``, ``memory://``)."""
+        self.broker = broker if isinstance(broker, Broker) else broker_from_url(broker)
+        self._broker_loop = None
+        return self.broker
+
+    def deliver_envelope(self, envelope: Envelope) -> None:
+        """Deliver an envelope published by another process to this process's clients."""
+        websocket = self.websockets.get(envelope.path)
+        if websocket is None:
+            delivery.record_drop(delivery.UNKNOWN_PATH, envelope.path)
+            return
+        websocket.deliver(envelope)
+
+    def ensure_broker(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the broker on ``loop`` unless it receives on a running loop already.
+
+        `listen` does it; a connection served by a user's own application does it on its loop.
+        """
+        current = self._broker_loop
+        if current is loop or (current is not None and current.is_running()):
+            return
+        self._broker_loop = loop
+        self.spawn(loop, self.broker.start(self.deliver_envelope))
+
+    @property
+    def broker_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The running loop the broker receives on, if any."""
+        loop = self._broker_loop
+        return loop if loop is not None and loop.is_running() else None
+
+    # Application and listening -------------------------------------------------------------------
+
+    def start_app(
+        self, tornado_handlers: Sequence[Any] | None = None, tornado_settings: dict[str, Any] | None = None
+    ) -> tornado.web.Application:
+        """Build the application from the registered handlers plus ``tornado_handlers``.
+
+        Catch-all patterns (``.*``, such as the Django fallback) go last whatever their order.
+        """
+        extra = check_handlers(tornado_handlers if tornado_handlers is not None else [], "tornado_handlers")
+        if tornado_settings is None:
+            tornado_settings = {}
+        if not isinstance(tornado_settings, dict):
+            raise TypeError(f"tornado_settings should be a dict, not {type(tornado_settings).__qualname__}.")
+        every = [*extra, *self.handlers]
+        routes = [h for h in every if not _is_catch_all(h)] + [h for h in every if _is_catch_all(h)]
+        self.tornado_app = tornado.web.Application(routes, **tornado_settings)
+        return self.tornado_app
+
+    def listen(
+        self, tornado_port: int, address: str = "", ssl_options: Any = None, **server_options: Any
+    ) -> tornado.httpserver.HTTPServer:
+        """Start serving the application on ``tornado_port`` (0 picks a free port).
+
+        ``address`` is the interface (``""``: every interface; ``"127.0.0.1"``: this machine
+        only). ``ssl_options`` (an `ssl.SSLContext` or a dict) serves HTTPS and ``wss://``.
+        """
+        if isinstance(tornado_port, bool) or not isinstance(tornado_port, int):
+            raise TypeError(f"tornado_port should be an int, not {type(tornado_port).__qualname__}.")
+        if self.tornado_app is None:
+            raise TypeError("No Tornado application yet: call start_app() before listen().")
+        sockets = tornado.netutil.bind_sockets(tornado_port, address)
+        return self.add_sockets(sockets, ssl_options, **server_options)
+
+    def add_sockets(
+        self, sockets: list[socket.socket], ssl_options: Any = None, **server_options: Any
+    ) -> tornado.httpserver.HTTPServer:
+        """Start serving the application on sockets already bound (`listen` and `fork` bind them)."""
+        if self.tornado_app is None:
+            raise TypeError("No Tornado application yet: call start_app() first.")
+        server = tornado.httpserver.HTTPServer(self.tornado_app, ssl_options=ssl_options, **server_options)
+        server.add_sockets(sockets)
+        self.tornado_server = server
+        self.tornado_port = sockets[0].getsockname()[1]
+        self.io_loop = tornado.ioloop.IOLoop.current()
+        loop = self.io_loop.asyncio_loop  # type: ignore[attr-defined]
+        if loop.is_running():
+            self.ensure_broker(loop)
+        else:  # listen() before the loop runs, as in the seed's start_app/listen/loop script
+            self.io_loop.add_callback(self.ensure_broker, loop)
+        scheme = "https" if ssl_options is not None else "http"
+        for sock in sockets:
+            host, port = sock.getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            logger.info("Listening on %s://%s:%d/", scheme, shown, port)
+        return server
+
+    def fork(self, tornado_port: int, address: str = "", processes: int = 2, **server_options: Any) -> int:
+        """Bind the port, then fork ``processes`` processes that all serve it; returns this one's index.
+
+        See `TornadoWrapper.fork`.
+        """
+        count = worker_count(processes)
+        if count > 1 and not self.broker.cross_process:
+            raise ValueError(
+                "Several processes need a cross-process backplane: TornadoWrapper.use_broker('redis://...') "
+                "or run(..., broker='redis://...'); with the in-process one, an emit would reach only the "
+                "clients of the process that made it."
+            )
+        if self.tornado_app is None:
+            raise TypeError("No Tornado application yet: call TornadoWrapper.start_app() before fork().")
+        sockets = tornado.netutil.bind_sockets(tornado_port, address)
+        index = 0
+        if count > 1:
+            index = fork_workers(count)
+            # The broker was made before forking: with its id, the processes would skip each
+            # other's emits as their own.
+            self.broker.id = uuid.uuid4().hex
+        self.add_sockets(sockets, **server_options)
+        logger.info("Process %d of %d serving port %d", index + 1, count, self.tornado_port)
+        return index
+
+    # Running work -------------------------------------------------------------------------------
+
+    def get_executor(self) -> Executor:
+        """The executor of plain ``def`` functions: a `WorkerPool`, made on first use."""
+        if self.executor is None:
+            self.executor = WorkerPool(self.max_workers, thread_name_prefix="tornado-websockets")
+        return self.executor
+
+    def run_in_worker(self, fn: Callable[[], Any], done: Done) -> None:
+        """Call ``fn()`` in a worker thread, then ``done(result, error)`` in that thread."""
+        executor = self.get_executor()
+        if isinstance(executor, WorkerPool):
+            executor.run(fn, done)
+            return
+
+        def finished(future: Any) -> None:
+            error = future.exception()
+            done(None if error is not None else future.result(), error)
+
+        # Any other Executor a user set: the same contract through its future.
+        executor.submit(fn).add_done_callback(finished)
+
+    def spawn(self, loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coroutine`` as a task on ``loop`` (this thread's or handed over), kept until done."""
+
+        def start() -> None:
+            self.keep(loop.create_task(coroutine))
+
+        try:
+            loops.call_soon(loop, start)
+        except loops.LoopUnavailableError:
+            coroutine.close()
+            raise
+
+    def keep(self, awaitable: Any) -> None:
+        """Hold a task or future nobody awaits until it is done (the loop keeps weak references)."""
+        self._background.add(awaitable)
+        awaitable.add_done_callback(self._background.discard)
+
+    def call_in_loop(self, callback: Callable[..., Any], *args: Any) -> bool:
+        """Run ``callback(*args)`` on the server's loop: now if this thread runs it, else handed over.
+
+        Without a running server loop, a loop running in this thread serves (a test's or a user's
+        own application). Returns False when neither exists, so nothing can run.
+        """
+        running = loops.running_loop()
+        io_loop = self.io_loop
+        loop = None if io_loop is None else io_loop.asyncio_loop  # type: ignore[attr-defined]
+        if loop is None or not loop.is_running():
+            loop = running
+        if loop is None:
+            return False
+        try:
+            loops.call_soon(loop, callback, *args)
+        except loops.LoopUnavailableError:
+            return False
+        return True
+
+    # Connections and shutdown -------------------------------------------------------------------
+
+    def live_connections(self) -> list[WebSocketHandler]:
+        """Every open connection of every registered `WebSocket`."""
+        return [connection for websocket in self.websockets.values() for connection in websocket.handlers]
+
+    async def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop accepting, close every WebSocket with 1001, stop the broker, and forget the server.
+
+        Event functions still running get ``grace`` seconds; after that shutdown goes on without
+        them (worker threads are daemon threads: a hung ``def`` cannot keep the process alive).
+        The broker gets `BROKER_STOP_TIMEOUT` seconds more. Registered handlers are kept, so
+        `start_app` can build the application again.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        if self.tornado_server is not None:
+            self.tornado_server.stop()
+        connections = [c for c in self.live_connections() if c.loop is loop]
+        for connection in connections:
+            connection.close(1001, "Server shutting down")
+        while self.in_flight or any(c.ws_connection is not None for c in connections):
+            if loop.time() > deadline:
+                logger.warning(
+                    "Shutting down with %d event functions running and %d connections open after %.1fs",
+                    self.in_flight,
+                    sum(c.ws_connection is not None for c in connections),
+                    grace,
+                )
+                break
+            await asyncio.sleep(0.01)
+        if self.tornado_server is not None:
+            try:
+                await asyncio.wait_for(self.tornado_server.close_all_connections(), 1.0)
+            except TimeoutError:
+                logger.warning("Some HTTP connections were still open after shutting down")
+        try:
+            await asyncio.wait_for(self.broker.stop(), BROKER_STOP_TIMEOUT)
+        except TimeoutError:
+            logger.warning("The backplane %r did not stop within %.1fs", self.broker, BROKER_STOP_TIMEOUT)
+        self._broker_loop = None
+        self.tornado_server = None
+        self.tornado_app = None
+        self.tornado_port = None
+
+    def reset(self) -> None:
+        """Forget the application, server, port, loop, paths, handlers, broker and limits (for tests)."""
+        if self.tornado_server is not None:
+            self.tornado_server.stop()
+        executor, max_workers = self.executor, self.max_workers  # threads are reused, not leaked
+        self.__init__()  # type: ignore[misc]
+        self.executor, self.max_workers = executor, max_workers
+
+
+def _spec_websocket(spec: Any) -> Any:
+    """The ``websocket`` keyword of a handler spec, if it has one."""
+    if isinstance(spec, (tuple, list)) and len(spec) >= 3 and isinstance(spec[2], dict):
+        return spec[2].get("websocket")
+    return getattr(spec, "kwargs", {}).get("websocket")
