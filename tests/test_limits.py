@@ -157,5 +157,62 @@ async def test_rate_limit_warns_then_closes() -> None:
         warning = await client.wait_for("warning")
         assert warning == {"message": "Too many events: slow down to 5 per second."}
         assert await client.wait_closed() == RATE_CLOSE_CODE
-        echoed = [frame.data["n"] for frame in client._buffer if frame.event == "echo"]
+        echoed = [frame.data["n"] for frame in client.buffered() if frame.event == "echo"]
         assert echoed == list(range(5))  # the burst was served, in order, then nothing more
+
+
+async def test_one_frame_larger_than_the_backlog_bound_reaches_a_client_that_reads() -> None:
+    ws = WebSocket("/big", limits=Limits(max_backlog=4 * 1024 * 1024))
+    big = "x" * (5 * 1024 * 1024)
+
+    @ws.on
+    async def open(socket: WebSocketHandler) -> None:
+        socket.emit("big", {"text": big})  # sent on connect, as the issue's report did
+
+    async with serve() as server, server.connect("/big") as client:
+        assert (await client.wait_for("big", timeout=30))["text"] == big
+        assert client.close_code is None
+    assert delivery.dropped() == {}
+
+
+async def test_the_1009_close_reaches_the_client_every_time() -> None:
+    # A client still sending a too large message when the server closes: unless the server reads
+    # what it still sends, its kernel resets the connection and the client never sees the close.
+    echo_app(limits=Limits(max_message_size=64 * 1024))
+    async with serve() as server:
+        codes = [await asyncio.to_thread(_send_too_large_then_read_close, server.port) for _ in range(20)]
+    assert codes == [1009] * 20
+
+
+def _send_too_large_then_read_close(port: int) -> int | None:
+    """A blocking client that writes a 4 MiB message whole before it reads anything."""
+    import base64
+    import os
+    import socket
+    import struct
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            (
+                f"GET /ws/limited HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += sock.recv(4096)
+        rest = response.split(b"\r\n\r\n", 1)[1]
+        size = 4 * 1024 * 1024
+        try:  # a zero mask leaves the payload as it is
+            sock.sendall(struct.pack("!BBQ", 0x81, 0x80 | 127, size) + b"\0\0\0\0" + b"x" * size)
+            while len(rest) < 4:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return None
+                rest += chunk
+        except OSError:  # reset by the server: the close frame was lost with it
+            return None
+        if rest[0] & 0x0F != 0x8:
+            return None
+        return int(struct.unpack("!H", rest[2:4])[0])

@@ -89,7 +89,7 @@ async def test_joined_and_left_once_per_user_not_per_tab() -> None:
         await wait_until(lambda: len(ws.handlers) == 2)
         tab2.close()
         assert await watcher.wait_for("left") == {"room": "a", "user": "ann", "name": "ann"}
-        assert [frame.event for frame in watcher._buffer] == []  # one joined, one left: not per tab
+        assert [frame.event for frame in watcher.buffered()] == []  # one joined, one left: not per tab
         anonymous = await server.connect("/room/a")
         joined = await watcher.wait_for("joined")
         assert joined["user"] is None

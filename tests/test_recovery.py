@@ -166,7 +166,7 @@ async def test_a_gap_older_than_the_buffer_earns_a_resync() -> None:
         query = "?recover=" + urllib.parse.quote(json.dumps({"epoch": ws_epoch, "streams": {"lobby": 1}}))
         too_old = await server.connect("/chat/lobby" + query)
         assert await too_old.wait_for("resync") == {"stream": "lobby"}
-        assert "said" not in [frame.event for frame in too_old._buffer]  # nothing half-replayed
+        assert "said" not in [frame.event for frame in too_old.buffered()]  # nothing half-replayed
         for client in (talker, other_epoch, too_old):
             client.close()
 

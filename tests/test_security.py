@@ -43,7 +43,7 @@ async def test_a_frame_reaches_only_bound_events_never_attributes(event: str) ->
         assert warning["event"] == event
         await client.emit("ping")
         assert await client.wait_for("pong") == {}
-        assert client._buffer == []  # nothing else was sent: no attribute was called
+        assert client.buffered() == []  # nothing else was sent: no attribute was called
         assert len(ws.handlers) == 1  # "close" did not close it
     assert calls == ["ping"]
 

@@ -49,7 +49,7 @@ async def test_connect_emit_close_cycles_leave_nothing_behind() -> None:
             nonlocal received
             client = await server.connect(f"/soak/room{n % 7}", headers={"X-User": f"user{n % 11}"})
             assert await client.request("say", {"n": n}) >= 1
-            received += len(client._buffer)
+            received += len(client.buffered())
             if n % 3 == 0:
                 client.connection.stream.close()  # abrupt: no closing handshake
             else:

@@ -299,3 +299,52 @@ def test_reset_forgets_everything() -> None:
         None,
         None,
     )
+
+
+HUNG_SCRIPT = textwrap.dedent(
+    """
+    import logging, sys, time
+    from tornado_websockets.tornadowrapper import TornadoWrapper
+    from tornado_websockets.websocket import WebSocket
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+    ws = WebSocket("/hung")
+
+    @ws.on
+    def hang(socket):
+        socket.emit("hanging")
+        time.sleep(60)  # a blocking call that outlives any grace
+
+    TornadoWrapper.run(int(sys.argv[1]), address="127.0.0.1")
+    print("exited cleanly", flush=True)
+    """
+)
+
+
+async def test_sigterm_with_a_hung_def_exits_within_the_grace(tmp_path: Path) -> None:
+    from tornado_websockets.tornadowrapper import SHUTDOWN_GRACE
+
+    script = tmp_path / "hung.py"
+    script.write_text(HUNG_SCRIPT)
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    try:
+        client = await _connect_with_retry(f"ws://127.0.0.1:{port}/ws/hung")
+        await client.emit("hang")
+        assert await client.wait_for("hanging") == {}
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert await client.wait_closed() == 1001  # every socket closed first, as before
+        output, _ = await asyncio.to_thread(process.communicate, timeout=SHUTDOWN_GRACE + 30)
+        took = time.monotonic() - signalled
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    assert b"exited cleanly" in output
+    # Bounded by the grace, not by the 60 s call (a generous margin: the machine is shared).
+    assert took < SHUTDOWN_GRACE + 3, f"exited {took:.1f}s after SIGTERM"

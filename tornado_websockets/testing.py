@@ -104,6 +104,20 @@ class WebSocketTestClient:
             raise ConnectionError(f"The server closed the connection (code {self.close_code}).")
         return frame
 
+    def buffered(self) -> list[ServerFrame]:
+        """The frames received so far and not yet taken by `receive` or `wait_for`, oldest first.
+
+        It does not wait: to assert that nothing else arrived, first wait for a later frame (a
+        reply), then check what is buffered.
+        """
+        while not self._incoming.empty():
+            frame = self._incoming.get_nowait()
+            if frame is None:
+                self._incoming.put_nowait(None)  # the end stays visible to later reads
+                break
+            self._buffer.append(frame)
+        return list(self._buffer)
+
     async def receive(self, timeout: float = DEFAULT_TIMEOUT) -> ServerFrame:
         """The next frame from the server, whatever its event."""
         if self._buffer:

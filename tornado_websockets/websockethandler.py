@@ -751,6 +751,7 @@ class _Protocol13(tornado.websocket.WebSocketProtocol13):
     """Tornado's protocol; after closing for a too large message (1009) it drains the input."""
 
     _drain_next_abort = False
+    _drain: asyncio.Task[None] | None = None
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if code == 1009:
@@ -765,17 +766,17 @@ class _Protocol13(tornado.websocket.WebSocketProtocol13):
         self._drain_next_abort = False
         self.client_terminated = True  # ends the receive loop; the drain reads in its place
         self.server_terminated = True
-        task = asyncio.ensure_future(self._drain(stream))
-        _draining.add(task)
-        task.add_done_callback(_draining.discard)
+        self._drain = asyncio.ensure_future(self._drain_then_abort(stream))
 
-    async def _drain(self, stream: tornado.iostream.IOStream) -> None:
+    def on_connection_close(self) -> None:
+        if self._drain is None or self._drain.done():
+            super().on_connection_close()
+        # else: the handler is told the connection closed; the stream goes when the drain ends
+
+    async def _drain_then_abort(self, stream: tornado.iostream.IOStream) -> None:
         left = DRAIN_BYTES
         with contextlib.suppress(tornado.iostream.StreamClosedError, TimeoutError):
             async with asyncio.timeout(DRAIN_SECONDS):
                 while left > 0:
                     left -= len(await stream.read_bytes(min(left, 65536), partial=True))
         super()._abort()
-
-
-_draining: set[asyncio.Task[None]] = set()
