@@ -29,15 +29,21 @@ BLOCK = (
     r"(?P<body>(?:(?:(?P=indent)[ \t]+.*)?\n)+)"  # the indented body, blank lines included
 )
 
-# Runs the page, then every `test_*` function it defined (awaited if async), as pytest would.
+# Runs the page, then every `test_*` function it defined (awaited if async) and every unittest
+# TestCase class it defined (Tornado's AsyncHTTPTestCase among them), as pytest would.
 RUNNER = """
-import asyncio, inspect, runpy
+import asyncio, inspect, runpy, unittest
 namespace = runpy.run_path({script!r}, run_name="docs_sample")
 for name, function in list(namespace.items()):
-    if name.startswith("test_") and callable(function):
+    if name.startswith("test_") and callable(function) and not isinstance(function, type):
         result = function()
         if inspect.iscoroutine(result):
             asyncio.run(result)
+for name, case in list(namespace.items()):
+    if isinstance(case, type) and issubclass(case, unittest.TestCase) and case.__module__ == "docs_sample":
+        suite = unittest.defaultTestLoader.loadTestsFromTestCase(case)
+        outcome = unittest.TextTestRunner(verbosity=2).run(suite)
+        assert outcome.wasSuccessful() and outcome.testsRun, name
 """
 
 DJANGO_SETUP = """
