@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
+from tests.polling import wait_until
 from tornado_websockets.rooms import Rooms
 from tornado_websockets.testing import serve
 from tornado_websockets.websocket import WebSocket
@@ -97,10 +97,7 @@ async def test_a_closed_connection_leaves_all_its_rooms() -> None:
         assert await client.request("join", {"room": "b"}) == ["a", "b"]
         assert set(ws.rooms) == {"a", "b"}
         client.close()
-        for _ in range(500):
-            if not ws.rooms:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: not ws.rooms)
         assert len(ws.rooms) == 0
 
 

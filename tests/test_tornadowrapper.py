@@ -263,8 +263,8 @@ async def test_shutdown_stops_accepting_and_lets_running_functions_finish() -> N
         assert await two.wait_closed() == 1001
         with pytest.raises(ConnectionRefusedError):  # no longer accepting: the listening socket is closed
             await server.connect("/busy", timeout=2)
-        await asyncio.sleep(0.5)
-        assert not shutdown.done()  # waiting for "work", which is still running
+        done, _ = await asyncio.wait({shutdown}, timeout=0.5)
+        assert not done  # still waiting for "work", which is still running
         release.set()
         await asyncio.wait_for(shutdown, 5)
         assert sorted(finished) == ["work", "work_sync"]  # both ran to their end
