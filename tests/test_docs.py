@@ -153,3 +153,30 @@ def test_quick_start_javascript_talks_to_the_quick_start_server() -> None:
         {"event": "message", "data": {"text": "hi"}},
     ]
     assert tab.errors == []
+
+
+def test_samples_import_public_names_from_the_package_only() -> None:
+    """One spelling per name: ``from tornado_websockets import WebSocket``, never from its module."""
+    import tornado_websockets
+
+    public = set(tornado_websockets.__all__)
+    line = re.compile(r"from tornado_websockets\.[\w.]+ import (?P<names>[\w, ]+)")
+    sources = [*PAGES, *ROOT.joinpath("example_project").rglob("*.py")]
+    misspelled = [
+        f"{source.name}: {match[0]}"
+        for source in sources
+        for match in line.finditer(source.read_text())
+        if public & {name.strip() for name in match["names"].split(",")}
+    ]
+    assert misspelled == []
+
+
+def test_the_readme_lists_every_extra_and_site_is_the_django_bundle() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    readme = (ROOT / "README.rst").read_text()
+    installation = readme[readme.index("\nInstallation\n") : readme.index("\nJavaScript client\n")]
+    assert [extra for extra in extras if f"``{extra}``" not in installation] == []
+    bundled = {"django", "fast", "typed", "metrics", "redis"}
+    assert sorted(extras["site"]) == sorted(spec for extra in bundled for spec in extras[extra])

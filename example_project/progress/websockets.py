@@ -8,8 +8,7 @@ page mid-task is sent the bar's current state at once.
 import threading
 import time
 
-from tornado_websockets import WebSocket, WebSocketHandler
-from tornado_websockets.modules import ProgressBar
+from tornado_websockets import ProgressBar, WebSocket, WebSocketHandler
 
 STEPS = 50
 STEP_SECONDS = 0.06  # about 3 seconds in all
