@@ -180,3 +180,11 @@ def test_the_readme_lists_every_extra_and_site_is_the_django_bundle() -> None:
     assert [extra for extra in extras if f"``{extra}``" not in installation] == []
     bundled = {"django", "fast", "typed", "metrics", "redis"}
     assert sorted(extras["site"]) == sorted(spec for extra in bundled for spec in extras[extra])
+
+
+def test_the_django_page_documents_every_tornado_key() -> None:
+    from tornado_websockets.conf import DEFAULTS
+
+    page = (ROOT / "docs" / "django.rst").read_text()
+    table = page[page.index("key                    default") : page.index("Event functions in your apps")]
+    assert [key for key in DEFAULTS if f"\n``{key}``" not in table] == []
