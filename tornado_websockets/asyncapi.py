@@ -1,8 +1,10 @@
 """An AsyncAPI 3.0 document generated from what is registered: paths, events both ways, payload schemas.
 
 From the server's point of view: events bound with ``@ws.on`` are ``receive`` operations (with a
-``reply`` when the function declares a return type), events declared with ``ws.emits`` are
-``send`` operations. Payload schemas come from annotations, descriptions from docstrings.
+``reply`` when the function declares a return type), events declared with ``ws.emits`` (or by a
+module) are ``send`` operations, and so are the library's own (``warning``, ``error``, ``ack``;
+``joined``/``left`` with presence events; ``stream``/``resync`` with recovery, see
+`tornado_websockets.builtin_events`). Payload schemas come from annotations, descriptions from docstrings.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import typing
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from tornado_websockets import protocol
+from tornado_websockets import builtin_events, protocol
 from tornado_websockets.routes import Route
 from tornado_websockets.typed import resolved_hint
 
@@ -74,9 +76,14 @@ def document(
                     "messages": [{"$ref": f"#/channels/{channel_id}/messages/{_key(reply_key)}"}],
                 }
             operations[f"{channel_id}.receive.{key}"] = operation
-        for name, (payload, text) in sorted(ws.outgoing.items()):
+        # The library's own events first, so that an application's declaration of one wins.
+        outgoing = {**builtin_events.declared(ws), **ws.outgoing}
+        for name, (payload, text) in sorted(outgoing.items()):
             key = _key(f"emit.{name}")
-            messages[key] = _message(name, schemas.of(payload), text)
+            if name == protocol.ACK_EVENT and name not in ws.outgoing:
+                messages[key] = {**_reply_message(name, {}), "name": name, "description": text}
+            else:
+                messages[key] = _message(name, schemas.of(payload), text)
             operations[f"{channel_id}.send.{_key(name)}"] = {
                 "action": "send",
                 "channel": {"$ref": f"#/channels/{channel_id}"},

@@ -1,14 +1,17 @@
-"""The four pages, the admin (with the WebSocket dashboard) and the WebSocket API's explorer.
+"""The four pages, the admin, the WebSocket API's explorer and the live dashboard.
 
 The WebSockets themselves live in the apps' ``websockets`` modules.
 """
 
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
+from django.templatetags.static import static
 from django.urls import include, path
-from django.views.generic import TemplateView
+from django.views.generic import RedirectView, TemplateView
 
 urlpatterns = [
+    # Browsers ask for /favicon.ico on pages that name no icon (a JSON document): not a 404 each time.
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("", TemplateView.as_view(template_name="index.html"), name="index"),
     path("echo/", TemplateView.as_view(template_name="echo.html"), name="echo"),
     path("chat/", login_required(TemplateView.as_view(template_name="chat.html")), name="chat"),

@@ -27,8 +27,8 @@ def start(socket: WebSocketHandler) -> None:
         return
     try:
         bar.reset()
-        for step in range(1, STEPS + 1):
+        for _ in range(STEPS):
             time.sleep(STEP_SECONDS)  # the work of one step
-            bar.tick(label=f"Step {step} of {STEPS}")
+            bar.tick()  # no label: the page shows the percentage, as on open and after a reload
     finally:
         _task.release()
