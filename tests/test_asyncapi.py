@@ -66,7 +66,8 @@ def test_document_is_valid_asyncapi_3(use_msgspec: bool, monkeypatch: pytest.Mon
     chat = doc["channels"]["chat_room"]
     assert chat["address"] == "/ws/chat/{room}"
     assert set(chat["parameters"]) == {"room"}
-    assert set(chat["messages"]) == {"chat_message", "count", "count_reply", "emit_said", "emit_news"}
+    library = {"emit_warning", "emit_error", "emit_ack"}  # every path sends them
+    assert set(chat["messages"]) == {"chat_message", "count", "count_reply", "emit_said", "emit_news", *library}
     message = chat["messages"]["chat_message"]
     assert message["name"] == "chat.message"
     assert message["description"].startswith("Post a message to the room.")
@@ -94,3 +95,37 @@ def test_emits_checks_the_event_name() -> None:
 
 def test_an_empty_process_is_still_a_valid_document() -> None:
     jsonschema.Draft7Validator(SCHEMA).validate(asyncapi.document())
+
+
+def test_the_library_declares_every_event_it_sends() -> None:
+    from tornado_websockets import ProgressBar
+
+    lobby = WebSocket("/lobby", presence_events=True, recover=30)
+    progress = WebSocket("/progress")
+    progress.bind(ProgressBar("demo"))
+    plain = WebSocket("/plain")
+    plain.emits("warning", Say, "The application's own description wins.")
+    doc = asyncapi.document([lobby, progress, plain])
+    jsonschema.validate(doc, SCHEMA)
+
+    def sent(channel: str) -> set[str]:
+        prefix = f"{channel}.send."
+        return {operation[len(prefix) :] for operation in doc["operations"] if operation.startswith(prefix)}
+
+    assert sent("lobby") == {"warning", "error", "ack", "joined", "left", "stream", "resync"}
+    assert sent("progress") == {
+        "warning",
+        "error",
+        "ack",
+        "module_progressbar_demo_init",
+        "module_progressbar_demo_update",
+        "module_progressbar_demo_done",
+    }
+    assert sent("plain") == {"warning", "error", "ack"}
+    messages = doc["channels"]["plain"]["messages"]
+    assert messages["emit_warning"]["description"] == "The application's own description wins."
+    ack = doc["channels"]["lobby"]["messages"]["emit_ack"]["payload"]
+    assert set(ack["required"]) == {"event", "id"} and "error" in ack["properties"]
+    joined = doc["channels"]["lobby"]["messages"]["emit_joined"]["payload"]["properties"]["data"]
+    assert joined == {"$ref": "#/components/schemas/PresenceMember"}
+    assert set(doc["components"]["schemas"]["PresenceMember"]["required"]) == {"room", "user", "name"}
