@@ -24,7 +24,7 @@ from tornado_websockets.typed import resolved_hint
 if TYPE_CHECKING:
     from tornado_websockets.websocket import WebSocket
 
-__all__ = ["document"]
+__all__ = ["document", "markdown_inline"]
 
 try:
     import msgspec
@@ -78,8 +78,9 @@ def document(
             operations[f"{channel_id}.receive.{key}"] = operation
         # The library's own events first, so that an application's declaration of one wins.
         outgoing = {**builtin_events.declared(ws), **ws.outgoing}
-        for name, (payload, text) in sorted(outgoing.items()):
+        for name, (payload, declared) in sorted(outgoing.items()):
             key = _key(f"emit.{name}")
+            text = markdown_inline(declared) if declared else None
             if name == protocol.ACK_EVENT and name not in ws.outgoing:
                 messages[key] = {**_reply_message(name, {}), "name": name, "description": text}
             else:
@@ -116,7 +117,26 @@ def _return_type(callback: Any) -> Any:
 
 
 def _docstring(callback: Any) -> str | None:
-    return inspect.getdoc(callback) or None
+    text = inspect.getdoc(callback)
+    return markdown_inline(text) if text else None
+
+
+# reST inline markup of docstrings, rewritten as the CommonMark AsyncAPI descriptions are read as.
+_ROLE = re.compile(r":[\w:.-]+:`(?:[^`<]*?<(?P<target>[^`>]+)>|(?P<plain>[^`]+))`")
+_LITERAL = re.compile(r"``(?P<text>[^`]+?)``")
+_INTERPRETED = re.compile(r"(?<![`\w])`(?P<text>[^`]+?)`_{0,2}(?![`\w])")
+
+
+def markdown_inline(text: str) -> str:
+    """``code`` and `roles` of reST as CommonMark code spans (``**strong**`` and ``*em*`` are the same)."""
+
+    def role(match: re.Match[str]) -> str:
+        target = (match["target"] or match["plain"]).strip()
+        return "`" + target.lstrip("~").rsplit(".", 1)[-1] if target.startswith("~") else "`" + target
+
+    text = _ROLE.sub(lambda match: role(match) + "`", text)
+    text = _LITERAL.sub(lambda match: "`" + match["text"] + "`", text)
+    return _INTERPRETED.sub(lambda match: "`" + match["text"].lstrip("~") + "`", text)
 
 
 def _summary(callback: Any) -> str | None:
