@@ -34,9 +34,9 @@ __all__ = [
     "CHROMIUM_ARGS",
     "REPOSITORY",
     "STATIC_ROOT",
+    "WIDTHS",
     "RunTornado",
     "ServerThread",
-    "WIDTHS",
     "Tab",
     "chromium",
     "free_port",
@@ -117,9 +117,7 @@ class Tab:
 
     def overflow(self) -> int:
         """How many CSS pixels the page is wider than the window (0: no horizontal scrolling)."""
-        return int(
-            self.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
-        )
+        return int(self.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth"))
 
     def check_widths(self, name: str) -> None:
         """At each of `WIDTHS`: no horizontal overflow, and a screenshot ``<name>-<width>.png``."""

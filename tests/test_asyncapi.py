@@ -67,7 +67,14 @@ def test_document_is_valid_asyncapi_3(use_msgspec: bool, monkeypatch: pytest.Mon
     assert chat["address"] == "/ws/chat/{room}"
     assert set(chat["parameters"]) == {"room"}
     library = {"emit_warning", "emit_error", "emit_ack"}  # every path sends them
-    assert set(chat["messages"]) == {"chat_message", "count", "count_reply", "emit_said", "emit_news", *library}
+    assert set(chat["messages"]) == {
+        "chat_message",
+        "count",
+        "count_reply",
+        "emit_said",
+        "emit_news",
+        *library,
+    }
     message = chat["messages"]["chat_message"]
     assert message["name"] == "chat.message"
     assert message["description"].startswith("Post a message to the room.")
@@ -125,7 +132,8 @@ def test_the_library_declares_every_event_it_sends() -> None:
     messages = doc["channels"]["plain"]["messages"]
     assert messages["emit_warning"]["description"] == "The application's own description wins."
     ack = doc["channels"]["lobby"]["messages"]["emit_ack"]["payload"]
-    assert set(ack["required"]) == {"event", "id"} and "error" in ack["properties"]
+    assert set(ack["required"]) == {"event", "id"}
+    assert "error" in ack["properties"]
     joined = doc["channels"]["lobby"]["messages"]["emit_joined"]["payload"]["properties"]["data"]
     assert joined == {"$ref": "#/components/schemas/PresenceMember"}
     assert set(doc["components"]["schemas"]["PresenceMember"]["required"]) == {"room", "user", "name"}

@@ -62,7 +62,7 @@ def samples(page: Path, language: str = "python") -> list[str]:
     return [textwrap.dedent(match["body"]) for match in block.finditer(page.read_text())]
 
 
-#: The first line of a sample that is a file of a project: "# lobby/views.py" or "{# lobby/templates/x.html #}".
+#: The first line of a sample that is a project's file: "# lobby/views.py", "{# lobby/templates/x.html #}".
 FILE_NAME = re.compile(r"^(?:# (?P<python>[\w/]+\.py)\b|\{# (?P<template>[\w/.]+\.html) #\})")
 
 

@@ -91,12 +91,14 @@ def test_a_message_over_the_limit_cannot_be_typed_and_a_refusal_is_shown(pair: t
     # A client that sends more anyway (an older page, a script) is told, on the page.
     page.evaluate(f"ws.emit('message', {{message: 'y'.repeat({MAX_LENGTH + 1})}})")
     expect(page.locator("#chat-error")).to_be_visible()
-    expect(page.locator("#chat-error")).to_contain_text(f"Not sent: a message is 1 to {MAX_LENGTH} characters")
+    expect(page.locator("#chat-error")).to_contain_text(
+        f"Not sent: a message is 1 to {MAX_LENGTH} characters"
+    )
     demo.check_widths("chat-refused")
 
 
 def test_a_page_whose_sign_in_is_gone_says_so_and_clears_the_online_list(pair: tuple[Tab, Tab]) -> None:
-    demo, alice = pair
+    _, alice = pair
     expect(alice.page.locator("#online li")).to_have_text(["alice", "demo"])
     # The session is gone (a restart with a new database, a log-out elsewhere): the next upgrade is
     # refused by the chat's guard, attempt after attempt.

@@ -64,7 +64,9 @@ def test_the_echo_page_fits_a_phone(demo: Tab, example: RunTornado) -> None:
     demo.check_widths("echo")
 
 
-def test_the_progress_label_keeps_one_format_and_the_page_fits_a_phone(demo: Tab, example: RunTornado) -> None:
+def test_the_progress_label_keeps_one_format_and_the_page_fits_a_phone(
+    demo: Tab, example: RunTornado
+) -> None:
     page = demo.page
     page.goto(example.url("/progress/"))
     expect(page.locator("#status")).to_have_text("connected")

@@ -105,8 +105,12 @@ def test_fits_a_phone_and_links_back_to_the_site(tab: Tab, example: RunTornado) 
     tab.check_widths("explorer")
     page.set_viewport_size({"width": 390, "height": 844})
     # One column: the workbench is as wide as the catalogue, not squeezed beside it.
-    catalogue, workbench = page.locator("#catalogue").bounding_box(), page.locator("#workbench").bounding_box()
-    assert catalogue is not None and workbench is not None
+    catalogue, workbench = (
+        page.locator("#catalogue").bounding_box(),
+        page.locator("#workbench").bounding_box(),
+    )
+    assert catalogue is not None
+    assert workbench is not None
     assert workbench["width"] == catalogue["width"] > 300
     page.click("#home")
     page.wait_for_url(example.url("/"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import tornado_websockets
 from tornado_websockets import exceptions, limits, modules, testing, tornadowrapper, websocket
 
@@ -24,12 +26,8 @@ def test_every_public_name_is_importable_from_the_package() -> None:
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
-    try:
+    with pytest.raises(AttributeError, match="'Serve'"):
         tornado_websockets.Serve  # type: ignore[attr-defined]  # noqa: B018
-    except AttributeError as error:
-        assert "Serve" in str(error)
-    else:
-        raise AssertionError("tornado_websockets.Serve should not exist")
 
 
 def test_the_package_loads_neither_django_nor_the_test_helper() -> None:

@@ -9,7 +9,6 @@ from typing import Any, TypedDict
 from tornado_websockets import WebSocket, WebSocketHandler
 
 
-
 class Echo(TypedDict):
     """What comes back."""
 
