@@ -15,7 +15,7 @@ DEBUG = os.environ.get("EXAMPLE_DEBUG", "1") != "0"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",  # with tornado_websockets: the live dashboard at /admin/websockets/
+    "django.contrib.admin",  # with tornado_websockets: the dashboard also at /admin/websockets/
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -21,7 +21,7 @@ urlpatterns = [
     path("chat/", login_required(CHAT_PAGE), name="chat"),
     path("progress/", TemplateView.as_view(template_name="progress.html"), name="progress"),
     path("accounts/", include("django.contrib.auth.urls")),  # login at /accounts/login/
-    path("admin/", admin.site.urls),  # staff: the live WebSocket dashboard at /admin/websockets/
+    path("admin/", admin.site.urls),  # staff: the dashboard in the admin's layout, /admin/websockets/
     # The AsyncAPI document and the event explorer (in DEBUG, or for staff with TORNADO["explorer"]),
     # metrics.json and Prometheus metrics (in DEBUG or for staff), the live dashboard (staff only).
     path("ws-api/", include("tornado_websockets.urls")),
