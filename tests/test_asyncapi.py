@@ -137,3 +137,21 @@ def test_the_library_declares_every_event_it_sends() -> None:
     joined = doc["channels"]["lobby"]["messages"]["emit_joined"]["payload"]["properties"]["data"]
     assert joined == {"$ref": "#/components/schemas/PresenceMember"}
     assert set(doc["components"]["schemas"]["PresenceMember"]["required"]) == {"room", "user", "name"}
+
+
+@pytest.mark.parametrize(
+    ("rest", "markdown"),
+    [
+        ("receives it as ``message``.", "receives it as `message`."),
+        ("see :class:`~tornado_websockets.limits.Limits`", "see `Limits`"),
+        (
+            "see :func:`the document <tornado_websockets.asyncapi.document>`",
+            "see `tornado_websockets.asyncapi.document`",
+        ),
+        ("the `WebSocket` path", "the `WebSocket` path"),
+        ("**strong** and *em* stay", "**strong** and *em* stay"),
+        ("<b>not markup</b> stays text", "<b>not markup</b> stays text"),  # the page writes it as text
+    ],
+)
+def test_docstrings_become_commonmark_descriptions(rest: str, markdown: str) -> None:
+    assert asyncapi.markdown_inline(rest) == markdown
