@@ -7,12 +7,22 @@ EXTRAS ?= test,lint,fast,typed,metrics,django,redis,browser,docs
 
 .PHONY: install lint docs test demo soak clean bench bench-quick js
 
+# What the example project imports: Django, and msgspec for the chat's typed payloads.
+DEMO_EXTRAS ?= django,typed
+
 $(BIN)/python:
+	@echo "Creating the virtualenv $(VENV) and upgrading pip in it..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+# Only the demo's packages (tens of MB, not the test, lint, browser and docs tools), with pip's progress shown.
+$(VENV)/.installed-demo: pyproject.toml setup.py | $(BIN)/python
+	@echo "Installing the demo's packages into $(VENV): the library with the [$(DEMO_EXTRAS)] extras..."
+	$(BIN)/python -m pip install --progress-bar on -e '.[$(DEMO_EXTRAS)]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -33,7 +43,7 @@ js:
 	$(PYTHON) tools/build_js.py
 
 # The Django example project (example_project/): SQLite database, demo users demo/demo and alice/alice.
-demo: install
+demo: $(VENV)/.installed-demo
 	cd example_project && $(abspath $(BIN))/python manage.py migrate --noinput
 	cd example_project && $(abspath $(BIN))/python manage.py seeddemo
 	cd example_project && $(abspath $(BIN))/python manage.py runtornado $(PORT)

@@ -12,9 +12,7 @@ from typing import Any
 
 import tornado.web
 
-from tornado_websockets.tornadowrapper import TornadoWrapper
-from tornado_websockets.websocket import WebSocket
-from tornado_websockets.websockethandler import WebSocketHandler
+from tornado_websockets import TornadoWrapper, WebSocket, WebSocketHandler
 
 chat = WebSocket("/chat")
 

@@ -34,6 +34,7 @@ __all__ = [
     "CHROMIUM_ARGS",
     "REPOSITORY",
     "STATIC_ROOT",
+    "WIDTHS",
     "RunTornado",
     "ServerThread",
     "Tab",
@@ -56,6 +57,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+#: The screens every page is checked on: a desktop and a phone (an iPhone 12 to 15 is 390 px wide).
+WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
 
 #: Seconds to wait for a server to come up or go away.
 STARTUP_TIMEOUT = 20.0
@@ -110,6 +114,18 @@ class Tab:
         path = ARTIFACTS / f"{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
         return path
+
+    def overflow(self) -> int:
+        """How many CSS pixels the page is wider than the window (0: no horizontal scrolling)."""
+        return int(self.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth"))
+
+    def check_widths(self, name: str) -> None:
+        """At each of `WIDTHS`: no horizontal overflow, and a screenshot ``<name>-<width>.png``."""
+        for label, (width, height) in WIDTHS.items():
+            self.page.set_viewport_size({"width": width, "height": height})
+            self.page.wait_for_function(f"() => window.innerWidth === {width}")
+            self.screenshot(f"{name}-{label}")
+            assert self.overflow() <= 0, f"{name} is {self.overflow()} px too wide at {width} px"
 
     def close(self) -> None:
         """Close the page's context (its sockets close with it)."""

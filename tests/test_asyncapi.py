@@ -66,7 +66,15 @@ def test_document_is_valid_asyncapi_3(use_msgspec: bool, monkeypatch: pytest.Mon
     chat = doc["channels"]["chat_room"]
     assert chat["address"] == "/ws/chat/{room}"
     assert set(chat["parameters"]) == {"room"}
-    assert set(chat["messages"]) == {"chat_message", "count", "count_reply", "emit_said", "emit_news"}
+    library = {"emit_warning", "emit_error", "emit_ack"}  # every path sends them
+    assert set(chat["messages"]) == {
+        "chat_message",
+        "count",
+        "count_reply",
+        "emit_said",
+        "emit_news",
+        *library,
+    }
     message = chat["messages"]["chat_message"]
     assert message["name"] == "chat.message"
     assert message["description"].startswith("Post a message to the room.")
@@ -94,3 +102,56 @@ def test_emits_checks_the_event_name() -> None:
 
 def test_an_empty_process_is_still_a_valid_document() -> None:
     jsonschema.Draft7Validator(SCHEMA).validate(asyncapi.document())
+
+
+def test_the_library_declares_every_event_it_sends() -> None:
+    from tornado_websockets import ProgressBar
+
+    lobby = WebSocket("/lobby", presence_events=True, recover=30)
+    progress = WebSocket("/progress")
+    progress.bind(ProgressBar("demo"))
+    plain = WebSocket("/plain")
+    plain.emits("warning", Say, "The application's own description wins.")
+    doc = asyncapi.document([lobby, progress, plain])
+    jsonschema.validate(doc, SCHEMA)
+
+    def sent(channel: str) -> set[str]:
+        prefix = f"{channel}.send."
+        return {operation[len(prefix) :] for operation in doc["operations"] if operation.startswith(prefix)}
+
+    assert sent("lobby") == {"warning", "error", "ack", "joined", "left", "stream", "resync"}
+    assert sent("progress") == {
+        "warning",
+        "error",
+        "ack",
+        "module_progressbar_demo_init",
+        "module_progressbar_demo_update",
+        "module_progressbar_demo_done",
+    }
+    assert sent("plain") == {"warning", "error", "ack"}
+    messages = doc["channels"]["plain"]["messages"]
+    assert messages["emit_warning"]["description"] == "The application's own description wins."
+    ack = doc["channels"]["lobby"]["messages"]["emit_ack"]["payload"]
+    assert set(ack["required"]) == {"event", "id"}
+    assert "error" in ack["properties"]
+    joined = doc["channels"]["lobby"]["messages"]["emit_joined"]["payload"]["properties"]["data"]
+    assert joined == {"$ref": "#/components/schemas/PresenceMember"}
+    assert set(doc["components"]["schemas"]["PresenceMember"]["required"]) == {"room", "user", "name"}
+
+
+@pytest.mark.parametrize(
+    ("rest", "markdown"),
+    [
+        ("receives it as ``message``.", "receives it as `message`."),
+        ("see :class:`~tornado_websockets.limits.Limits`", "see `Limits`"),
+        (
+            "see :func:`the document <tornado_websockets.asyncapi.document>`",
+            "see `tornado_websockets.asyncapi.document`",
+        ),
+        ("the `WebSocket` path", "the `WebSocket` path"),
+        ("**strong** and *em* stay", "**strong** and *em* stay"),
+        ("<b>not markup</b> stays text", "<b>not markup</b> stays text"),  # the page writes it as text
+    ],
+)
+def test_docstrings_become_commonmark_descriptions(rest: str, markdown: str) -> None:
+    assert asyncapi.markdown_inline(rest) == markdown

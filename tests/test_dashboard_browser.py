@@ -36,9 +36,8 @@ def test_staff_see_the_chat_connection_and_the_chart_draws(browser: Browser, exa
         expect(alice.page.locator("#status")).to_have_text("connected")
         page = demo.page
         page.click("text=Dashboard")  # the link shows for staff
-        page.wait_for_url(example.url("/admin/websockets/"))  # a page of the Django admin
-        expect(page.locator("#site-name")).to_be_visible()  # the admin's own header
-        expect(page.locator(".breadcrumbs")).to_contain_text("WebSocket dashboard")
+        page.wait_for_url(example.url("/ws-api/dashboard/"))  # the page the README names
+        expect(page.locator("h1")).to_have_text("WebSocket dashboard")
         expect(page.locator("#status")).to_have_text("connected")
         chat = page.locator('#paths tr[data-path="/chat"] td')
         expect(chat.nth(1)).to_have_text("1")  # connections
@@ -55,6 +54,11 @@ def test_staff_see_the_chat_connection_and_the_chart_draws(browser: Browser, exa
         assert page.evaluate("Math.max(...rates)") > 0  # the messages made a rate above zero
         expect(page.locator("#backplane")).to_have_text("Broker (local)")
         demo.screenshot("dashboard-staff")
+        demo.check_widths("dashboard")
+        # On a phone each path is a card whose values carry their column's name.
+        expect(chat.nth(1)).to_have_attribute("data-label", "Connections")
+        page.click("#home")  # back to the site
+        page.wait_for_url(example.url("/"))
         assert demo.errors == []
         assert alice.errors == []
     finally:
@@ -70,8 +74,10 @@ def test_the_admin_index_links_to_the_dashboard(browser: Browser, example: RunTo
         expect(box).to_be_visible()
         demo.page.get_by_role("link", name="Live dashboard").click()
         demo.page.wait_for_url(example.url("/admin/websockets/"))
+        expect(demo.page.locator("#site-name")).to_be_visible()  # the admin's own header
+        expect(demo.page.locator(".breadcrumbs")).to_contain_text("WebSocket dashboard")
         expect(demo.page.locator("#status")).to_have_text("connected")
-        demo.screenshot("dashboard-admin")
+        demo.check_widths("dashboard-admin")
         assert demo.errors == []
     finally:
         demo.close()

@@ -68,6 +68,25 @@ def samples(page: Path, language: str = "python") -> list[str]:
     return [textwrap.dedent(match["body"]) for match in block.finditer(page.read_text())]
 
 
+#: The first line of a sample that is a project's file: "# lobby/views.py", "{# lobby/templates/x.html #}".
+FILE_NAME = re.compile(r"^(?:# (?P<python>[\w/]+\.py)\b|\{# (?P<template>[\w/.]+\.html) #\})")
+
+
+def write_module(folder: Path, block: str) -> Path | None:
+    """Write a sample that names its file (``# lobby/views.py``) there, in packages; return its path."""
+    match = FILE_NAME.match(block)
+    if match is None:
+        return None
+    path = folder / (match["python"] or match["template"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if match["python"]:
+        for package in path.relative_to(folder).parents:
+            if package != Path("."):
+                (folder / package / "__init__.py").touch()
+    path.write_text(block)
+    return path
+
+
 def test_pages_have_samples_to_run() -> None:
     counted = {page.name: len(samples(page)) for page in PAGES}
     assert sum(counted.values()) >= 10, counted
@@ -83,6 +102,7 @@ def test_samples_run(page: Path, tmp_path: Path) -> None:
     parts = [header]
     for number, block in enumerate(blocks, 1):
         parts.append(f"# --- sample {number} of {page.name}\n{block}")
+        write_module(tmp_path, block)  # so that `from lobby.views import lobby_page` finds it
     script.write_text("\n".join(parts))
     result = subprocess.run(
         # Not as __main__: a sample's `if __name__ == "__main__": TornadoWrapper.run()` stays off.
@@ -101,10 +121,11 @@ def test_django_template_samples_render() -> None:
 
     engine = DjangoTemplates({"NAME": "django", "DIRS": [], "APP_DIRS": False, "OPTIONS": {}})
     templates = [template for page in PAGES for template in samples(page, "html+django")]
-    assert templates  # the README's Django quick start has one
+    assert templates  # the README's Django quick start has some
     for template in templates:
         html = engine.from_string(template).render()
-        assert '<script src="/static/tornado_websockets/client.js"></script>' in html
+        if "{% static" in template:
+            assert '<script src="/static/tornado_websockets/client.js"></script>' in html
 
 
 QUICK_STARTS = [ROOT / "README.rst", ROOT / "docs" / "quickstart.rst"]
@@ -159,3 +180,126 @@ def test_quick_start_javascript_talks_to_the_quick_start_server() -> None:
         {"event": "message", "data": {"text": "hi"}},
     ]
     assert tab.errors == []
+
+
+def test_samples_import_public_names_from_the_package_only() -> None:
+    """One spelling per name: ``from tornado_websockets import WebSocket``, never from its module."""
+    import tornado_websockets
+
+    public = set(tornado_websockets.__all__)
+    line = re.compile(r"from tornado_websockets\.[\w.]+ import (?P<names>[\w, ]+)")
+    sources = [*PAGES, *ROOT.joinpath("example_project").rglob("*.py")]
+    misspelled = [
+        f"{source.name}: {match[0]}"
+        for source in sources
+        for match in line.finditer(source.read_text())
+        if public & {name.strip() for name in match["names"].split(",")}
+    ]
+    assert misspelled == []
+
+
+def test_the_readme_lists_every_extra_and_site_is_the_django_bundle() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    readme = (ROOT / "README.rst").read_text()
+    installation = readme[readme.index("\nInstallation\n") : readme.index("\nJavaScript client\n")]
+    assert [extra for extra in extras if f"``{extra}``" not in installation] == []
+    bundled = {"django", "fast", "typed", "metrics", "redis"}
+    assert sorted(extras["site"]) == sorted(spec for extra in bundled for spec in extras[extra])
+
+
+def test_the_django_page_documents_every_tornado_key() -> None:
+    from tornado_websockets.conf import DEFAULTS
+
+    page = (ROOT / "docs" / "django.rst").read_text()
+    table = page[page.index("key                    default") : page.index("Event functions in your apps")]
+    assert [key for key in DEFAULTS if f"\n``{key}``" not in table] == []
+
+
+# The project `django-admin startproject` makes, less the admin, with the README's settings sample.
+QUICK_START_SETTINGS = """
+from pathlib import Path
+BASE_DIR = Path(__file__).resolve().parent.parent
+SECRET_KEY = "docs-test-only"
+DEBUG = True
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+DEFAULT_APPS = ["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions",
+                "django.contrib.messages", "django.contrib.staticfiles"]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "urls"
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True,
+              "OPTIONS": {"context_processors": ["django.template.context_processors.request",
+                                                 "django.contrib.auth.context_processors.auth"]}}]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
+STATIC_URL = "static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LOGIN_REDIRECT_URL = "/lobby/"
+"""
+
+MANAGE_PY = """
+import os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+from django.core.management import execute_from_command_line
+execute_from_command_line(sys.argv)
+"""
+
+
+def test_readme_django_quick_start_is_a_working_page_in_chromium(tmp_path: Path) -> None:
+    """The README's Django samples pasted into a new project: sign in, see the page, chat."""
+    from playwright.sync_api import expect
+
+    from tests.browser import RunTornado, Tab, chromium
+
+    readme = ROOT / "README.rst"
+    django_part = readme.read_text().split("Quick start (Django)")[1].split("\nEvent functions\n")[0]
+    page_file = tmp_path / "quick_start.rst"
+    page_file.write_text(django_part)
+    blocks = [*samples(page_file), *samples(page_file, "html+django")]
+    written = [write_module(tmp_path, block) for block in blocks]
+    names = sorted(str(path.relative_to(tmp_path)) for path in written if path is not None)
+    assert names == [
+        "lobby/templates/lobby.html",
+        "lobby/templates/registration/login.html",
+        "lobby/views.py",
+        "lobby/websockets.py",
+        "settings.py",  # not used: its lines go into mysite/settings.py below
+        "urls.py",
+    ]
+    (settings_sample,) = [block for block in blocks if block.startswith("# settings.py")]
+    (tmp_path / "mysite").mkdir()
+    (tmp_path / "mysite" / "__init__.py").touch()
+    settings = QUICK_START_SETTINGS + settings_sample.replace("[...,", "[*DEFAULT_APPS,")
+    (tmp_path / "mysite" / "settings.py").write_text(settings)
+    (tmp_path / "manage.py").write_text(MANAGE_PY)
+    server = RunTornado(tmp_path, free_port(), env={"DJANGO_SETTINGS_MODULE": "mysite.settings"})
+    server.manage("migrate", "--noinput")
+    create = "from django.contrib.auth.models import User; User.objects.create_user('ann', password='pw')"
+    server.manage("shell", "-c", create)
+    server.start()
+    try:
+        with chromium() as browser:
+            tab = Tab.open(browser, server.url("/lobby/"))
+            page = tab.page
+            assert "/accounts/login/" in page.url  # @login_required, before any socket is refused
+            page.fill("input[name=username]", "ann")
+            page.fill("input[name=password]", "pw")
+            page.press("input[name=password]", "Enter")
+            page.wait_for_url(server.url("/lobby/"))
+            expect(page.locator("#status")).to_have_text("connected")
+            expect(page.locator("body")).to_contain_text("You are ann")
+            page.fill("#text", "hello <b>all</b>")
+            page.press("#text", "Enter")
+            expect(page.locator("#log li")).to_have_text(["ann: hello <b>all</b>"])
+            assert page.locator("#text").get_attribute("maxlength") == "500"
+            tab.check_widths("readme-django-quick-start")
+            tab.close()
+            assert tab.errors == []
+    finally:
+        server.stop()

@@ -6,13 +6,14 @@ Screenshots land in ``tests/artifacts/``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.browser import RunTornado, Tab, chromium
-from tests.example_browser import example_server, logged_in
+from tests.example_browser import EXAMPLE_PROJECT, example_server, logged_in
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +75,58 @@ def test_a_page_that_drops_gets_the_messages_it_missed(pair: tuple[Tab, Tab]) ->
     expect(alice.page.locator("#chat-note")).to_be_hidden()  # recovered: nothing was missed
     expect(alice.page.locator("#online li")).to_have_text(["alice", "demo"])
     alice.screenshot("chat-recovered")
+
+
+def test_a_message_over_the_limit_cannot_be_typed_and_a_refusal_is_shown(pair: tuple[Tab, Tab]) -> None:
+    # The server's limit, read from the example's source (importing it here would register /chat).
+    source = (EXAMPLE_PROJECT / "chat" / "websockets.py").read_text()
+    limit = re.search(r"^MAX_LENGTH = (\d+)$", source, re.M)
+    assert limit is not None
+    MAX_LENGTH = int(limit[1])
+    demo, _ = pair
+    page = demo.page
+    assert page.locator("#chat-input").get_attribute("maxlength") == str(MAX_LENGTH)
+    page.fill("#chat-input", "x" * (MAX_LENGTH + 20))
+    assert len(page.input_value("#chat-input")) == MAX_LENGTH  # the browser stops at the limit
+    # A client that sends more anyway (an older page, a script) is told, on the page.
+    page.evaluate(f"ws.emit('message', {{message: 'y'.repeat({MAX_LENGTH + 1})}})")
+    expect(page.locator("#chat-error")).to_be_visible()
+    expect(page.locator("#chat-error")).to_contain_text(
+        f"Not sent: a message is 1 to {MAX_LENGTH} characters"
+    )
+    demo.check_widths("chat-refused")
+
+
+def test_a_page_whose_sign_in_is_gone_says_so_and_clears_the_online_list(pair: tuple[Tab, Tab]) -> None:
+    _, alice = pair
+    expect(alice.page.locator("#online li")).to_have_text(["alice", "demo"])
+    # The session is gone (a restart with a new database, a log-out elsewhere): the next upgrade is
+    # refused by the chat's guard, attempt after attempt.
+    alice.page.context.clear_cookies()
+    alice.page.evaluate("ws.websocket.close()")  # a drop: the client reconnects by itself
+    notice = alice.page.locator("#notice")
+    expect(notice).to_contain_text("no longer knows your sign-in", timeout=20_000)
+    expect(notice.get_by_role("link", name="Sign in again")).to_have_attribute(
+        "href", "/accounts/login/?next=%2Fchat%2F"
+    )
+    expect(alice.page.locator("#status")).to_have_text("signed out")
+    expect(alice.page.locator("#online li")).to_have_count(0)  # not a stale list
+    expect(alice.page.locator("#whoami")).to_have_text("You are signed out.")
+    alice.check_widths("chat-signed-out")
+    alice.page.evaluate("ws.close()")
+
+
+def test_a_final_close_for_a_sign_out_says_what_to_do(pair: tuple[Tab, Tab]) -> None:
+    """The client's "ended" event (contract: a final close, 4001 = signed out) as the page shows it."""
+    _, alice = pair
+    # What the client hands its listeners on a final close; raised here through its frame dispatch,
+    # as the server side of 4001 is not in this branch.
+    alice.page.evaluate(
+        """ws.options.reconnect = null;
+        ws.websocket.dispatchEvent(new MessageEvent("message", {data: JSON.stringify(
+          {event: "ended", data: {code: 4001, reason: "Signed out", final: true}})}));"""
+    )
+    expect(alice.page.locator("#notice")).to_contain_text("You were signed out")
+    expect(alice.page.locator("#notice a")).to_have_text("Sign in again")
+    expect(alice.page.locator("#online li")).to_have_count(0)
+    expect(alice.page.locator("#whoami")).to_have_text("You are signed out.")

@@ -19,12 +19,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 import tornado.httpclient
 
+from tests.polling import wait_until
 from tests.servers import ROOT, free_port
 from tornado_websockets.testing import WebSocketTestClient
 
@@ -64,31 +66,38 @@ def example_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def base(example_env: dict[str, str]) -> Iterator[str]:
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the example's runtornado writes its output (stdout and stderr)."""
+    return tmp_path_factory.mktemp("example-log") / "runtornado.log"
+
+
+@pytest.fixture(scope="module")
+def base(example_env: dict[str, str], server_log: Path) -> Iterator[str]:
     """``runtornado`` of the example project on a free port; its ``http://`` base URL."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "runtornado", str(port), "--noreload"],
-        cwd=EXAMPLE,
-        env=example_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    with server_log.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "runtornado", str(port), "--noreload"],
+            cwd=EXAMPLE,
+            env=example_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not _answers(url):
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                pytest.fail(f"runtornado did not start:\n{process.communicate()[0]}")
+                process.wait()
+                pytest.fail(f"runtornado did not start:\n{server_log.read_text()}")
             time.sleep(0.05)
         yield url
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        process.communicate(timeout=15)
+        process.wait(timeout=15)
 
 
 def _answers(url: str) -> bool:
@@ -162,6 +171,40 @@ async def test_the_home_page_links_the_three_pages(base: str) -> None:
     html = (await fetch(base + "/")).body.decode()
     for path in ("/echo/", "/chat/", "/progress/"):
         assert f'href="{path}"' in html
+
+
+async def test_the_home_page_links_the_explorer_and_the_dashboard_of_the_readme(base: str) -> None:
+    html = (await fetch(base + "/")).body.decode()
+    assert 'href="/ws-api/explorer/"' in html
+    assert 'href="/ws-api/dashboard/"' in html
+    assert "``/ws-api/dashboard/``" in (ROOT / "README.rst").read_text()
+
+
+async def test_the_staff_dashboard_link_is_the_page_the_readme_names(base: str) -> None:
+    cookie = await log_in(base, "demo", "demo")  # staff
+    html = (await fetch(base + "/", headers={"Cookie": cookie})).body.decode()
+    assert '<a href="/ws-api/dashboard/">Dashboard</a>' in html
+    assert (await fetch(base + "/ws-api/dashboard/", headers={"Cookie": cookie})).code == 200
+
+
+async def test_the_favicon_is_served(base: str) -> None:
+    icon = await fetch(base + "/favicon.ico")  # redirected to the static file
+    assert (icon.code, icon.headers["Content-Type"]) == (200, "image/svg+xml")
+
+
+async def test_each_request_is_logged_once_with_its_date_and_time(base: str, server_log: Path) -> None:
+    missing = f"/no-such-page-{time.monotonic_ns()}/"
+    assert (await fetch(base + missing)).code == 404
+    found = f"/echo/?visit={time.monotonic_ns()}"
+    assert (await fetch(base + found)).code == 200
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+ "
+    await wait_until(lambda: found in server_log.read_text())
+    logged = await asyncio.to_thread(server_log.read_text)
+    lines = [line for line in logged.splitlines() if missing in line]
+    assert len(lines) == 1, lines  # Tornado's access line; Django's "Not Found" is not repeated
+    assert re.match(stamp + f"404 GET {missing} ", lines[0]), lines[0]
+    (echo,) = [line for line in logged.splitlines() if found in line]
+    assert re.match(stamp + "200 GET " + re.escape(found), echo), echo
 
 
 async def test_the_chat_page_sends_anonymous_visitors_to_the_login_page(base: str) -> None:
@@ -251,5 +294,5 @@ async def test_the_progress_task_reports_each_step_then_done(base: str) -> None:
         ] * 50  # one run, reset once
         assert frames[0].data == {"indeterminate": False, "min": 0, "max": 50, "current": 0}
         assert [f.data["current"] for f in frames[1:]] == list(range(1, 51))
-        assert frames[-1].data["label"] == "Step 50 of 50"
+        assert all("label" not in f.data for f in frames)  # the page shows one format: the percentage
         assert await other.wait_for(prefix + "done") == {}

@@ -65,7 +65,8 @@ def test_in_debug_the_document_is_served_and_valid_asyncapi_3() -> None:
     document = response.json()
     jsonschema.validate(document, SCHEMA)
     assert document["channels"]["notes_board"]["address"] == "/ws/notes/{board}"
-    assert set(document["operations"]) == {"notes_board.receive.add", "notes_board.send.added"}
+    library = {f"notes_board.send.{event}" for event in ("warning", "error", "ack")}
+    assert set(document["operations"]) == {"notes_board.receive.add", "notes_board.send.added", *library}
     assert document["components"]["schemas"]["Note"]["required"] == ["pinned", "text"]
 
 

@@ -67,18 +67,69 @@ def connect_to_chat(tab: Tab) -> None:
 def test_lists_every_path_and_event_of_the_example_project(tab: Tab) -> None:
     catalogue = tab.page.locator("#catalogue")
     expect(catalogue.locator(".channel h3")).to_have_text(["/ws/chat", "/ws/echo", "/ws/progress"])
+    library = ["ack", "error", "warning"]  # every path sends them
+
+    def sent(*events: str) -> list[str]:
+        return [f"server → client{event}" for event in sorted([*events, *library])]
+
+    # Presence (joined, left), recovery (stream, resync) and the chat's own online: all declared.
     expect(catalogue.locator("[data-channel=chat] .event summary")).to_have_text(
-        ["client → servermessage", "server → clientmessage"]
+        ["client → servermessage", *sent("joined", "left", "message", "online", "resync", "stream")]
     )
-    expect(catalogue.locator("[data-channel=echo] .event summary")).to_have_text(["client → serverecho"])
-    expect(catalogue.locator("[data-channel=progress] .event summary")).to_have_text(["client → serverstart"])
+    expect(catalogue.locator("[data-channel=echo] .event summary")).to_have_text(
+        ["client → serverecho", *sent("echo")]
+    )
+    bar = "module_progressbar_demo_"
+    expect(catalogue.locator("[data-channel=progress] .event summary")).to_have_text(
+        ["client → serverstart", *sent(bar + "done", bar + "init", bar + "update")]
+    )
     incoming = catalogue.locator("[data-channel=chat] .event").first
     incoming.locator("summary").click()
     schema = json.loads(incoming.locator("pre").inner_text())  # references resolved for reading
     assert schema["properties"]["message"]["maxLength"] == 500
     assert schema["required"] == ["message"]
     expect(incoming.locator(".description")).to_contain_text("Post a message")
+    # The docstring's reST ``message`` is shown as code, not as raw markup.
+    expect(incoming.locator(".description")).not_to_contain_text("``")
+    expect(incoming.locator(".description code").first).to_have_text("message")
     tab.screenshot("explorer-catalogue")
+
+
+def test_fits_a_phone_and_links_back_to_the_site(tab: Tab, example: RunTornado) -> None:
+    page = tab.page
+    connect_to_chat(tab)
+    page.fill("#field-message", "hello")
+    page.click("#send")
+    expect(page.locator("#frame-log li.in[data-event=message]")).to_have_count(1)
+    page.locator("[data-channel=chat] .event").first.locator("summary").click()
+    tab.check_widths("explorer")
+    page.set_viewport_size({"width": 390, "height": 844})
+    # One column: the workbench is as wide as the catalogue, not squeezed beside it.
+    catalogue, workbench = (
+        page.locator("#catalogue").bounding_box(),
+        page.locator("#workbench").bounding_box(),
+    )
+    assert catalogue is not None
+    assert workbench is not None
+    assert workbench["width"] == catalogue["width"] > 300
+    page.click("#home")
+    page.wait_for_url(example.url("/"))
+
+
+def test_a_refused_connection_says_why_and_what_to_do(browser: Browser, example: RunTornado) -> None:
+    tab = Tab.open(browser, example.url("/ws-api/explorer/"))  # not signed in: the chat's guard refuses
+    page = tab.page
+    try:
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        page.select_option("#path-select", label="/ws/chat")
+        page.click("#connect")
+        expect(page.locator("#status")).to_have_text("refused")
+        expect(page.locator("#refused")).to_be_visible()
+        expect(page.locator("#refused")).to_contain_text("sign in on the site")
+        tab.check_widths("explorer-refused")
+    finally:
+        tab.close()
+    assert tab.errors == []
 
 
 def test_sending_a_chat_message_from_the_form_shows_the_broadcast_frame(tab: Tab) -> None:

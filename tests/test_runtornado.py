@@ -62,6 +62,22 @@ def test_several_processes_need_a_cross_process_backplane(ran: list[dict[str, An
         call_command("runtornado", "--processes", "2", "--noreload")
 
 
+def test_view_threads_names_the_views_pool(ran: list[dict[str, Any]]) -> None:
+    call_command("runtornado", "--noreload", "--view-threads", "4")
+    assert ran[0]["view_threads"] == 4
+    with pytest.raises(CommandError, match="--view-threads should be at least 1"):
+        call_command("runtornado", "--noreload", "--view-threads", "0")
+
+
+def test_the_old_threads_flag_still_works_with_a_deprecation_warning(
+    ran: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.warns(DeprecationWarning, match="use --view-threads"):
+        call_command("runtornado", "--noreload", "--threads", "8")
+    assert ran[0]["view_threads"] == 8
+    assert "TORNADO['threads'] sets those of the event functions" in capsys.readouterr().err
+
+
 async def test_bad_port_exits_with_code_1() -> None:
     async with running(["-m", "django", "runtornado", "nonsense"], env=DJANGO_ENV) as process:
         output, _ = await asyncio.to_thread(process.communicate, timeout=30)

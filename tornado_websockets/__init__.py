@@ -1,23 +1,37 @@
 """django-tornado-websockets: real-time WebSockets for Django and Tornado applications.
 
+Every name a user needs is imported from here, one spelling for each in every sample::
+
+    from tornado_websockets import WebSocket, TornadoWrapper, EventError, ConnectionDenied, serve
+
 ``import tornado_websockets`` imports no Django: the core serves standalone Tornado scripts.
+`serve` (the test helper) and `django_app` are loaded on first use.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tornado_websockets.emitter import Emitter
 from tornado_websockets.exceptions import (
+    ConnectionDenied,
     EmitHandlerError,
+    EventError,
     InvalidInstanceError,
     NotCallableError,
+    PayloadError,
     ProtocolError,
     TornadoWebSocketsError,
     WebSocketEventAlreadyBinded,
 )
+from tornado_websockets.limits import Limits
+from tornado_websockets.modules import Module, ProgressBar
 from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
+
+if TYPE_CHECKING:
+    from tornado_websockets.testing import serve
 
 __version__ = "1.0.0.dev0"
 
@@ -29,10 +43,26 @@ def django_app() -> tuple[str, Any, dict[str, Any]]:
     return build()
 
 
+def __getattr__(name: str) -> Any:
+    """Load `serve` on first use: the test helper is not needed to run a server."""
+    if name == "serve":
+        from tornado_websockets.testing import serve
+
+        return serve
+    raise AttributeError(f"module 'tornado_websockets' has no attribute {name!r}")
+
+
 __all__ = [
+    "ConnectionDenied",
     "EmitHandlerError",
+    "Emitter",
+    "EventError",
     "InvalidInstanceError",
+    "Limits",
+    "Module",
     "NotCallableError",
+    "PayloadError",
+    "ProgressBar",
     "ProtocolError",
     "TornadoWebSocketsError",
     "TornadoWrapper",
@@ -41,4 +71,5 @@ __all__ = [
     "WebSocketHandler",
     "__version__",
     "django_app",
+    "serve",
 ]

@@ -1,8 +1,10 @@
 """An AsyncAPI 3.0 document generated from what is registered: paths, events both ways, payload schemas.
 
 From the server's point of view: events bound with ``@ws.on`` are ``receive`` operations (with a
-``reply`` when the function declares a return type), events declared with ``ws.emits`` are
-``send`` operations. Payload schemas come from annotations, descriptions from docstrings.
+``reply`` when the function declares a return type), events declared with ``ws.emits`` (or by a
+module) are ``send`` operations, and so are the library's own (``warning``, ``error``, ``ack``;
+``joined``/``left`` with presence events; ``stream``/``resync`` with recovery, see
+`tornado_websockets.builtin_events`). Payload schemas come from annotations, descriptions from docstrings.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import typing
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from tornado_websockets import protocol
+from tornado_websockets import builtin_events, protocol
 from tornado_websockets.routes import Route
 from tornado_websockets.typed import resolved_hint
 
 if TYPE_CHECKING:
     from tornado_websockets.websocket import WebSocket
 
-__all__ = ["document"]
+__all__ = ["document", "markdown_inline"]
 
 try:
     import msgspec
@@ -74,9 +76,15 @@ def document(
                     "messages": [{"$ref": f"#/channels/{channel_id}/messages/{_key(reply_key)}"}],
                 }
             operations[f"{channel_id}.receive.{key}"] = operation
-        for name, (payload, text) in sorted(ws.outgoing.items()):
+        # The library's own events first, so that an application's declaration of one wins.
+        outgoing = {**builtin_events.declared(ws), **ws.outgoing}
+        for name, (payload, declared) in sorted(outgoing.items()):
             key = _key(f"emit.{name}")
-            messages[key] = _message(name, schemas.of(payload), text)
+            text = markdown_inline(declared) if declared else None
+            if name == protocol.ACK_EVENT and name not in ws.outgoing:
+                messages[key] = {**_reply_message(name, {}), "name": name, "description": text}
+            else:
+                messages[key] = _message(name, schemas.of(payload), text)
             operations[f"{channel_id}.send.{_key(name)}"] = {
                 "action": "send",
                 "channel": {"$ref": f"#/channels/{channel_id}"},
@@ -109,7 +117,26 @@ def _return_type(callback: Any) -> Any:
 
 
 def _docstring(callback: Any) -> str | None:
-    return inspect.getdoc(callback) or None
+    text = inspect.getdoc(callback)
+    return markdown_inline(text) if text else None
+
+
+# reST inline markup of docstrings, rewritten as the CommonMark AsyncAPI descriptions are read as.
+_ROLE = re.compile(r":[\w:.-]+:`(?:[^`<]*?<(?P<target>[^`>]+)>|(?P<plain>[^`]+))`")
+_LITERAL = re.compile(r"``(?P<text>[^`]+?)``")
+_INTERPRETED = re.compile(r"(?<![`\w])`(?P<text>[^`]+?)`_{0,2}(?![`\w])")
+
+
+def markdown_inline(text: str) -> str:
+    """``code`` and `roles` of reST as CommonMark code spans (``**strong**`` and ``*em*`` are the same)."""
+
+    def role(match: re.Match[str]) -> str:
+        target = (match["target"] or match["plain"]).strip()
+        return "`" + target.lstrip("~").rsplit(".", 1)[-1] if target.startswith("~") else "`" + target
+
+    text = _ROLE.sub(lambda match: role(match) + "`", text)
+    text = _LITERAL.sub(lambda match: "`" + match["text"] + "`", text)
+    return _INTERPRETED.sub(lambda match: "`" + match["text"].lstrip("~") + "`", text)
 
 
 def _summary(callback: Any) -> str | None:

@@ -102,7 +102,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     """The live dashboard page; its script reads the snapshots from the ``/tws-dashboard`` socket."""
     if not _dashboard_allowed(request):
         raise Http404("No dashboard here.")
-    return _render_dashboard(request, "tornado_websockets/dashboard.html", {})
+    # The site's root, below the prefix a proxy may mount the site under: the page's link back.
+    home = request.META.get("SCRIPT_NAME", "").rstrip("/") + "/"
+    return _render_dashboard(request, "tornado_websockets/dashboard.html", {"home": home})
 
 
 def admin_dashboard(request: HttpRequest) -> HttpResponse:

@@ -2,7 +2,7 @@
 
 ::
 
-    from tornado_websockets.emitter import Emitter
+    from tornado_websockets import Emitter
 
     with Emitter("redis://127.0.0.1:6379/0") as emitter:
         emitter.emit("/chat", "news", {"title": "Release 2.0"}, room="lobby")

@@ -54,4 +54,6 @@ def explorer(request: HttpRequest) -> HttpResponse:
         "schema": reverse("tornado_websockets:asyncapi"),
         "client": static("tornado_websockets/client.mjs"),
     }
-    return render(request, "tornado_websockets/explorer.html", {"config": config})
+    # The site's root, below the prefix a proxy may mount the site under.
+    home = request.META.get("SCRIPT_NAME", "").rstrip("/") + "/"
+    return render(request, "tornado_websockets/explorer.html", {"config": config, "home": home})

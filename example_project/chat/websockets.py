@@ -42,7 +42,21 @@ class Line(TypedDict):
     message: str
 
 
+class OnlineUser(TypedDict):
+    """A signed-in user with at least one chat page open."""
+
+    user: int
+    name: str
+
+
+class Online(TypedDict):
+    """Who is on the chat now."""
+
+    users: list[OnlineUser]
+
+
 chat.emits("message", Line, "A message posted by a signed-in user, sent to everyone on the chat.")
+chat.emits("online", Online, "Sent to a page when it connects (or comes back): who is on the chat now.")
 
 
 @chat.guard

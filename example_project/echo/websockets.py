@@ -4,11 +4,19 @@ Found at start-up by ``tornado_websockets`` (every installed app's ``websockets`
 nothing imports it by hand.
 """
 
-from typing import Any
+from typing import Any, TypedDict
 
 from tornado_websockets import WebSocket, WebSocketHandler
 
+
+class Echo(TypedDict):
+    """What comes back."""
+
+    message: str
+
+
 ws = WebSocket("/echo")
+ws.emits("echo", Echo, "The message sent back, to its sender only.")
 
 
 @ws.on

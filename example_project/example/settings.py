@@ -15,7 +15,7 @@ DEBUG = os.environ.get("EXAMPLE_DEBUG", "1") != "0"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",  # with tornado_websockets: the live dashboard at /admin/websockets/
+    "django.contrib.admin",  # with tornado_websockets: the dashboard also at /admin/websockets/
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -63,6 +63,33 @@ DATABASES = {
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
+
+
+def _local_time_zone() -> str:
+    """This machine's zone (``TZ``, else /etc/localtime's name): Django's default is America/Chicago."""
+    if os.environ.get("TZ", "").strip(":"):
+        return os.environ["TZ"].strip(":")
+    target = Path("/etc/localtime").resolve().as_posix()
+    return target.split("/zoneinfo/", 1)[1] if "/zoneinfo/" in target else "UTC"
+
+
+TIME_ZONE = _local_time_zone()
+
+# Every line with its date, time and zone. Each request is logged once, by Tornado's access log
+# (status, method, path, client, duration); Django's own "Not Found" line for the same 404 is left
+# out (django.request still logs server errors, with their traceback).
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"timed": {"format": "%(asctime)s %(message)s", "datefmt": "%Y-%m-%d %H:%M:%S %Z"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "timed"}},
+    "loggers": {
+        "tornado_websockets": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "tornado.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "tornado.application": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
+}
 STATIC_URL = "static/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"

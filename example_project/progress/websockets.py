@@ -8,8 +8,7 @@ page mid-task is sent the bar's current state at once.
 import threading
 import time
 
-from tornado_websockets import WebSocket, WebSocketHandler
-from tornado_websockets.modules import ProgressBar
+from tornado_websockets import ProgressBar, WebSocket, WebSocketHandler
 
 STEPS = 50
 STEP_SECONDS = 0.06  # about 3 seconds in all
@@ -28,8 +27,8 @@ def start(socket: WebSocketHandler) -> None:
         return
     try:
         bar.reset()
-        for step in range(1, STEPS + 1):
+        for _ in range(STEPS):
             time.sleep(STEP_SECONDS)  # the work of one step
-            bar.tick(label=f"Step {step} of {STEPS}")
+            bar.tick()  # no label: the page shows the percentage, as on open and after a reload
     finally:
         _task.release()

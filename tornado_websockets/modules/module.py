@@ -51,6 +51,10 @@ class Module:
         self.websocket.add_event(self.name + callback.__name__, callback)
         return callback
 
+    def emits(self, event: str, payload: Any = None, description: str | None = None) -> None:
+        """Like ``WebSocket.emits``: declare an event the module sends, for the AsyncAPI document."""
+        self.websocket.emits(self.name + event, payload, description)
+
     def emit(self, event: str, data: dict[str, Any] | str | None = None) -> None:
         """Like ``WebSocket.emit``, with the event name prefixed by the module's name."""
         self.websocket.emit(self.name + event, data)

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from tornado_websockets.modules.module import Module
 
 if TYPE_CHECKING:
     from tornado_websockets.websockethandler import WebSocketHandler
 
-__all__ = ["ProgressBar"]
+__all__ = ["BarState", "BarUpdate", "ProgressBar"]
+
+
+class BarState(TypedDict):
+    """What ``init`` sends: the bounds and the current value, or only ``indeterminate: true``."""
+
+    indeterminate: bool
+    min: NotRequired[int]
+    max: NotRequired[int]
+    current: NotRequired[int]
+
+
+class BarUpdate(TypedDict):
+    """What ``update`` sends."""
+
+    current: NotRequired[int]
+    label: NotRequired[str]
 
 
 class ProgressBar(Module):
@@ -36,6 +52,12 @@ class ProgressBar(Module):
         self.indeterminate = indeterminate
         # Long tasks tick from worker threads: each step's value and its update leave together.
         self._lock = threading.Lock()
+
+    def initialize(self) -> None:
+        """Declare the bar's events (it binds none: clients only listen)."""
+        self.emits("init", BarState, "The bar's bounds and value: sent on connect and when a run starts.")
+        self.emits("update", BarUpdate, "One step done: the new value, and the step's label if any.")
+        self.emits("done", None, "The bar reached max: the task is done.")
 
     def on_open(self, socket: WebSocketHandler) -> None:
         """Send the new client the bar's current state."""

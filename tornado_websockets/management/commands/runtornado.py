@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 from typing import Any
 
 from django.conf import settings
@@ -40,10 +41,15 @@ class Command(BaseCommand):
         parser.add_argument("addrport", nargs="?", help="Port, or addr:port, to listen on.")
         parser.add_argument("--noreload", action="store_false", dest="use_reloader", help="No autoreload.")
         parser.add_argument(
-            "--threads",
+            "--view-threads",
             type=int,
-            help="Worker threads for Django views (default: TORNADO['view_threads'], 16 if unset).",
+            help=(
+                "Worker threads for Django views (default: TORNADO['view_threads'], 16 if unset). "
+                "Event functions have their own pool: TORNADO['threads']."
+            ),
         )
+        # The name until 1.0, which read as the event functions' threads: kept, with a warning.
+        parser.add_argument("--threads", type=int, dest="old_threads", help="Deprecated: --view-threads.")
         parser.add_argument(
             "--processes",
             type=int,
@@ -56,8 +62,17 @@ class Command(BaseCommand):
         if not settings.DEBUG and not settings.ALLOWED_HOSTS:
             raise CommandError("You must set settings.ALLOWED_HOSTS if DEBUG is False.")
         self.addr, self.port = self.parse_addrport(options["addrport"])
-        if options["threads"] is not None and options["threads"] < 1:
-            raise CommandError("--threads should be at least 1.")
+        if options.get("old_threads") is not None:
+            message = (
+                "runtornado --threads is deprecated: use --view-threads, the worker threads for "
+                "Django views (TORNADO['threads'] sets those of the event functions)."
+            )
+            warnings.warn(message, DeprecationWarning, stacklevel=2)
+            self.stderr.write(message)
+            if options.get("view_threads") is None:
+                options["view_threads"] = options["old_threads"]
+        if options.get("view_threads") is not None and options["view_threads"] < 1:
+            raise CommandError("--view-threads should be at least 1.")
         if options["processes"] < 1:
             raise CommandError("--processes should be at least 1.")
         if options["processes"] > 1 and options["use_reloader"] and settings.DEBUG:
@@ -99,7 +114,7 @@ class Command(BaseCommand):
         from tornado_websockets import djangoapp
 
         conf = tornado_settings()
-        threads = options.get("threads") or conf.view_threads
+        threads = options.get("view_threads") or conf.view_threads
         handlers = [*conf.handlers, djangoapp.django_app(threads)]
         TornadoWrapper.start_app(handlers, djangoapp.application_settings(conf))
         processes = options.get("processes", 1)

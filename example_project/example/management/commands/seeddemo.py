@@ -6,7 +6,7 @@ from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand
 
 USERS = ("demo", "alice")  # each one's password is its name
-STAFF = ("demo",)  # may open the admin and its WebSocket dashboard, /admin/websockets/
+STAFF = ("demo",)  # may open the admin and the live dashboard, /ws-api/dashboard/
 
 
 class Command(BaseCommand):

@@ -25,6 +25,28 @@ function element(tag, attributes = {}, ...children) {
   return node;
 }
 
+/**
+ * A description's CommonMark inline markup (`code`, **strong**, *em*; paragraphs split by a blank
+ * line) as elements. The text goes in with textContent, so nothing in it is parsed as HTML.
+ */
+function richText(text) {
+  const inline = /`([^`]+)`|\*\*([^*]+)\*\*|\*([^*\s][^*]*)\*/g;
+  return String(text)
+    .split(/\n\s*\n/)
+    .map((paragraph) => {
+      const node = element("p");
+      let last = 0;
+      for (const match of paragraph.matchAll(inline)) {
+        node.append(paragraph.slice(last, match.index));
+        const [tag, content] = match[1] !== undefined ? ["code", match[1]] : match[2] !== undefined ? ["strong", match[2]] : ["em", match[3]];
+        node.append(element(tag, {}, content));
+        last = match.index + match[0].length;
+      }
+      node.append(paragraph.slice(last));
+      return node;
+    });
+}
+
 // The document -----------------------------------------------------------------------------------
 
 /** The target of a local "$ref" ("#/components/schemas/Name"), or the schema itself. */
@@ -109,7 +131,7 @@ function showCatalogue(doc, channels) {
       const details = element("details", {class: "event", "data-event": event.name});
       details.append(
         element("summary", {}, element("span", {class: "direction"}, direction), event.name),
-        element("p", {class: "description"}, event.description || "No description."),
+        element("div", {class: "description"}, ...richText(event.description || "No description.")),
         element("pre", {}, JSON.stringify(inlined(doc, event.data), null, 2)),
       );
       if (event.reply) {
@@ -280,7 +302,7 @@ function showEvent() {
   const event = selectedEvent();
   const fieldset = $("payload-fields");
   fieldset.replaceChildren(element("legend", {}, "data"));
-  $("event-description").textContent = event?.description ?? "";
+  $("event-description").replaceChildren(...(event?.description ? richText(event.description) : []));
   state.fields = event ? formFields(state.doc, event.data) : null;
   if (state.fields === null) {
     fieldset.append(element("p", {class: "description"}, "No form for this schema: write the data as raw JSON."));
@@ -312,14 +334,23 @@ function pathOf(channel) {
   return path.replace(/\{([^}]+)\}/g, (_, name) => encodeURIComponent($(`param-${name}`).value));
 }
 
+/** Why a connection that never opened failed, and what to do: a browser never sees the HTTP status. */
+const REFUSED =
+  "The server refused the connection before it opened (or could not be reached). A guard of this " +
+  "path may refuse you: sign in on the site with a user it accepts (link at the top), then connect " +
+  "again. Also check the route variables and that the server runs.";
+
 function connect() {
   disconnect();
   const path = pathOf(selectedChannel());
   const socket = new TornadoWebSocket(path, {reconnect: false});
+  let opened = false; // the explorer's own attempt counting: one attempt, as reconnection is off
   state.socket = socket;
   $("status").textContent = "connecting";
+  $("refused").hidden = true;
   log("info", `connecting to ${socket.url}`);
   socket.on("open", () => {
+    opened = true;
     $("status").textContent = "connected";
     $("send").disabled = false;
     $("disconnect").disabled = false;
@@ -341,6 +372,17 @@ function connect() {
       $("disconnect").disabled = true;
     }
     log("info", `closed (${event.code}${event.reason ? ` ${event.reason}` : ""})`);
+    if (!opened && state.socket === socket) {
+      $("status").textContent = "refused";
+      $("refused").textContent = REFUSED;
+      $("refused").hidden = false;
+      log("info", "refused: the connection never opened");
+    }
+  });
+  // The client's own word for attempts that never open (when it retries by itself).
+  socket.on("unreachable", () => {
+    $("refused").textContent = REFUSED;
+    $("refused").hidden = false;
   });
   // Logged from the raw socket above; listening here keeps the client from also warning on the console.
   socket.on("warning", () => {});
