@@ -18,8 +18,7 @@ import tornado.web
 import tornado.websocket
 
 from tests.polling import wait_until
-from tornado_websockets.exceptions import PathAlreadyRegistered
-from tornado_websockets.server import Server
+from tornado_websockets import PathAlreadyRegistered, Server
 from tornado_websockets.testing import WebSocketTestClient
 from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket

@@ -348,3 +348,26 @@ async def test_sigterm_with_a_hung_def_exits_within_the_grace(tmp_path: Path) ->
     assert b"exited cleanly" in output
     # Bounded by the grace, not by the 60 s call (a generous margin: the machine is shared).
     assert took < SHUTDOWN_GRACE + 3, f"exited {took:.1f}s after SIGTERM"
+
+
+def test_add_handler_of_the_original_api_still_works_with_a_deprecation_warning() -> None:
+    spec = ("/old", tornado.web.RequestHandler)
+    with pytest.warns(DeprecationWarning, match=r"add_handlers\(\[handler\]\)"):
+        handlers = TornadoWrapper.add_handler(spec)
+    assert handlers == [spec]
+
+
+def test_app_of_the_original_api_is_tornado_app_with_a_deprecation_warning() -> None:
+    app = TornadoWrapper.start_app()
+    with pytest.warns(DeprecationWarning, match=r"TornadoWrapper\.tornado_app"):
+        assert TornadoWrapper.app is app
+
+
+async def test_server_of_the_original_api_is_tornado_server_with_a_deprecation_warning() -> None:
+    TornadoWrapper.start_app()
+    http_server = TornadoWrapper.listen(0, "127.0.0.1")
+    try:
+        with pytest.warns(DeprecationWarning, match=r"TornadoWrapper\.tornado_server"):
+            assert TornadoWrapper.server is http_server
+    finally:
+        await TornadoWrapper.shutdown(grace=0.5)

@@ -19,6 +19,7 @@ from tornado_websockets.exceptions import (
     EventError,
     InvalidInstanceError,
     NotCallableError,
+    PathAlreadyRegistered,
     PayloadError,
     ProtocolError,
     TornadoWebSocketsError,
@@ -26,6 +27,7 @@ from tornado_websockets.exceptions import (
 )
 from tornado_websockets.limits import Limits
 from tornado_websockets.modules import Module, ProgressBar
+from tornado_websockets.server import Server
 from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
@@ -61,9 +63,11 @@ __all__ = [
     "Limits",
     "Module",
     "NotCallableError",
+    "PathAlreadyRegistered",
     "PayloadError",
     "ProgressBar",
     "ProtocolError",
+    "Server",
     "TornadoWebSocketsError",
     "TornadoWrapper",
     "WebSocket",
