@@ -242,19 +242,24 @@ class WebSocket:
         if envelope.seq is not None:
             stream, seq = envelope.stream, envelope.seq
             for handler in tuple(targets):
-                if handler.id != skip:
-                    handler.write_numbered(stream, seq, frame)
+                # The skipped sender gets the number alone: a client takes a jump in seq for a loss.
+                handler.write_numbered(stream, seq, frame if handler.id != skip else _position(stream, seq))
             return
         # Nobody can have it: no member here, none elsewhere (the in-process broker), and no buffer
         # to replay it from to a member coming back.
         nobody = not targets and self.replay is None and not TornadoWrapper.broker.cross_process
         if envelope.room is not None and nobody:
             delivery.record_drop(delivery.UNKNOWN_ROOM, self.path)
-        if self.replay is not None and not TornadoWrapper.broker.shares_replay:
+        numbered = self.replay is not None and not TornadoWrapper.broker.shares_replay
+        if numbered:
+            assert self.replay is not None
             frame = self.replay.append(envelope.stream, frame)
         for handler in tuple(targets):
             if handler.id != skip:
                 handler.write_frame(frame)
+            elif numbered:
+                assert self.replay is not None
+                handler.write_frame(_position(envelope.stream, self.replay.position(envelope.stream)))
 
     def broadcast(self, frame: bytes) -> None:
         """Write an encoded frame to every live connection of this process; call on the loop."""
@@ -339,3 +344,8 @@ class RoomTarget:
     def emit(self, event: str, data: dict[str, Any] | str | None = None, *, skip: Skip = None) -> None:
         """Send to every client in the room; see `WebSocket.emit`."""
         self.websocket.emit(event, data, room=self.room, skip=skip)
+
+
+def _position(stream: str, seq: int) -> bytes:
+    """The ``stream`` event that moves a client past frame ``seq`` it was skipped for (it sent it)."""
+    return protocol.encode("stream", {"stream": stream, "seq": seq})

@@ -130,7 +130,9 @@ function refusedAfterCount(value) {
     return DEFAULT_REFUSED_AFTER;
   }
   if (!Number.isInteger(value) || value < 1) {
-    throw new RangeError(`TornadoWebSocket: refusedAfter should be a whole number of attempts (1 or more), not ${value}.`);
+    throw new RangeError(
+      `TornadoWebSocket: refusedAfter should be a whole number of attempts (1 or more), not ${value}.`,
+    );
   }
   return value;
 }
@@ -509,13 +511,14 @@ class TornadoWebSocket {
         this.#positions.delete(data.stream);
         this.#unrecovered.delete(data.stream);
       } else if (Number.isInteger(data.seq)) {
-        if (data.epoch !== this.#epoch) {
+        if (data.epoch !== undefined && data.epoch !== this.#epoch) {
           // Positions from another server process cannot be replayed: start over from this one.
           this.#epoch = data.epoch;
           this.#positions.clear();
           this.#unrecovered.clear();
         }
-        this.#remember(data.stream, data.seq, data.token);
+        // Without epoch and token: the number of a frame this client was skipped for (it sent it).
+        this.#remember(data.stream, data.seq, data.token ?? this.#positions.get(data.stream)?.token);
       }
       return null;
     }
@@ -642,7 +645,8 @@ class TornadoWebSocket {
     for (const [stream, {seq, token}] of newestFirst) {
       const name = encoded(stream);
       // Each entry costs its name, its number or token, a colon and a comma, all URL-encoded (%3A, %2C).
-      const cost = name.length + String(seq).length + 6 + (token === undefined ? 0 : name.length + encoded(token).length + 6);
+      const cost =
+        name.length + String(seq).length + 6 + (token === undefined ? 0 : name.length + encoded(token).length + 6);
       if (cost > room) {
         break;
       }
