@@ -200,6 +200,7 @@
     #unrecovered = new Set();
     #lastFrame = 0;
     #livenessTimer = null;
+    #probing = false;
     #pings = 0;
 
     constructor(path, options = {}) {
@@ -463,6 +464,11 @@
 
     #received(message) {
       this.#lastFrame = Date.now();
+      if (this.#probing) {
+        this.#probing = false; // answered: the next probe after another liveness.idle ms of silence
+        this.#stopWatching();
+        this.#watch(this.websocket);
+      }
       let frame;
       try {
         frame = JSON.parse(message.data);
@@ -477,9 +483,8 @@
         return;
       }
       const gap = this.#track(frame);
-      if (gap !== null) {
-        this.#recover(gap);
-        return;
+      if (gap !== null && this.#recover(gap)) {
+        return; // the frames from the gap on come again on the next connection
       }
       if (frame.event === "ack" && this.#requests.has(frame.id)) {
         this.#settle(frame);
@@ -556,6 +561,7 @@
      * Frames of a stream went missing (seq jumped): reconnect with the positions held before the gap, so the
      * server replays them in order (or sends "resync"). Nothing more of this socket is delivered, so the
      * replayed frames come without duplicates. With reconnect off, the page is told and the jump accepted.
+     * Returns whether the connection is being replaced.
      */
     #recover(gap) {
       const recovering = this.options.reconnect !== null;
@@ -563,47 +569,44 @@
       if (!recovering) {
         const known = this.#positions.get(gap.stream);
         this.#remember(gap.stream, gap.received, known?.token);
-        return;
+        return false;
       }
       this.#abandon(`TornadoWebSocket: frames ${gap.expected} to ${gap.received - 1} of "${gap.stream}" are missing.`);
+      return true;
     }
 
     /** Check the server is still there whenever it has been silent for liveness.idle ms. */
     #watch(socket) {
-      const liveness = this.options.liveness;
-      if (liveness === null) {
+      if (this.options.liveness !== null) {
+        this.#livenessTimer = setTimeout(() => this.#probe(socket), this.options.liveness.idle);
+      }
+    }
+
+    #probe(socket) {
+      this.#livenessTimer = null;
+      if (socket !== this.websocket || socket.readyState !== OPEN) {
         return;
       }
-      const check = () => {
+      const {idle, timeout} = this.options.liveness;
+      const silent = Date.now() - this.#lastFrame;
+      if (silent < idle) {
+        this.#livenessTimer = setTimeout(() => this.#probe(socket), idle - silent);
+        return;
+      }
+      // Any frame counts as the answer: the "pong", or anything else the server had to say meanwhile.
+      this.#pings += 1;
+      this.#probing = true;
+      socket.send(PING_FRAME);
+      this.#livenessTimer = setTimeout(() => {
         this.#livenessTimer = null;
-        if (socket !== this.websocket || socket.readyState !== OPEN) {
-          return;
+        if (socket === this.websocket) {
+          this.#abandon(`TornadoWebSocket: no answer from the server within ${timeout} ms.`);
         }
-        const silent = Date.now() - this.#lastFrame;
-        if (silent < liveness.idle) {
-          this.#livenessTimer = setTimeout(check, liveness.idle - silent);
-          return;
-        }
-        // Any frame counts as the answer: the "pong", or anything else the server had to say meanwhile.
-        const asked = Date.now();
-        this.#pings += 1;
-        socket.send(PING_FRAME);
-        this.#livenessTimer = setTimeout(() => {
-          this.#livenessTimer = null;
-          if (socket !== this.websocket) {
-            return;
-          }
-          if (this.#lastFrame >= asked) {
-            check();
-          } else {
-            this.#abandon(`TornadoWebSocket: no answer from the server within ${liveness.timeout} ms.`);
-          }
-        }, liveness.timeout);
-      };
-      this.#livenessTimer = setTimeout(check, liveness.idle);
+      }, timeout);
     }
 
     #stopWatching() {
+      this.#probing = false;
       if (this.#livenessTimer !== null) {
         clearTimeout(this.#livenessTimer);
         this.#livenessTimer = null;
