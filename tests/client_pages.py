@@ -42,4 +42,3 @@ CLASSIC_PAGE = f"""<!doctype html>
 <script src="/static/tornado_websockets/modules/progressbar.js"></script>
 {HELPERS}
 """
-

@@ -808,7 +808,7 @@ ws.on("error", (e: Event) => console.log(e.type));
 ws.on("server_error", ({ message, event }) => console.log(message, event));
 ws.on("ended", ({ code, reason, final }) => console.log(code, reason, final));
 ws.on("unreachable", ({ attempts }) => console.log(attempts + 1));
-ws.on("gap", ({ stream, expected, received, recovering }) => console.log(stream, expected - received, recovering));
+ws.on("gap", ({ stream, expected, received, recovering }) => console.log(stream, received, expected));
 ws.on("stream", ({ stream, seq, token, left }) => console.log(stream, seq, token, left));
 new TornadoWebSocket("/x", { refusedAfter: 5, liveness: { idle: 1000 } });
 new TornadoWebSocket("/x", { liveness: false });

@@ -140,7 +140,9 @@ class FreezableProxy:
         )
 
     @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: dict[str, bool]) -> None:
+    async def _pump(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: dict[str, bool]
+    ) -> None:
         try:
             while data := await reader.read(65536):
                 if not state["frozen"]:  # frozen: swallowed, as by a dead link that TCP knows nothing of
@@ -340,7 +342,9 @@ def proxy(server: ServerThread) -> Iterator[FreezableProxy]:
     server.run(relay.stop())
 
 
-def test_a_silent_server_is_noticed_and_the_client_reconnects(browser: Browser, proxy: FreezableProxy) -> None:
+def test_a_silent_server_is_noticed_and_the_client_reconnects(
+    browser: Browser, proxy: FreezableProxy
+) -> None:
     # The page comes through the proxy too, so the socket's origin is the page's (the default policy).
     tab = Tab.open(browser, f"http://127.0.0.1:{proxy.port}/page/classic")
     try:
@@ -445,7 +449,11 @@ def test_with_reconnect_off_a_gap_is_told_and_accepted(tab: Tab) -> None:
         ws.close();
         return {log, state};
     }""")
-    assert result["log"][2] == ["gap", {"stream": "*", "expected": 3, "received": 5, "recovering": False}, None]
+    assert result["log"][2] == [
+        "gap",
+        {"stream": "*", "expected": 3, "received": 5, "recovering": False},
+        None,
+    ]
     assert [entry[2] for entry in result["log"] if entry[0] == "said"] == [1, 2, 5]
     assert result["state"] == "open"
     assert len(GapServer.urls) == 1
@@ -462,7 +470,7 @@ def test_left_rooms_are_forgotten_and_1500_rooms_fit_in_4_kb(tab: Tab) -> None:
         ws.close();
         return log.filter(([event]) => event !== "open");
     }""")
-    first, second = RoomsServer.urls
+    _, second = RoomsServer.urls
     raw, recover = recover_of(second)
     assert len(raw) <= MAX_RECOVER_LENGTH
     streams, tokens = recover["streams"], recover["tokens"]
