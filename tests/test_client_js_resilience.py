@@ -358,7 +358,7 @@ def test_a_silent_server_is_noticed_and_the_client_reconnects(
 def _freeze_and_reconnect(tab: Tab, proxy: FreezableProxy) -> None:
     tab.page.evaluate("""async () => {
         window.ws = new TornadoWebSocket("/echo", {
-            liveness: {idle: 200, timeout: 500}, reconnect: {initial: 10, max: 50}});
+            liveness: {idle: 200, timeout: 1500}, reconnect: {initial: 10, max: 50}});
         window.log = [];
         ws.on("open", () => log.push(["open"]));
         ws.on("close", (event) => log.push(["close", event.code, event.reason]));
@@ -376,7 +376,7 @@ def _freeze_and_reconnect(tab: Tab, proxy: FreezableProxy) -> None:
     assert result == {
         "log": [
             ["open"],
-            ["close", 1006, "TornadoWebSocket: no answer from the server within 500 ms."],
+            ["close", 1006, "TornadoWebSocket: no answer from the server within 1500 ms."],
             ["open"],
         ],
         "echoed": {"message": "after"},
