@@ -66,7 +66,7 @@ def test_document_is_valid_asyncapi_3(use_msgspec: bool, monkeypatch: pytest.Mon
     chat = doc["channels"]["chat_room"]
     assert chat["address"] == "/ws/chat/{room}"
     assert set(chat["parameters"]) == {"room"}
-    library = {"emit_warning", "emit_error", "emit_ack"}  # every path sends them
+    library = {"emit_warning", "emit_error", "emit_ack", "emit_pong"}  # every path sends them
     assert set(chat["messages"]) == {
         "chat_message",
         "count",
@@ -119,16 +119,17 @@ def test_the_library_declares_every_event_it_sends() -> None:
         prefix = f"{channel}.send."
         return {operation[len(prefix) :] for operation in doc["operations"] if operation.startswith(prefix)}
 
-    assert sent("lobby") == {"warning", "error", "ack", "joined", "left", "stream", "resync"}
+    assert sent("lobby") == {"warning", "error", "ack", "pong", "joined", "left", "stream", "resync"}
     assert sent("progress") == {
         "warning",
         "error",
         "ack",
+        "pong",
         "module_progressbar_demo_init",
         "module_progressbar_demo_update",
         "module_progressbar_demo_done",
     }
-    assert sent("plain") == {"warning", "error", "ack"}
+    assert sent("plain") == {"warning", "error", "ack", "pong"}
     messages = doc["channels"]["plain"]["messages"]
     assert messages["emit_warning"]["description"] == "The application's own description wins."
     ack = doc["channels"]["lobby"]["messages"]["emit_ack"]["payload"]

@@ -21,6 +21,7 @@ import tornado.web
 from playwright.sync_api import Browser, expect
 
 from tests.browser import REPOSITORY, STATIC_ROOT, RunTornado, ServerThread, Tab, chromium
+from tests.client_pages import CLASSIC_PAGE, HELPERS
 from tests.example_browser import example_server
 from tests.requirements import require_binary
 from tools import build_js
@@ -32,45 +33,6 @@ CLIENT_DIR = STATIC_ROOT / "tornado_websockets"
 
 # A loaded two-core machine may take longer than Playwright's default 5 s to load a page and connect.
 expect.set_options(timeout=10_000)
-
-# Waiting helpers of the test pages: until(predicate), nextEvent(ws, event), record(ws, ...events).
-HELPERS = """
-<script>
-window.until = (predicate, ms = 5000) => new Promise((resolve, reject) => {
-  const started = Date.now();
-  const poll = () => {
-    const value = predicate();
-    if (value) resolve(value);
-    else if (Date.now() - started > ms) reject(new Error("timed out waiting for " + predicate));
-    else setTimeout(poll, 5);
-  };
-  poll();
-});
-window.nextEvent = (ws, event, ms = 5000) => new Promise((resolve, reject) => {
-  const timer = setTimeout(() => reject(new Error("no " + event + " within " + ms + " ms")), ms);
-  ws.once(event, (data) => { clearTimeout(timer); resolve(data); });
-});
-window.record = (ws, ...events) => {
-  const log = [];
-  for (const event of events) {
-    ws.on(event, (data, frame) => log.push(event === "open" ? ["open"]
-      : event === "close" ? ["close", data.code] : [event, data, frame && frame.seq]));
-  }
-  return log;
-};
-</script>
-"""
-
-CLASSIC_PAGE = f"""<!doctype html>
-<meta charset="utf-8"><title>client.js</title>
-<style>body {{ font: 16px sans-serif; margin: 2em; }} progress {{ width: 20em; }}</style>
-<h1>client.js</h1>
-<p><progress id="progress"></progress> <span id="label">waiting</span></p>
-<p id="status">not started</p>
-<script src="/static/tornado_websockets/client.js"></script>
-<script src="/static/tornado_websockets/modules/progressbar.js"></script>
-{HELPERS}
-"""
 
 MODULE_PAGE = f"""<!doctype html>
 <meta charset="utf-8"><title>client.mjs</title>
@@ -274,6 +236,9 @@ def test_url_defaults_to_the_page_and_options_override_it(tab: Tab, server: Serv
         ('"/x", {outbox: -1}', "RangeError: TornadoWebSocket: outbox should be a whole number"),
         ('"/x", {reconnect: {initial: 10, max: 5}}', "RangeError: TornadoWebSocket: reconnect needs"),
         ('"/x", {reconnect: "often"}', "TypeError: TornadoWebSocket: reconnect should be false"),
+        ('"/x", {refusedAfter: 0}', "RangeError: TornadoWebSocket: refusedAfter should be a whole number"),
+        ('"/x", {liveness: 5}', "TypeError: TornadoWebSocket: liveness should be false, true or"),
+        ('"/x", {liveness: {idle: 0}}', "RangeError: TornadoWebSocket: liveness needs idle > 0"),
     ],
 )
 def test_bad_arguments_throw_at_once(tab: Tab, arguments: str, error: str) -> None:
@@ -512,23 +477,36 @@ def test_close_stops_reconnecting_for_good(tab: Tab, server: ServerThread) -> No
 # What the server says back -----------------------------------------------------------------------
 
 
-def test_server_warning_and_error_arrive_as_events(tab: Tab) -> None:
+def test_server_warning_and_server_error_arrive_as_events(tab: Tab) -> None:
     result = tab.page.evaluate("""async () => {
         const ws = new TornadoWebSocket("/echo");
-        const warning = nextEvent(ws, "warning"), error = nextEvent(ws, "error");
+        const socketErrors = record(ws, "error");  // the socket's own errors only: none here
+        const warning = nextEvent(ws, "warning"), error = nextEvent(ws, "server_error");
         ws.emit("nope", {});
         ws.emit("boom");
         const result = {warning: await warning, error: await error};
         ws.emit("echo", "still open");
         result.echo = await nextEvent(ws, "echo");
         ws.close();
+        result.socketErrors = socketErrors;
         return result;
     }""")
     assert result == {
         "warning": {"message": 'Event "nope" is not bound on "/echo".', "event": "nope"},
         "error": {"message": 'The event "boom" failed on the server.', "event": "boom"},
         "echo": {"message": "still open"},
+        "socketErrors": [],
     }
+
+
+def test_error_is_the_socket_error_event_as_in_the_original_client(tab: Tab, server: ServerThread) -> None:
+    # The original client (0.2) set on("error", f) as websocket.onerror: f gets the browser's Event.
+    result = tab.page.evaluate("""async () => {
+        const ws = new TornadoWebSocket("/echo", {port: 1, reconnect: false});  // nobody listens there
+        const [error, closed] = await Promise.all([nextEvent(ws, "error"), nextEvent(ws, "close")]);
+        return {isEvent: error instanceof Event, type: error.type, code: closed.code};
+    }""")
+    assert result == {"isEvent": True, "type": "error", "code": 1006}
 
 
 def test_an_unheard_warning_is_logged_to_the_console(tab: Tab) -> None:
@@ -826,7 +804,14 @@ TYPESCRIPT_USE = """
 import TornadoWebSocket, { ProgressBar, Module } from "./static/client.mjs";
 const ws = new TornadoWebSocket("/echo", { reconnect: { initial: 100 }, outbox: 5 });
 ws.on("echo", (data: { message: string }, frame) => console.log(data.message, frame.seq));
-ws.on("error", (e) => console.log(e instanceof Event ? e.type : e.message));
+ws.on("error", (e: Event) => console.log(e.type));
+ws.on("server_error", ({ message, event }) => console.log(message, event));
+ws.on("ended", ({ code, reason, final }) => console.log(code, reason, final));
+ws.on("unreachable", ({ attempts }) => console.log(attempts + 1));
+ws.on("gap", ({ stream, expected, received, recovering }) => console.log(stream, received, expected));
+ws.on("stream", ({ stream, seq, token, left }) => console.log(stream, seq, token, left));
+new TornadoWebSocket("/x", { refusedAfter: 5, liveness: { idle: 1000 } });
+new TornadoWebSocket("/x", { liveness: false });
 ws.on("reconnecting", ({ attempt, delay }) => console.log(attempt + delay));
 const bar: ProgressBar = ws.bind(new ProgressBar("demo", { progress: "#p", label: null }));
 bar.on("init", (d) => console.log(d.indeterminate)).on("done", () => console.log(bar.percent));

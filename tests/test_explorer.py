@@ -65,7 +65,7 @@ def test_in_debug_the_document_is_served_and_valid_asyncapi_3() -> None:
     document = response.json()
     jsonschema.validate(document, SCHEMA)
     assert document["channels"]["notes_board"]["address"] == "/ws/notes/{board}"
-    library = {f"notes_board.send.{event}" for event in ("warning", "error", "ack")}
+    library = {f"notes_board.send.{event}" for event in ("warning", "error", "ack", "pong")}
     assert set(document["operations"]) == {"notes_board.receive.add", "notes_board.send.added", *library}
     assert document["components"]["schemas"]["Note"]["required"] == ["pinned", "text"]
 

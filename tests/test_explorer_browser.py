@@ -67,7 +67,7 @@ def connect_to_chat(tab: Tab) -> None:
 def test_lists_every_path_and_event_of_the_example_project(tab: Tab) -> None:
     catalogue = tab.page.locator("#catalogue")
     expect(catalogue.locator(".channel h3")).to_have_text(["/ws/chat", "/ws/echo", "/ws/progress"])
-    library = ["ack", "error", "warning"]  # every path sends them
+    library = ["ack", "error", "pong", "warning"]  # every path sends them
 
     def sent(*events: str) -> list[str]:
         return [f"server → client{event}" for event in sorted([*events, *library])]

@@ -318,8 +318,8 @@ def test_without_msgspec_the_standard_library_path_serves() -> None:
         "reason": "expected int, got str",
     }
     assert result["reply"] == {"author": {"name": "ann", "age": 3}, "text": "hi"}
-    # The application's types, and those of the library's own warning and error events.
-    assert result["schemas"] == ["ErrorData", "Person", "Post", "WarningData"]
+    # The application's types, and those of the library's own warning, error and pong events.
+    assert result["schemas"] == ["EmptyData", "ErrorData", "Person", "Post", "WarningData"]
 
 
 # Replies encoded from the return annotation -------------------------------------------------------

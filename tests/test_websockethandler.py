@@ -602,3 +602,20 @@ async def test_connection_user_and_path_state() -> None:
         with pytest.raises(EventError, match="failed"):
             await anonymous.request("count")  # user_state needs a known user
         anonymous.close()
+
+
+async def test_the_clients_liveness_ping_is_answered_with_pong_where_no_ping_is_bound() -> None:
+    quiet = WebSocket("/quiet")
+    own = WebSocket("/own-ping")
+
+    @own.on
+    async def ping(socket: Any) -> None:
+        socket.emit("my_pong")
+
+    async with serve() as server, server.connect("/quiet") as client, server.connect("/own-ping") as mine:
+        await client.emit("ping")
+        assert await client.wait_for("pong") == {}
+        assert client.buffered() == []  # no warning: the probe is not an unknown event
+        assert quiet.metrics.handler_errors == 0
+        await mine.emit("ping")
+        assert await mine.wait_for("my_pong") == {}  # a path's own ping function wins

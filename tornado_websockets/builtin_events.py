@@ -1,9 +1,11 @@
 """The events the library itself sends to clients, declared for the AsyncAPI document and the explorer.
 
-Every path sends ``warning`` (a frame it could not use), ``error`` (an event function failed) and
-``ack`` (the reply to a request); a path with ``presence_events=True`` sends ``joined`` and
-``left``; a path with ``recover=...`` sends ``stream`` and ``resync``. A module declares its own
-events (see `tornado_websockets.modules.Module.emits`), an application its own with ``ws.emits``.
+Every path sends ``warning`` (a frame it could not use), ``error`` (an event function failed),
+``ack`` (the reply to a request) and ``pong`` (the answer to the JavaScript client's liveness
+probe ``ping``, unless the path binds ``ping`` itself); a path with ``presence_events=True``
+sends ``joined`` and ``left``; a path with ``recover=...`` sends ``stream`` and ``resync``. A
+module declares its own events (see `tornado_websockets.modules.Module.emits`), an application
+its own with ``ws.emits``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from tornado_websockets import protocol
 from tornado_websockets.presence import JOINED_EVENT, LEFT_EVENT
-from tornado_websockets.websockethandler import RESYNC_EVENT, STREAM_EVENT
+from tornado_websockets.websockethandler import PING_EVENT, PONG_EVENT, RESYNC_EVENT, STREAM_EVENT
 
 if TYPE_CHECKING:
     from tornado_websockets.websocket import WebSocket
@@ -61,6 +63,10 @@ class StreamPosition(TypedDict):
     left: NotRequired[bool]
 
 
+class EmptyData(TypedDict):
+    """No data."""
+
+
 class ResyncData(TypedDict):
     """The frames the client missed in a stream are no longer kept: reload your state."""
 
@@ -77,6 +83,11 @@ def declared(websocket: WebSocket) -> dict[str, tuple[Any, str]]:
         protocol.ERROR_EVENT: (ErrorData, _doc(ErrorData)),
         protocol.ACK_EVENT: (None, ACK_DESCRIPTION),
     }
+    if PING_EVENT not in websocket.events:
+        events[PONG_EVENT] = (
+            EmptyData,
+            'The answer to "ping", the JavaScript client\'s liveness probe (a path that binds no "ping").',
+        )
     if websocket.presence_events:
         events[JOINED_EVENT] = (PresenceMember, "A user's first connection joined a room of yours.")
         events[LEFT_EVENT] = (PresenceMember, "A user's last connection left a room of yours.")

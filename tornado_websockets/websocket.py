@@ -297,17 +297,17 @@ class WebSocket:
         targets = self.handlers if envelope.room is None else self.rooms.members(envelope.room)
         frame, skip = envelope.frame, envelope.skip
         here = loops.running_loop()
-        elsewhere: list[WebSocketHandler] = []
+        elsewhere: list[tuple[WebSocketHandler, bytes]] = []
         if envelope.seq is not None:
             stream, seq = envelope.stream, envelope.seq
             for handler in tuple(targets):
-                if handler.id == skip:
-                    continue
+                # The skipped sender gets the number alone: a client takes a jump in seq for a loss.
+                mine = frame if handler.id != skip else _position(stream, seq)
                 if handler.loop is here:
-                    handler.write_numbered(stream, seq, frame)
+                    handler.write_numbered(stream, seq, mine)
                 else:
-                    elsewhere.append(handler)
-            self._write_elsewhere(elsewhere, frame)
+                    elsewhere.append((handler, mine))
+            self._write_elsewhere(elsewhere)
             return
         # Nobody can have it: no member here, none elsewhere (the in-process broker), and no buffer
         # to replay it from to a member coming back.
@@ -315,30 +315,36 @@ class WebSocket:
         nobody = not targets and self.replay is None and not broker.cross_process
         if envelope.room is not None and nobody:
             delivery.record_drop(delivery.UNKNOWN_ROOM, self.path)
+        position = None
         if self.replay is not None and not broker.shares_replay:
             frame = self.replay.append(envelope.stream, frame)
+            position = _position(envelope.stream, self.replay.position(envelope.stream))
         for handler in tuple(targets):
-            if handler.id == skip:
+            if handler.id != skip:
+                mine = frame
+            elif position is not None:
+                mine = position
+            else:
                 continue
             if handler.loop is here:
-                handler._write(frame)
+                handler._write(mine)
             else:
-                elsewhere.append(handler)
-        self._write_elsewhere(elsewhere, frame)
+                elsewhere.append((handler, mine))
+        self._write_elsewhere(elsewhere)
 
-    def _write_elsewhere(self, handlers: list[WebSocketHandler], frame: bytes) -> None:
-        """Hand a frame to connections served by other loops than this one (rare: several loops)."""
-        if not handlers:
+    def _write_elsewhere(self, writes: list[tuple[WebSocketHandler, bytes]]) -> None:
+        """Hand frames to connections served by other loops than this one (rare: several loops)."""
+        if not writes:
             return
-        by_loop: dict[Any, list[WebSocketHandler]] = {}
-        for handler in handlers:
-            by_loop.setdefault(handler.loop, []).append(handler)
+        by_loop: dict[Any, list[tuple[WebSocketHandler, bytes]]] = {}
+        for handler, frame in writes:
+            by_loop.setdefault(handler.loop, []).append((handler, frame))
         for loop, group in by_loop.items():
             try:
-                loops.call_soon(loop, _write_all, group, frame)
+                loops.call_soon(loop, _write_all, group)
             except loops.LoopUnavailableError:  # that loop has gone, and its connections with it
                 delivery.record_drop(delivery.CONNECTION_CLOSED, self.path, len(group))
-                for handler in group:
+                for handler, _ in group:
                     handler.forget()
 
     def broadcast(self, frame: bytes) -> None:
@@ -425,6 +431,11 @@ class RoomTarget:
         self.websocket.emit(event, data, room=self.room, skip=skip)
 
 
-def _write_all(handlers: list[WebSocketHandler], frame: bytes) -> None:
-    for handler in handlers:
+def _write_all(writes: list[tuple[WebSocketHandler, bytes]]) -> None:
+    for handler, frame in writes:
         handler._write(frame)
+
+
+def _position(stream: str, seq: int) -> bytes:
+    """The ``stream`` event that moves a client past frame ``seq`` it was skipped for (it sent it)."""
+    return protocol.encode("stream", {"stream": stream, "seq": seq})

@@ -51,6 +51,11 @@ STREAM_EVENT = "stream"
 #: Sent with recovery on when the frames a client missed are no longer kept: reload your state.
 RESYNC_EVENT = "resync"
 
+#: The JavaScript client's liveness probe: answered with `PONG_EVENT` on a path that does not bind it.
+PING_EVENT = "ping"
+PONG_EVENT = "pong"
+_PONG = protocol.encode(PONG_EVENT, {})
+
 #: Tornado application setting: an async callable run with each connection before its guards (the
 #: Django integration loads ``socket.user`` and ``socket.session`` there).
 CONNECT_HOOK_SETTING = "tornado_websockets_connect_hook"
@@ -373,6 +378,10 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
                 self.write_frame(protocol.ack_error_frame(error.frame_id, error.message))
             return None
         function = self.websocket.events.get(frame.event)
+        if function is None and frame.event == PING_EVENT:
+            # The JavaScript client's liveness probe, on a path that binds no "ping" of its own.
+            self.write_frame(_PONG if frame.id is None else protocol.ack_frame(frame.id, {}))
+            return None
         if function is None or frame.event in RESERVED_EVENTS:
             if frame.event in RESERVED_EVENTS:
                 message = (

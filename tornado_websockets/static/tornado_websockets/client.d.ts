@@ -7,7 +7,9 @@ export as namespace TornadoWebSocket;
 /** A connection to one WebSocket path of a django-tornado-websockets server. */
 declare class TornadoWebSocket {
   /** The events raised by the connection itself rather than by the server. */
-  static readonly RESERVED_EVENTS: readonly ["open", "close", "error", "reconnecting"];
+  static readonly RESERVED_EVENTS: readonly ["open", "close", "error", "reconnecting", "ended", "unreachable", "gap"];
+  /** The local name of the server's "error" frame: "server_error" ("error" is the socket's own). */
+  static readonly SERVER_ERROR_EVENT: "server_error";
 
   /** Connects to ws(s)://host:port/ws + path; host, port and scheme default to the page's own. */
   constructor(path: string, options?: TornadoWebSocket.Options);
@@ -36,23 +38,40 @@ declare class TornadoWebSocket {
 
   /** The socket opened (also after each reconnection). */
   on(event: "open", callback: (this: this, event: Event) => void): this;
-  /** The socket closed; reconnection follows unless close() was called or reconnect is false. */
+  /** The socket closed; reconnection follows unless close() was called, reconnect is false or the close is final. */
   on(event: "close", callback: (this: this, event: CloseEvent) => void): this;
-  /** The socket failed (an `Event`), or an event function failed on the server (`ServerError`). */
-  on(event: "error", callback: (this: this, error: Event | TornadoWebSocket.ServerError) => void): this;
+  /** The socket failed (the browser's `Event`, as in the original client); a "close" follows. */
+  on(event: "error", callback: (this: this, error: Event) => void): this;
+  /** An event function failed on the server (the server's "error" frame). */
+  on(event: "server_error", callback: (this: this, error: TornadoWebSocket.ServerError) => void): this;
   /** The server did not understand a frame (a malformed frame, an unknown event). */
   on(event: "warning", callback: (this: this, warning: TornadoWebSocket.Warning) => void): this;
   /** A reconnection is scheduled in `delay` milliseconds. */
   on(event: "reconnecting", callback: (this: this, retry: TornadoWebSocket.Retry) => void): this;
+  /** The server closed the connection for good (4000-4099, 1008): no reconnection until connect(). */
+  on(event: "ended", callback: (this: this, end: TornadoWebSocket.Ended) => void): this;
+  /** `refusedAfter` attempts in a row never opened (a guard's 403, a server down); retries go on. */
+  on(event: "unreachable", callback: (this: this, streak: TornadoWebSocket.Unreachable) => void): this;
+  /** Frames of a stream were skipped; the client reconnects to get them (unless reconnect is false). */
+  on(event: "gap", callback: (this: this, gap: TornadoWebSocket.Gap) => void): this;
+  /** The frames missed in a stream cannot be replayed: reload its state. */
+  on(event: "resync", callback: (this: this, resync: TornadoWebSocket.Resync) => void): this;
+  /** With recovery on: where the connection stands in a stream (the client keeps it by itself). */
+  on(event: "stream", callback: (this: this, position: TornadoWebSocket.StreamPosition) => void): this;
   /** Every `event` frame from the server. */
   on<T = any>(event: string, callback: TornadoWebSocket.Listener<T, this>): this;
 
   /** Like on(), for the next event only. */
   once(event: "open", callback: (this: this, event: Event) => void): this;
   once(event: "close", callback: (this: this, event: CloseEvent) => void): this;
-  once(event: "error", callback: (this: this, error: Event | TornadoWebSocket.ServerError) => void): this;
+  once(event: "error", callback: (this: this, error: Event) => void): this;
+  once(event: "server_error", callback: (this: this, error: TornadoWebSocket.ServerError) => void): this;
   once(event: "warning", callback: (this: this, warning: TornadoWebSocket.Warning) => void): this;
   once(event: "reconnecting", callback: (this: this, retry: TornadoWebSocket.Retry) => void): this;
+  once(event: "ended", callback: (this: this, end: TornadoWebSocket.Ended) => void): this;
+  once(event: "unreachable", callback: (this: this, streak: TornadoWebSocket.Unreachable) => void): this;
+  once(event: "gap", callback: (this: this, gap: TornadoWebSocket.Gap) => void): this;
+  once(event: "resync", callback: (this: this, resync: TornadoWebSocket.Resync) => void): this;
   once<T = any>(event: string, callback: TornadoWebSocket.Listener<T, this>): this;
 
   /** Remove a listener; without callback, every listener of the event; without arguments, all of them. */
@@ -84,6 +103,13 @@ declare namespace TornadoWebSocket {
     stable?: number;
   }
 
+  interface LivenessOptions {
+    /** Milliseconds without any frame from the server before the client sends a "ping" (default 20000). */
+    idle?: number;
+    /** Milliseconds to wait for any frame after the ping before reconnecting (default 10000). */
+    timeout?: number;
+  }
+
   interface Options {
     /** Default: the page's host name ("localhost" outside a browser). */
     host?: string;
@@ -97,6 +123,10 @@ declare namespace TornadoWebSocket {
     reconnect?: boolean | ReconnectOptions;
     /** How many emits wait for the socket to open; the oldest is dropped beyond (default 100). */
     outbox?: number;
+    /** Attempts in a row that never open before the "unreachable" event (default 3). */
+    refusedAfter?: number;
+    /** false to never probe a silent server; true or settings to probe it and reconnect (the default). */
+    liveness?: boolean | LivenessOptions;
     /** A WebSocket constructor, for runtimes without a global one. */
     WebSocket?: new (url: string) => WebSocket;
   }
@@ -108,6 +138,8 @@ declare namespace TornadoWebSocket {
     auto_connect: boolean;
     reconnect: Required<ReconnectOptions> | null;
     outbox: number;
+    refusedAfter: number;
+    liveness: Required<LivenessOptions> | null;
     WebSocket: (new (url: string) => WebSocket) | null;
   }
 
@@ -142,6 +174,43 @@ declare namespace TornadoWebSocket {
     message: string;
     event?: string;
     [key: string]: unknown;
+  }
+
+  /** The data of "ended": the close code and reason the server gave. */
+  interface Ended {
+    code: number;
+    reason: string;
+    final: true;
+  }
+
+  /** The data of "unreachable". */
+  interface Unreachable {
+    /** Attempts in a row that never opened. */
+    attempts: number;
+  }
+
+  /** The data of "gap": the frame numbered `received` came when `expected` was due. */
+  interface Gap {
+    stream: string;
+    expected: number;
+    received: number;
+    /** True when the client reconnects to get the missing frames (reconnect is on). */
+    recovering: boolean;
+  }
+
+  /** The data of "resync". */
+  interface Resync {
+    stream: string;
+  }
+
+  /** The data of the server's "stream" event: a position in a stream, or `left` when the room was left. */
+  interface StreamPosition {
+    stream: string;
+    seq?: number;
+    epoch?: string;
+    /** Opaque: sent back when reconnecting, so the server knows it handed out this position. */
+    token?: string;
+    left?: true;
   }
 
   /** The data of "reconnecting". */

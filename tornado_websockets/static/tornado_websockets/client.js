@@ -19,13 +19,30 @@
    *   ws.emit("echo", {message: "hi"});                     // queued until the socket opens
    *
    * Frames are JSON text, {"event": "...", "data": {...}}, in both directions. The connection comes back
-   * by itself (exponential backoff with jitter) until close() is called.
+   * by itself (exponential backoff with jitter) until close() is called or the server closes it for good
+   * (close codes 4000-4099 and 1008: the "ended" event). A connection that stays silent is probed and, when
+   * nothing answers, replaced (the liveness check); a jump in a stream's numbers is recovered by reconnecting.
    *
    * This file is the source: `make js` generates client.js (UMD: global, AMD, CommonJS) from it.
    */
 
   /** Events raised by the connection itself rather than by the server. */
-  const RESERVED_EVENTS = Object.freeze(["open", "close", "error", "reconnecting"]);
+  const RESERVED_EVENTS = Object.freeze(["open", "close", "error", "reconnecting", "ended", "unreachable", "gap"]);
+
+  /**
+   * The local name of the server's "error" frame (an event function failed). "error" itself keeps the meaning
+   * it had in the original client (0.2): the socket's own error `Event`.
+   */
+  const SERVER_ERROR_EVENT = "server_error";
+
+  /** The liveness probe and its answer; a server that does not know "ping" answers with a warning instead. */
+  const PING_FRAME = '{"event":"ping","data":{}}';
+  const PONG_EVENT = "pong";
+
+  /** Close codes after which the client does not reconnect: the server closed the connection for good. */
+  function isFinalClose(code) {
+    return (code >= 4000 && code < 4100) || code === 1008;
+  }
 
   /** Milliseconds before the first retry, the ceiling, the growth factor, and the random share. */
   // The backoff starts over only once a connection has stayed open `stable` milliseconds: a server
@@ -37,6 +54,19 @@
 
   /** Milliseconds request() waits for the server's reply. */
   const DEFAULT_REQUEST_TIMEOUT = 10000;
+
+  /** Consecutive attempts that never opened before "unreachable" is emitted. */
+  const DEFAULT_REFUSED_AFTER = 3;
+
+  /**
+   * Milliseconds of silence from the server before the client probes it, and how long it waits for an answer.
+   * The server's own WebSocket pings are answered by the browser but never seen by the page, so the client
+   * needs frames of its own to tell a quiet server from a connection that silently died (a half-open TCP).
+   */
+  const DEFAULT_LIVENESS = Object.freeze({idle: 20000, timeout: 10000});
+
+  /** Characters of the encoded ?recover= value, at most: nginx's request line limit is 8 KB by default. */
+  const MAX_RECOVER_LENGTH = 4096;
 
   const OPEN = 1;
   const CLOSING = 2;
@@ -90,6 +120,41 @@
     return options;
   }
 
+  function livenessOptions(value) {
+    if (value === false) {
+      return null;
+    }
+    if (value === undefined || value === true) {
+      return {...DEFAULT_LIVENESS};
+    }
+    if (typeof value !== "object" || value === null) {
+      throw new TypeError("TornadoWebSocket: liveness should be false, true or {idle, timeout} (milliseconds).");
+    }
+    const options = {...DEFAULT_LIVENESS, ...value};
+    if (!(options.idle > 0 && options.timeout > 0)) {
+      throw new RangeError("TornadoWebSocket: liveness needs idle > 0 and timeout > 0 (milliseconds).");
+    }
+    return options;
+  }
+
+  function refusedAfterCount(value) {
+    if (value === undefined) {
+      return DEFAULT_REFUSED_AFTER;
+    }
+    if (!Number.isInteger(value) || value < 1) {
+      throw new RangeError(
+        `TornadoWebSocket: refusedAfter should be a whole number of attempts (1 or more), not ${value}.`,
+      );
+    }
+    return value;
+  }
+
+  /** A close event of the client's own making, for a socket it gave up on (a silent server, a gap). */
+  function abandonedEvent(reason) {
+    const init = {code: 1006, reason, wasClean: false};
+    return typeof CloseEvent === "function" ? new CloseEvent("close", init) : {type: "close", ...init};
+  }
+
   function outboxSize(value) {
     if (value === undefined) {
       return DEFAULT_OUTBOX;
@@ -114,7 +179,9 @@
    *
    * Options: host, port and secure (default: the page's own host, port and scheme), auto_connect
    * (default true), reconnect (false, or {initial, max, factor, jitter, stable} in milliseconds), outbox (how many
-   * emits wait for the socket to open; default 100), WebSocket (a constructor, for runtimes without one).
+   * emits wait for the socket to open; default 100), refusedAfter (attempts that never open before "unreachable";
+   * default 3), liveness (false, or {idle, timeout} in milliseconds), WebSocket (a constructor, for runtimes
+   * without one).
    */
   class TornadoWebSocket {
     #listeners = new Map();
@@ -124,9 +191,17 @@
     #timer = null;
     #stableTimer = null;
     #attempts = 0;
+    #failures = 0;
     #stopped = false;
     #epoch = null;
-    #streams = {};
+    // stream name -> {seq, token}, least recently moved first: the oldest are dropped from a long ?recover=.
+    #positions = new Map();
+    // Streams whose position did not fit in ?recover=: their next position from the server starts a "resync".
+    #unrecovered = new Set();
+    #lastFrame = 0;
+    #livenessTimer = null;
+    #probing = false;
+    #pings = 0;
 
     constructor(path, options = {}) {
       if (typeof path !== "string") {
@@ -145,6 +220,8 @@
         auto_connect: options.auto_connect ?? true,
         reconnect: reconnectOptions(options.reconnect),
         outbox: outboxSize(options.outbox),
+        refusedAfter: refusedAfterCount(options.refusedAfter),
+        liveness: livenessOptions(options.liveness),
         WebSocket: options.WebSocket ?? null,
       };
       const trimmed = path.trim();
@@ -207,11 +284,17 @@
       }
       const socket = new Socket(this.#connectUrl());
       this.websocket = socket;
-      // Events of an older socket (closed, then replaced by connect()) are ignored.
-      socket.addEventListener("open", (event) => socket === this.websocket && this.#opened(socket, event));
+      let opened = false;
+      // Events of an older socket (closed, then replaced by connect(), or given up on) are ignored.
+      socket.addEventListener("open", (event) => {
+        if (socket === this.websocket) {
+          opened = true;
+          this.#opened(socket, event);
+        }
+      });
       socket.addEventListener("message", (event) => socket === this.websocket && this.#received(event));
       socket.addEventListener("error", (event) => socket === this.websocket && this.#dispatch("error", event));
-      socket.addEventListener("close", (event) => socket === this.websocket && this.#closed(event));
+      socket.addEventListener("close", (event) => socket === this.websocket && this.#closed(event, opened));
       return this;
     }
 
@@ -226,7 +309,10 @@
       return this;
     }
 
-    /** Call callback(data, frame) for every `event` from the server (or open, close, error, reconnecting). */
+    /**
+     * Call callback(data, frame) for every `event` from the server, or for the client's own events: open, close,
+     * error (the socket's), reconnecting, ended, unreachable, gap. The server's "error" frames reach "server_error".
+     */
     on(event, callback) {
       checkEvent(event);
       checkCallback(callback);
@@ -302,7 +388,7 @@
     #dispatch(event, data, frame = undefined) {
       const entries = this.#listeners.get(event);
       if (entries === undefined || entries.length === 0) {
-        if (frame !== undefined && (event === "warning" || event === "error")) {
+        if (frame !== undefined && (event === "warning" || event === SERVER_ERROR_EVENT)) {
           console.warn(`TornadoWebSocket: the server sent "${event}" on ${this.path}:`, data);
         }
         return;
@@ -358,6 +444,10 @@
     }
 
     #opened(socket, event) {
+      this.#failures = 0;
+      this.#lastFrame = Date.now();
+      this.#pings = 0;
+      this.#watch(socket);
       const stable = this.options.reconnect === null ? 0 : this.options.reconnect.stable;
       this.#stableTimer = setTimeout(() => {
         this.#stableTimer = null;
@@ -373,6 +463,12 @@
     }
 
     #received(message) {
+      this.#lastFrame = Date.now();
+      if (this.#probing) {
+        this.#probing = false; // answered: the next probe after another liveness.idle ms of silence
+        this.#stopWatching();
+        this.#watch(this.websocket);
+      }
       let frame;
       try {
         frame = JSON.parse(message.data);
@@ -383,27 +479,149 @@
         console.warn("TornadoWebSocket: ignored a frame that is not {event, data}:", message.data);
         return;
       }
-      this.#track(frame);
+      if (this.#answersPing(frame)) {
+        return;
+      }
+      const gap = this.#track(frame);
+      if (gap !== null && this.#recover(gap)) {
+        return; // the frames from the gap on come again on the next connection
+      }
       if (frame.event === "ack" && this.#requests.has(frame.id)) {
         this.#settle(frame);
         return;
       }
-      this.#dispatch(frame.event, frame.data ?? {}, frame);
+      if (frame.event !== "error" && RESERVED_EVENTS.includes(frame.event)) {
+        // Only the client raises these: a server frame named so would fake a close, an end, a gap...
+        console.warn(`TornadoWebSocket: ignored a frame named after the client's own "${frame.event}" event.`);
+        return;
+      }
+      const event = frame.event === "error" ? SERVER_ERROR_EVENT : frame.event;
+      this.#dispatch(event, frame.data ?? {}, frame);
+      if (frame.event === "stream" && this.#unrecovered.delete(frame.data?.stream)) {
+        // Its position was left out of ?recover=, so what it missed was not replayed: reload, as on "resync".
+        this.#dispatch("resync", {stream: frame.data.stream});
+      }
     }
 
-    /** Remember where this client stands in each stream, so that a reconnection gets what it missed. */
+    /** The answer to a liveness probe: "pong", or the warning of a server that has no "ping". */
+    #answersPing(frame) {
+      if (this.#pings === 0) {
+        return false;
+      }
+      const unknown = frame.event === "warning" && frame.data?.event === "ping" && frame.id === undefined;
+      if (frame.event !== PONG_EVENT && !unknown) {
+        return false;
+      }
+      this.#pings -= 1;
+      return true;
+    }
+
+    /**
+     * Remember where this client stands in each stream, so that a reconnection gets what it missed.
+     * Returns the gap, {stream, expected, received}, when a frame skipped numbers; else null.
+     */
     #track(frame) {
       const data = frame.data;
-      if (frame.event === "stream" && data && typeof data.stream === "string" && Number.isInteger(data.seq)) {
-        if (data.epoch !== this.#epoch) {
-          // Positions from another server process cannot be replayed: start over from this one.
-          this.#epoch = data.epoch;
-          this.#streams = {};
+      if (frame.event === "stream" && data && typeof data.stream === "string") {
+        if (data.left === true) {
+          // The connection left the room: nothing more of it is due, nothing of it is to be recovered.
+          this.#positions.delete(data.stream);
+          this.#unrecovered.delete(data.stream);
+        } else if (Number.isInteger(data.seq)) {
+          if (data.epoch !== undefined && data.epoch !== this.#epoch) {
+            // Positions from another server process cannot be replayed: start over from this one.
+            this.#epoch = data.epoch;
+            this.#positions.clear();
+            this.#unrecovered.clear();
+          }
+          // Without epoch and token: the number of a frame this client was skipped for (it sent it).
+          this.#remember(data.stream, data.seq, data.token ?? this.#positions.get(data.stream)?.token);
         }
-        this.#streams[data.stream] = data.seq;
-      } else if (typeof frame.stream === "string" && Number.isInteger(frame.seq)) {
-        this.#streams[frame.stream] = frame.seq;
+        return null;
       }
+      if (typeof frame.stream !== "string" || !Number.isInteger(frame.seq)) {
+        return null;
+      }
+      const known = this.#positions.get(frame.stream);
+      if (known !== undefined && frame.seq > known.seq + 1) {
+        return {stream: frame.stream, expected: known.seq + 1, received: frame.seq};
+      }
+      if (known === undefined || frame.seq > known.seq) {
+        this.#remember(frame.stream, frame.seq, known?.token);
+      }
+      return null;
+    }
+
+    #remember(stream, seq, token) {
+      this.#positions.delete(stream); // re-inserted last: the most recently moved stream
+      this.#positions.set(stream, token === undefined ? {seq} : {seq, token});
+    }
+
+    /**
+     * Frames of a stream went missing (seq jumped): reconnect with the positions held before the gap, so the
+     * server replays them in order (or sends "resync"). Nothing more of this socket is delivered, so the
+     * replayed frames come without duplicates. With reconnect off, the page is told and the jump accepted.
+     * Returns whether the connection is being replaced.
+     */
+    #recover(gap) {
+      const recovering = this.options.reconnect !== null;
+      this.#dispatch("gap", {...gap, recovering});
+      if (!recovering) {
+        const known = this.#positions.get(gap.stream);
+        this.#remember(gap.stream, gap.received, known?.token);
+        return false;
+      }
+      this.#abandon(`TornadoWebSocket: frames ${gap.expected} to ${gap.received - 1} of "${gap.stream}" are missing.`);
+      return true;
+    }
+
+    /** Check the server is still there whenever it has been silent for liveness.idle ms. */
+    #watch(socket) {
+      if (this.options.liveness !== null) {
+        this.#livenessTimer = setTimeout(() => this.#probe(socket), this.options.liveness.idle);
+      }
+    }
+
+    #probe(socket) {
+      this.#livenessTimer = null;
+      if (socket !== this.websocket || socket.readyState !== OPEN) {
+        return;
+      }
+      const {idle, timeout} = this.options.liveness;
+      const silent = Date.now() - this.#lastFrame;
+      if (silent < idle) {
+        this.#livenessTimer = setTimeout(() => this.#probe(socket), idle - silent);
+        return;
+      }
+      // Any frame counts as the answer: the "pong", or anything else the server had to say meanwhile.
+      this.#pings += 1;
+      this.#probing = true;
+      socket.send(PING_FRAME);
+      this.#livenessTimer = setTimeout(() => {
+        this.#livenessTimer = null;
+        if (socket === this.websocket) {
+          this.#abandon(`TornadoWebSocket: no answer from the server within ${timeout} ms.`);
+        }
+      }, timeout);
+    }
+
+    #stopWatching() {
+      this.#probing = false;
+      if (this.#livenessTimer !== null) {
+        clearTimeout(this.#livenessTimer);
+        this.#livenessTimer = null;
+      }
+    }
+
+    /**
+     * Give up on the current socket now, as if it had closed abnormally (1006): a dead connection's closing
+     * handshake can take minutes to fail, so its own close event is not waited for (and is ignored).
+     */
+    #abandon(reason) {
+      const socket = this.websocket;
+      this.websocket = null;
+      socket.close();
+      this.#closed(abandonedEvent(reason), true);
     }
 
     #settle(frame) {
@@ -421,20 +639,82 @@
 
     #connectUrl() {
       const url = this.build_url();
-      if (this.#epoch === null || Object.keys(this.#streams).length === 0) {
+      if (this.#epoch === null || this.#positions.size === 0) {
         return url;
       }
-      const recover = JSON.stringify({epoch: this.#epoch, streams: this.#streams});
-      return `${url}${url.includes("?") ? "&" : "?"}recover=${encodeURIComponent(recover)}`;
+      return `${url}${url.includes("?") ? "&" : "?"}recover=${this.#recoverParameter()}`;
     }
 
-    #closed(event) {
+    /**
+     * The encoded ?recover= value: {"epoch", "streams": {name: seq}, "tokens": {name: token}}, at most
+     * MAX_RECOVER_LENGTH characters. Beyond that, the streams that moved least recently are forgotten: the server
+     * cannot replay them, so they get "resync" when the server next tells their position.
+     */
+    #recoverParameter() {
+      const streams = Object.create(null); // a stream named "__proto__" stays a stream
+      const tokens = Object.create(null);
+      const encoded = (value) => encodeURIComponent(JSON.stringify(value));
+      let room = MAX_RECOVER_LENGTH - encoded({epoch: this.#epoch, streams: {}, tokens: {}}).length;
+      const newestFirst = [...this.#positions].reverse();
+      let kept = 0;
+      for (const [stream, {seq, token}] of newestFirst) {
+        const name = encoded(stream);
+        // Each entry costs its name, its number or token, a colon and a comma, all URL-encoded (%3A, %2C).
+        const cost =
+          name.length + String(seq).length + 6 + (token === undefined ? 0 : name.length + encoded(token).length + 6);
+        if (cost > room) {
+          break;
+        }
+        room -= cost;
+        streams[stream] = seq;
+        if (token !== undefined) {
+          tokens[stream] = token;
+        }
+        kept += 1;
+      }
+      const dropped = newestFirst.slice(kept).map(([stream]) => stream);
+      if (dropped.length > 0) {
+        console.warn(
+          `TornadoWebSocket: ${dropped.length} stream positions left out of the reconnection (over ` +
+            `${MAX_RECOVER_LENGTH} characters); they resync.`,
+        );
+        for (const stream of dropped) {
+          this.#positions.delete(stream);
+          this.#unrecovered.add(stream);
+        }
+      }
+      const request = {epoch: this.#epoch, streams};
+      if (Object.keys(tokens).length > 0) {
+        request.tokens = tokens;
+      }
+      return encoded(request);
+    }
+
+    /** The socket closed (or was abandoned): tell the page, then end, or count the failure and retry. */
+    #closed(event, opened) {
       clearTimeout(this.#stableTimer);  // dropped before it proved stable: the backoff goes on growing
       this.#stableTimer = null;
+      this.#stopWatching();
+      this.#pings = 0;
       this.websocket = null;
       this.#failSent();
+      const byPage = this.#stopped;
+      const final = !byPage && isFinalClose(event.code);
+      if (final) {
+        this.#stopped = true; // the server closed for good: only connect() opens it again
+      }
+      if (!opened) {
+        this.#failures += 1;
+      }
       this.#dispatch("close", event);
-      if (!this.#stopped && this.options.reconnect !== null) {
+      if (final) {
+        this.#dispatch("ended", {code: event.code, reason: event.reason, final: true});
+        return;
+      }
+      if (!opened && !this.#stopped && this.#failures === this.options.refusedAfter) {
+        this.#dispatch("unreachable", {attempts: this.#failures});
+      }
+      if (!this.#stopped && this.options.reconnect !== null && this.websocket === null) {
         this.#schedule();
       }
     }
@@ -647,6 +927,7 @@
   TornadoWebSocket.Module = Module;
   TornadoWebSocket.ProgressBar = ProgressBar;
   TornadoWebSocket.RESERVED_EVENTS = RESERVED_EVENTS;
+  TornadoWebSocket.SERVER_ERROR_EVENT = SERVER_ERROR_EVENT;
 
   return TornadoWebSocket;
 });

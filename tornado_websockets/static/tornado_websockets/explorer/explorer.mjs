@@ -386,7 +386,7 @@ function connect() {
   });
   // Logged from the raw socket above; listening here keeps the client from also warning on the console.
   socket.on("warning", () => {});
-  socket.on("error", () => {});
+  socket.on("server_error", () => {});
 }
 
 function disconnect() {
