@@ -1,8 +1,9 @@
 """Django served by Tornado: the WSGI fallback, static files in DEBUG, and the application settings.
 
-Views run in a thread pool (Tornado's `WSGIContainer` takes an executor), so a slow view never
-delays WebSocket traffic; plain ``def`` event functions run in another pool whose threads close
-stale database connections around each call, as Django does around requests.
+Views run in a thread pool (see `tornado_websockets.wsgi`), so a slow view never delays
+WebSocket traffic, every request gets an answer and streamed responses go out chunk by chunk;
+plain ``def`` event functions run in another pool whose threads close stale database
+connections around each call, as Django does around requests.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import tornado.web
-import tornado.wsgi
 from django.conf import settings
 from django.db import close_old_connections
 
-from tornado_websockets import auth, origin
+from tornado_websockets import auth, origin, wsgi
 from tornado_websockets.conf import TornadoSettings, tornado_settings
 from tornado_websockets.websockethandler import CONNECT_HOOK_SETTING, ORIGIN_CHECK_SETTING
 
@@ -59,7 +59,9 @@ def django_app(threads: int | None = None) -> tuple[str, type[tornado.web.Fallba
         application = StaticFilesHandler(application)
     if threads is None:
         threads = tornado_settings().view_threads
-    container = tornado.wsgi.WSGIContainer(_trimmed_headers(application), executor=_view_executor(threads))
+    container = wsgi.WSGIContainer(
+        _trimmed_headers(application), _view_executor(threads), debug=lambda: bool(settings.DEBUG)
+    )
     return (r".*", tornado.web.FallbackHandler, {"fallback": container})
 
 
