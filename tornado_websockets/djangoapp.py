@@ -13,15 +13,16 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import tornado.httputil
 import tornado.web
 from django.conf import settings
 from django.db import close_old_connections
 
 from tornado_websockets import auth, origin, wsgi
 from tornado_websockets.conf import TornadoSettings, tornado_settings
-from tornado_websockets.websockethandler import CONNECT_HOOK_SETTING, ORIGIN_CHECK_SETTING
+from tornado_websockets.websockethandler import CONNECT_HOOK_SETTING, ORIGIN_CHECK_SETTING, WebSocketHandler
 
-__all__ = ["DjangoExecutor", "application_settings", "django_app", "handlers"]
+__all__ = ["DjangoExecutor", "application_settings", "django_app", "handlers", "origin_allowed"]
 
 
 class DjangoExecutor(ThreadPoolExecutor):
@@ -88,13 +89,37 @@ def handlers(conf: TornadoSettings | None = None) -> list[Any]:
 
 
 def application_settings(conf: TornadoSettings | None = None) -> dict[str, Any]:
-    """``TORNADO['settings']`` plus the Django connect hook (user, session) and origin policy."""
+    """``TORNADO['settings']`` plus the Django connect hook: origin policy, then user and session.
+
+    The origin policy is Django's CSRF origin check (see `tornado_websockets.origin`), with
+    ``TORNADO['allowed_origins']`` trusted as ``CSRF_TRUSTED_ORIGINS`` are.
+    """
     conf = conf or tornado_settings()
-    trusted = list(getattr(settings, "CSRF_TRUSTED_ORIGINS", []))
 
-    def check(origin_header: str, request_host: str) -> bool:
-        return origin.origin_allowed(
-            origin_header, request_host, settings.ALLOWED_HOSTS, trusted, conf.allowed_origins
-        )
+    async def connect(socket: WebSocketHandler) -> None:
+        # Here, before the session is read, rather than in Tornado's check_origin: Tornado 6.6
+        # accepts an Origin whose host and port equal the Host header, whatever its scheme and
+        # whether that host is allowed, without asking check_origin.
+        headers = socket.request.headers
+        origin_header = headers.get("Origin", headers.get("Sec-Websocket-Origin"))
+        if origin_header is not None and not origin_allowed(origin_header, socket.request, conf):
+            raise tornado.web.HTTPError(403, reason="Origin not allowed")
+        await auth.load_user(socket)
 
-    return {**conf.settings, CONNECT_HOOK_SETTING: auth.load_user, ORIGIN_CHECK_SETTING: check}
+    return {**conf.settings, CONNECT_HOOK_SETTING: connect, ORIGIN_CHECK_SETTING: _checked_by_the_hook}
+
+
+def origin_allowed(
+    origin_header: str, request: tornado.httputil.HTTPServerRequest, conf: TornadoSettings
+) -> bool:
+    """Django's CSRF origin rule for an upgrade request, ``TORNADO['allowed_origins']`` trusted too."""
+    from django.core.handlers.wsgi import WSGIRequest
+
+    own = origin.good_origin(WSGIRequest(wsgi.environ(request)))
+    trusted = [*getattr(settings, "CSRF_TRUSTED_ORIGINS", []), *conf.allowed_origins]
+    return origin.origin_verified(origin_header, own, trusted)
+
+
+def _checked_by_the_hook(origin_header: str, request_host: str) -> bool:
+    """Tornado's own origin check, replaced: the connect hook applied Django's rule already."""
+    return True

@@ -32,7 +32,7 @@ import tornado.iostream
 from tornado.escape import url_unescape
 from tornado.log import access_log
 
-__all__ = ["FileWrapper", "WSGIContainer"]
+__all__ = ["FileWrapper", "WSGIContainer", "environ"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,37 +103,42 @@ class WSGIContainer:
 
     def environ(self, request: tornado.httputil.HTTPServerRequest) -> dict[str, Any]:
         """The WSGI environment of ``request`` (PEP 3333)."""
-        host, port = tornado.httputil.split_host_and_port(request.host)
-        if port is None:
-            port = 443 if request.protocol == "https" else 80
-        environ: dict[str, Any] = {
-            "REQUEST_METHOD": request.method,
-            "SCRIPT_NAME": "",
-            # PEP 3333: the undecoded path as latin-1 code points.
-            "PATH_INFO": url_unescape(request.path, encoding=None, plus=False).decode("latin-1"),
-            "QUERY_STRING": request.query,
-            "REMOTE_ADDR": request.remote_ip,  # the client's, behind a proxy with xheaders on
-            "SERVER_NAME": host,
-            "SERVER_PORT": str(port),
-            "SERVER_PROTOCOL": request.version,
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": request.protocol,
-            "wsgi.input": BytesIO(request.body),
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-            "wsgi.file_wrapper": FileWrapper,
-        }
-        for name in request.headers:
-            value = ",".join(request.headers.get_list(name))
-            if name == "Content-Type":
-                environ["CONTENT_TYPE"] = value
-            elif name == "Content-Length":
-                environ["CONTENT_LENGTH"] = value
-            else:
-                environ["HTTP_" + name.replace("-", "_").upper()] = value
-        return environ
+        return environ(request)
+
+
+def environ(request: tornado.httputil.HTTPServerRequest) -> dict[str, Any]:
+    """The WSGI environment of ``request`` (PEP 3333); also how Django sees an upgrade request."""
+    host, port = tornado.httputil.split_host_and_port(request.host)
+    if port is None:
+        port = 443 if request.protocol == "https" else 80
+    env: dict[str, Any] = {
+        "REQUEST_METHOD": request.method,
+        "SCRIPT_NAME": "",
+        # PEP 3333: the undecoded path as latin-1 code points.
+        "PATH_INFO": url_unescape(request.path, encoding=None, plus=False).decode("latin-1"),
+        "QUERY_STRING": request.query,
+        "REMOTE_ADDR": request.remote_ip,  # the client's, behind a proxy with xheaders on
+        "SERVER_NAME": host,
+        "SERVER_PORT": str(port),
+        "SERVER_PROTOCOL": request.version,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": request.protocol,
+        "wsgi.input": BytesIO(request.body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": FileWrapper,
+    }
+    for name in request.headers:
+        value = ",".join(request.headers.get_list(name))
+        if name == "Content-Type":
+            env["CONTENT_TYPE"] = value
+        elif name == "Content-Length":
+            env["CONTENT_LENGTH"] = value
+        else:
+            env["HTTP_" + name.replace("-", "_").upper()] = value
+    return env
 
 
 class _Exchange:
