@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import http.client
+import json
 import re
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import tornado.web
 
 from tests.polling import wait_until
 from tests.serving import Served, migrated, runtornado, serving_env
+from tornado_websockets.testing import WebSocketTestClient
 from tornado_websockets.wsgi import SERVER_ERROR_BODY, WSGIContainer
 
 TRAVERSALS = [
@@ -256,3 +258,24 @@ class ContainerInAUsersApplication(tornado.testing.AsyncHTTPTestCase):
         response = self.fetch("/hello")
         assert response.code == 200
         assert response.body == b"127.0.0.1 http"
+
+
+# Strict JSON from the package's own endpoints (RFC 8259: no NaN, no Infinity) ---------------------
+
+
+def _strict(constant: str) -> None:
+    raise AssertionError(f"{constant} in a JSON document")
+
+
+async def test_metrics_and_asyncapi_are_strict_json(served: Served) -> None:
+    client = await WebSocketTestClient.connect(f"ws://127.0.0.1:{served.port}/ws/who")
+    assert await client.request("whoami") == ""  # one latency observation at least
+    client.close()
+    http = tornado.httpclient.AsyncHTTPClient()
+    metrics = json.loads(
+        (await http.fetch(served.base + "/ws-api/metrics.json")).body, parse_constant=_strict
+    )
+    buckets = metrics["paths"]["/who"]["latency"]["buckets"]
+    assert buckets[-1][0] == "+Inf"
+    assert buckets[-1][1] >= 1
+    json.loads((await http.fetch(served.base + "/ws-api/asyncapi.json")).body, parse_constant=_strict)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from django.contrib.auth import authenticate, login, logout, update_session_auth_hash
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.urls import path
+from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
 #: Set by /release/: the second chunk of /stream/ waits for it.
@@ -86,4 +86,5 @@ urlpatterns = [
     path("login/", do_login),
     path("logout/", do_logout),
     path("password/", change_password),
+    path("ws-api/", include("tornado_websockets.urls")),
 ]
