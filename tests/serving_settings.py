@@ -17,3 +17,5 @@ ROOT_URLCONF = "tests.servingapp.views"
 if "SERVING_DATABASE" in os.environ:
     DATABASES = {"default": {**DATABASES["default"], "NAME": os.environ["SERVING_DATABASE"]}}
 TORNADO = {"port": 8765, "backplane": os.environ.get("SERVING_BACKPLANE")}
+if os.environ.get("SERVING_PROXY_SSL") == "1":
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -17,6 +17,7 @@ import tornado.httputil
 import tornado.web
 from django.conf import settings
 from django.db import close_old_connections
+from django.http import HttpRequest
 
 from tornado_websockets import auth, origin, wsgi
 from tornado_websockets.conf import TornadoSettings, tornado_settings
@@ -97,27 +98,28 @@ def application_settings(conf: TornadoSettings | None = None) -> dict[str, Any]:
     conf = conf or tornado_settings()
 
     async def connect(socket: WebSocketHandler) -> None:
+        from django.core.handlers.wsgi import WSGIRequest
+
+        request = WSGIRequest(wsgi.environ(socket.request))  # the upgrade, as Django sees it
+        # Django's scheme: https behind a TLS proxy that sets SECURE_PROXY_SSL_HEADER's header.
+        socket.request.protocol = request.scheme
         # Here, before the session is read, rather than in Tornado's check_origin: Tornado 6.6
         # accepts an Origin whose host and port equal the Host header, whatever its scheme and
         # whether that host is allowed, without asking check_origin.
         headers = socket.request.headers
         origin_header = headers.get("Origin", headers.get("Sec-Websocket-Origin"))
-        if origin_header is not None and not origin_allowed(origin_header, socket.request, conf):
+        if origin_header is not None and not origin_allowed(origin_header, request, conf):
             raise tornado.web.HTTPError(403, reason="Origin not allowed")
         await auth.load_user(socket)
 
     return {**conf.settings, CONNECT_HOOK_SETTING: connect, ORIGIN_CHECK_SETTING: _checked_by_the_hook}
 
 
-def origin_allowed(
-    origin_header: str, request: tornado.httputil.HTTPServerRequest, conf: TornadoSettings
-) -> bool:
-    """Django's CSRF origin rule for an upgrade request, ``TORNADO['allowed_origins']`` trusted too."""
-    from django.core.handlers.wsgi import WSGIRequest
-
-    own = origin.good_origin(WSGIRequest(wsgi.environ(request)))
+def origin_allowed(origin_header: str, request: HttpRequest, conf: TornadoSettings | None = None) -> bool:
+    """Django's CSRF origin rule for an upgrade request (as Django sees it), plus ``allowed_origins``."""
+    conf = conf or tornado_settings()
     trusted = [*getattr(settings, "CSRF_TRUSTED_ORIGINS", []), *conf.allowed_origins]
-    return origin.origin_verified(origin_header, own, trusted)
+    return origin.origin_verified(origin_header, origin.good_origin(request), trusted)
 
 
 def _checked_by_the_hook(origin_header: str, request_host: str) -> bool:

@@ -77,7 +77,12 @@ def change_password(request: HttpRequest) -> HttpResponse:
     return HttpResponse("changed")
 
 
+def where(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(f"{request.META['REMOTE_ADDR']} {request.scheme}")
+
+
 urlpatterns = [
+    path("where/", where),
     path("stream/", stream),
     path("release/", release),
     path("broken-stream/", broken_stream),

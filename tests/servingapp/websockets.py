@@ -11,3 +11,8 @@ who = WebSocket("/who")
 @who.on
 async def whoami(socket: WebSocketHandler) -> str:
     return str(socket.user.get_username())
+
+
+@who.on
+async def where(socket: WebSocketHandler) -> dict[str, str]:
+    return {"ip": socket.request.remote_ip, "scheme": socket.request.protocol}
