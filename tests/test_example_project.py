@@ -195,6 +195,15 @@ def test_seeding_twice_keeps_the_users(example_env: dict[str, str]) -> None:
     ]
 
 
+async def test_seeding_again_keeps_everyone_signed_in(base: str, example_env: dict[str, str]) -> None:
+    cookie = await log_in(base, "alice", "alice")
+    chat = await fetch(base + "/chat/", headers={"Cookie": cookie}, follow_redirects=False)
+    assert chat.code == 200
+    await asyncio.to_thread(manage, example_env, "seeddemo")  # as make demo does at each start
+    again = await fetch(base + "/chat/", headers={"Cookie": cookie}, follow_redirects=False)
+    assert again.code == 200, again.headers.get("Location")  # not sent back to the login form
+
+
 def test_the_project_passes_the_system_checks(example_env: dict[str, str]) -> None:
     assert "no issues" in manage(example_env, "check")
 
