@@ -279,3 +279,17 @@ async def test_metrics_and_asyncapi_are_strict_json(served: Served) -> None:
     assert buckets[-1][0] == "+Inf"
     assert buckets[-1][1] >= 1
     json.loads((await http.fetch(served.base + "/ws-api/asyncapi.json")).body, parse_constant=_strict)
+
+
+async def test_a_client_leaving_mid_stream_releases_the_stream(served: Served) -> None:
+    await asyncio.to_thread(_download, served.base + "/big/?mb=1")
+    baseline = served.open_fds()
+    for _ in range(20):  # more than the 16 view threads
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(b"GET /big/?mb=500 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await asyncio.wait_for(reader.readexactly(1 << 20), 15)  # the stream is flowing
+        writer.transport.abort()  # gone without reading the other 499 MB
+    await wait_until(lambda: served.open_fds() <= baseline, timeout=15)
+    # The view threads were given back: a request that needs one is answered.
+    head, _ = await raw(served.port, "/release/")
+    assert status(head) == 200
