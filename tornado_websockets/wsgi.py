@@ -254,6 +254,8 @@ class _Exchange:
                 future.result(_LOOP_CHECK_INTERVAL)
                 return
             except concurrent.futures.TimeoutError:
+                if future.done():
+                    raise  # the coroutine's own TimeoutError, not the wait's
                 if not self.loop.is_running():
                     future.cancel()
                     raise _ClientGoneError() from None
