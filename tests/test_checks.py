@@ -12,7 +12,7 @@ import pytest
 from django.test import override_settings
 
 from tests.servers import ROOT
-from tornado_websockets.checks import check_tornado_setting
+from tornado_websockets.checks import W002, W003, check_public_endpoints, check_tornado_setting
 
 
 def ids(value: Any) -> list[str]:
@@ -51,6 +51,8 @@ def test_a_missing_setting_is_fine() -> None:
         ({"metrics": True}, []),
         ({"metrics": False}, []),
         ({"metrics": "staff"}, ["tornado_websockets.E009"]),
+        ({"xheaders": True}, []),
+        ({"xheaders": "yes"}, ["tornado_websockets.E010"]),
         ({"prot": 8000}, ["tornado_websockets.W001"]),
         ({"port": "x", "settings": 1}, ["tornado_websockets.E002", "tornado_websockets.E004"]),
     ],
@@ -96,3 +98,37 @@ def test_manage_py_check_reports_a_malformed_setting(tmp_path: Path, value: str,
     assert done.returncode == 1, done.stdout + done.stderr
     assert expected in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("debug", "tornado", "expected"),
+    [
+        (False, {}, []),
+        (False, {"metrics": None, "explorer": True}, []),  # staff only outside DEBUG
+        (False, {"metrics": False}, []),
+        (False, {"metrics": True}, [W002]),
+        (True, {}, [W003]),
+        (True, {"metrics": True}, [W002, W003]),
+    ],
+)
+def test_deploy_checks_warn_about_public_endpoints(
+    debug: bool, tornado: dict[str, Any], expected: list[str]
+) -> None:
+    with override_settings(DEBUG=debug, TORNADO=tornado):
+        assert [message.id for message in check_public_endpoints()] == expected
+
+
+def test_manage_py_check_deploy_reports_public_metrics(tmp_path: Path) -> None:
+    (tmp_path / "public_settings.py").write_text(
+        "from tests.django_settings import *\nDEBUG = False\nTORNADO = {'metrics': True}\n"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "public_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+    }
+    run = [sys.executable, "-m", "django", "check"]
+    deploy = subprocess.run([*run, "--deploy"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    plain = subprocess.run(run, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert W002 in deploy.stdout + deploy.stderr
+    assert W002 not in plain.stdout + plain.stderr  # a deployment check only

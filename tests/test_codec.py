@@ -66,3 +66,10 @@ def test_stdlib_loads_rejects_bad_utf8() -> None:
 def test_non_finite_floats_are_null_wherever_they_are() -> None:
     frame = codec._stdlib_dumps({"reading": Reading(math.inf), "readings": (Reading(math.nan),)})
     assert frame == b'{"reading":{"value":null},"readings":[{"value":null}]}'  # JSON, which NaN is not
+
+
+@pytest.mark.parametrize("loads", [codec.loads, codec._stdlib_loads])
+@pytest.mark.parametrize("text", ["[Infinity]", "[-Infinity]", '{"a": NaN}'])
+def test_non_json_constants_are_refused_by_both_codecs(loads: Any, text: str) -> None:
+    with pytest.raises(ValueError, match=r"not JSON|unexpected character|no digit"):
+        loads(text)

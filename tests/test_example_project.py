@@ -238,6 +238,15 @@ def test_seeding_twice_keeps_the_users(example_env: dict[str, str]) -> None:
     ]
 
 
+async def test_seeding_again_keeps_everyone_signed_in(base: str, example_env: dict[str, str]) -> None:
+    cookie = await log_in(base, "alice", "alice")
+    chat = await fetch(base + "/chat/", headers={"Cookie": cookie}, follow_redirects=False)
+    assert chat.code == 200
+    await asyncio.to_thread(manage, example_env, "seeddemo")  # as make demo does at each start
+    again = await fetch(base + "/chat/", headers={"Cookie": cookie}, follow_redirects=False)
+    assert again.code == 200, again.headers.get("Location")  # not sent back to the login form
+
+
 def test_the_project_passes_the_system_checks(example_env: dict[str, str]) -> None:
     assert "no issues" in manage(example_env, "check")
 
@@ -296,3 +305,35 @@ async def test_the_progress_task_reports_each_step_then_done(base: str) -> None:
         assert [f.data["current"] for f in frames[1:]] == list(range(1, 51))
         assert all("label" not in f.data for f in frames)  # the page shows one format: the percentage
         assert await other.wait_for(prefix + "done") == {}
+
+
+async def test_logging_out_ends_the_chat_socket_of_that_session(base: str) -> None:
+    """The issue's scenario: after POST /accounts/logout/ the socket no longer chats as demo."""
+    cookie = await log_in(base, "demo", "demo")
+    csrf = cookie.split(";")[0].split("=", 1)[1]
+    async with await WebSocketTestClient.connect(ws_url(base, "/chat"), headers={"Cookie": cookie}) as chat:
+        await chat.emit("message", {"message": "before"})
+        assert await chat.wait_for("message") == {"username": "demo", "message": "before"}
+        answer = await fetch(
+            base + "/accounts/logout/",
+            method="POST",
+            body=urlencode({"csrfmiddlewaretoken": csrf}),
+            headers={"Cookie": cookie},
+            follow_redirects=False,
+        )
+        assert answer.code == 302, answer.body
+        assert await chat.wait_closed() == 4001
+        assert chat.connection.close_reason == "Signed out"
+
+
+async def test_a_page_on_another_port_cannot_chat_as_the_user(base: str) -> None:
+    """The issue's scenario: a page at http://127.0.0.1:8131 gets the cookie but not the socket."""
+    cookie = await log_in(base, "alice", "alice")
+    headers = {"Cookie": cookie, "Origin": "http://127.0.0.1:8131"}
+    with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+        await WebSocketTestClient.connect(ws_url(base, "/chat"), headers=headers)
+    assert refused.value.code == 403
+    own = {"Cookie": cookie, "Origin": base}
+    async with await WebSocketTestClient.connect(ws_url(base, "/chat"), headers=own) as chat:
+        await chat.emit("message", {"message": "from the site itself"})
+        assert (await chat.wait_for("message"))["username"] == "alice"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -216,3 +217,22 @@ def _send_too_large_then_read_close(port: int) -> int | None:
         if rest[0] & 0x0F != 0x8:
             return None
         return int(struct.unpack("!H", rest[2:4])[0])
+
+
+def test_the_security_page_states_the_defaults() -> None:
+    """docs/security.rst lists each limit with its default, and which ones are on by default."""
+    page = (Path(__file__).parent.parent / "docs" / "security.rst").read_text()
+    defaults = Limits()
+    rows = {
+        "max_message_size": f"{defaults.max_message_size // (1024 * 1024)} MiB",
+        "ping_interval": f"{defaults.ping_interval:g} s",
+        "ping_timeout": f"{defaults.ping_timeout:g} s",
+        "max_backlog": f"{defaults.max_backlog // (1024 * 1024)} MiB",
+        "max_rate": "off (None)" if defaults.max_rate is None else f"{defaults.max_rate:g}",
+    }
+    for name, default in rows.items():
+        assert re.search(rf"``{name}``\s+{re.escape(default)}\s", page), (name, default)
+    off = [name for name in rows if getattr(defaults, name) is None]
+    assert off == ["max_rate"]
+    assert "all of them\nare on by default except ``max_rate``" in page
+    assert "every limit below is on by default" not in page.lower()

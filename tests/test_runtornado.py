@@ -238,3 +238,41 @@ async def test_several_processes_share_the_port_and_emits_through_redis(tmp_path
             output, _ = await asyncio.to_thread(parent.communicate, timeout=15)
     assert parent.returncode == 0, output
     assert output.count("Serving Django and WebSockets at") == 2
+
+
+# Behind a proxy: --xheaders, SECURE_PROXY_SSL_HEADER ------------------------------------------
+
+PROXY_HEADERS = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+
+
+async def _seen_by(served: Any) -> tuple[str, dict[str, str]]:
+    """What a view and a socket see of a request carrying a proxy's headers."""
+    view = await tornado.httpclient.AsyncHTTPClient().fetch(served.base + "/where/", headers=PROXY_HEADERS)
+    client = await WebSocketTestClient.connect(f"ws://127.0.0.1:{served.port}/ws/who", headers=PROXY_HEADERS)
+    try:
+        return view.body.decode(), await client.request("where")
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("xheaders", [True, False])
+async def test_xheaders_is_off_by_default_and_on_with_the_option(tmp_path: Path, xheaders: bool) -> None:
+    from tests.serving import runtornado, serving_env
+
+    options = ["--xheaders"] if xheaders else []
+    with runtornado(serving_env(tmp_path / "db.sqlite3"), *options) as served:
+        view, socket = await _seen_by(served)
+    if xheaders:
+        assert (view, socket) == ("203.0.113.7 https", {"ip": "203.0.113.7", "scheme": "https"})
+        assert "Trusting X-Forwarded-For" in served.output()
+    else:  # any client could send these headers: without a proxy they are not believed
+        assert (view, socket) == ("127.0.0.1 http", {"ip": "127.0.0.1", "scheme": "http"})
+
+
+async def test_secure_proxy_ssl_header_sets_the_sockets_scheme(tmp_path: Path) -> None:
+    from tests.serving import runtornado, serving_env
+
+    env = serving_env(tmp_path / "db.sqlite3", SERVING_PROXY_SSL="1")
+    with runtornado(env) as served:
+        view, socket = await _seen_by(served)
+    assert (view, socket) == ("127.0.0.1 https", {"ip": "127.0.0.1", "scheme": "https"})

@@ -371,3 +371,37 @@ async def test_server_of_the_original_api_is_tornado_server_with_a_deprecation_w
             assert TornadoWrapper.server is http_server
     finally:
         await TornadoWrapper.shutdown(grace=0.5)
+
+
+BARE_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from tornado_websockets.tornadowrapper import TornadoWrapper
+    from tornado_websockets.websocket import WebSocket
+
+    WebSocket("/bare")  # a script that configures no logging, as the quickstart's
+    TornadoWrapper.run(int(sys.argv[1]), address=sys.argv[2])
+    """
+)
+
+
+@pytest.mark.parametrize("address", ["", "127.0.0.1"])
+async def test_quick_starter_says_where_it_listens(tmp_path: Path, address: str) -> None:
+    script = tmp_path / "bare.py"
+    script.write_text(BARE_SCRIPT)
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(port), address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    try:
+        (await _connect_with_retry(f"ws://127.0.0.1:{port}/ws/bare")).close()
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.to_thread(process.communicate, timeout=10)
+    finally:
+        process.kill()
+    text = output.decode()
+    assert f"Listening on {address or '0.0.0.0'}:{port}" in text or f"Listening on :::{port}" in text, text
+    assert ("every interface" in text) is (address == "")

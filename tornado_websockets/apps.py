@@ -19,8 +19,11 @@ class TornadoWebSocketsConfig(AppConfig):
     verbose_name = "Tornado WebSockets"
 
     def ready(self) -> None:
-        """Register the checks, import every app's ``websockets`` module, set workers and backplane."""
-        from tornado_websockets import checks  # noqa: F401 - registers the system checks
+        """Register checks and session signals, import each ``websockets`` module, set workers, backplane."""
+        from tornado_websockets import (
+            checks,  # noqa: F401 - registers the system checks
+            sessions,
+        )
         from tornado_websockets.conf import tornado_settings
         from tornado_websockets.djangoapp import DjangoExecutor
         from tornado_websockets.tornadowrapper import TornadoWrapper
@@ -35,5 +38,6 @@ class TornadoWebSocketsConfig(AppConfig):
                 # manage.py check reports it (tornado_websockets.E005), and runtornado refuses to
                 # start; raising here would stop Django before any check could run.
                 logger.error("TORNADO['backplane'] is ignored: %s", error)
+        sessions.connect_signals()  # a session's sockets end with the session
         autodiscover_modules("websockets")
         logger.debug("WebSocket paths: %s", sorted(TornadoWrapper.websockets))

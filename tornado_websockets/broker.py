@@ -18,7 +18,7 @@ from tornado_websockets.presence import Member
 from tornado_websockets.recovery import BROADCAST_STREAM
 from tornado_websockets.recovery_redis import SharedReplay
 
-__all__ = ["Broker", "Envelope", "broker_from_url"]
+__all__ = ["CONTROL_HANDLERS", "Broker", "Envelope", "broker_from_url", "on_control"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +37,17 @@ class Envelope:
     seq: int | None = None
     #: To be numbered by the backplane before anyone delivers it (a path with shared recovery).
     numbered: bool = False
+    #: Not an emit but a request to every process, of this kind (see `on_control`); ``frame``
+    #: holds its JSON arguments.
+    control: str | None = None
 
     def header(self) -> bytes:
         """The JSON header line of `pack`, without its newline."""
         fields: dict[str, Any] = {"p": self.path, "r": self.room, "s": self.skip, "o": self.origin}
         if self.seq is not None:
             fields["q"] = self.seq
+        if self.control is not None:
+            fields["c"] = self.control
         return codec.dumps(fields)
 
     def pack(self) -> bytes:
@@ -64,6 +69,7 @@ class Envelope:
         if not isinstance(fields, dict) or not isinstance(fields.get("p"), str):
             raise ValueError("not an envelope: bad header")
         seq = fields.get("q")
+        control = fields.get("c")
         return cls(
             fields["p"],
             frame,
@@ -71,10 +77,35 @@ class Envelope:
             fields.get("s"),
             fields.get("o") or "",
             seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+            control=control if isinstance(control, str) else None,
         )
 
 
 Deliver = Callable[[Envelope], None]
+
+#: What a control envelope asks of this process, by kind: called on the loop with its ``frame``.
+CONTROL_HANDLERS: dict[str, Callable[[bytes], None]] = {}
+
+
+def on_control(kind: str, handler: Callable[[bytes], None]) -> None:
+    """Handle the control envelopes of ``kind`` that other processes publish (called on the loop)."""
+    CONTROL_HANDLERS[kind] = handler
+
+
+def _routing_controls(deliver: Deliver) -> Deliver:
+    """``deliver`` for emits; control envelopes go to their handler instead of any WebSocket."""
+
+    def route(envelope: Envelope) -> None:
+        if envelope.control is None:
+            deliver(envelope)
+            return
+        handler = CONTROL_HANDLERS.get(envelope.control)
+        if handler is None:
+            logger.warning("Ignoring a control message of unknown kind %r", envelope.control)
+            return
+        handler(envelope.frame)
+
+    return route
 
 
 class Broker:
@@ -98,8 +129,11 @@ class Broker:
         return f"<{type(self).__qualname__} {self.id[:8]}>"
 
     async def start(self, deliver: Deliver) -> None:
-        """Begin receiving: ``deliver`` is called on the server loop for each envelope from elsewhere."""
-        self.deliver = deliver
+        """Begin receiving: ``deliver`` is called on the server loop for each envelope from elsewhere.
+
+        Control envelopes (`Envelope.control`) go to their `on_control` handler instead.
+        """
+        self.deliver = _routing_controls(deliver)
 
     def publish(self, envelope: Envelope) -> None:
         """Send an envelope, already delivered locally, to the other processes (on the loop)."""

@@ -11,7 +11,7 @@ from django.core.checks import CheckMessage, Error, Tags, register
 
 from tornado_websockets.conf import DEFAULTS
 
-__all__ = ["check_tornado_setting"]
+__all__ = ["check_public_endpoints", "check_tornado_setting"]
 
 E001 = "tornado_websockets.E001"  # TORNADO is not a dict
 E002 = "tornado_websockets.E002"  # bad port
@@ -22,7 +22,10 @@ E006 = "tornado_websockets.E006"  # bad thread count
 E007 = "tornado_websockets.E007"  # bad allowed_origins
 E008 = "tornado_websockets.E008"  # bad explorer
 E009 = "tornado_websockets.E009"  # bad metrics
+E010 = "tornado_websockets.E010"  # bad xheaders
 W001 = "tornado_websockets.W001"  # unknown key
+W002 = "tornado_websockets.W002"  # deploy: metrics open to everyone
+W003 = "tornado_websockets.W003"  # deploy: DEBUG opens metrics, explorer and AsyncAPI to everyone
 
 
 @register(Tags.compatibility)
@@ -96,6 +99,15 @@ def check_tornado_setting(app_configs: Sequence[Any] | None = None, **kwargs: An
                 id=E009,
             )
         )
+    xheaders = value.get("xheaders", False)
+    if not isinstance(xheaders, bool):
+        errors.append(
+            Error(
+                f"TORNADO['xheaders'] should be True or False, not {xheaders!r}.",
+                hint="True only behind a proxy that sets X-Forwarded-For and X-Forwarded-Proto itself.",
+                id=E010,
+            )
+        )
     errors.extend(
         checks.Warning(
             f"TORNADO has an unknown key {key!r}; it is ignored.", hint=f"Known: {sorted(DEFAULTS)}", id=W001
@@ -104,3 +116,29 @@ def check_tornado_setting(app_configs: Sequence[Any] | None = None, **kwargs: An
         if key not in DEFAULTS
     )
     return errors
+
+
+@register(Tags.security, deploy=True)
+def check_public_endpoints(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """``manage.py check --deploy``: warn when metrics, the explorer or AsyncAPI would be public."""
+    warnings: list[CheckMessage] = []
+    value = getattr(settings, "TORNADO", None)
+    if isinstance(value, dict) and value.get("metrics") is True:
+        warnings.append(
+            checks.Warning(
+                "TORNADO['metrics'] = True serves ws-api/metrics.json and ws-api/metrics to everyone: "
+                "paths, room names and sizes, traffic and errors.",
+                hint="Leave it None (staff only outside DEBUG), or allow only your scraper at the proxy.",
+                id=W002,
+            )
+        )
+    if settings.DEBUG:
+        warnings.append(
+            checks.Warning(
+                "DEBUG serves ws-api/metrics.json, ws-api/metrics, ws-api/asyncapi.json and the "
+                "event explorer to everyone, signed in or not.",
+                hint="Set DEBUG = False in production.",
+                id=W003,
+            )
+        )
+    return warnings

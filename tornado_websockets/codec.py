@@ -86,10 +86,15 @@ def _stdlib_dumps(value: Any) -> bytes:
     return text.encode("utf-8", "strict")
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON (RFC 8259); send null or a string instead.")
+
+
 def _stdlib_loads(data: str | bytes) -> Any:
     if isinstance(data, (bytes, bytearray, memoryview)):
         data = bytes(data).decode("utf-8", "strict")
-    return json.loads(data)
+    # NaN and Infinity, which json.loads accepts and orjson refuses, are refused by both.
+    return json.loads(data, parse_constant=_not_json)
 
 
 try:

@@ -14,6 +14,8 @@
                                        # True = also outside DEBUG (staff only), False = never
         "metrics": None,               # metrics.json and Prometheus metrics: None = everyone in DEBUG,
                                        # staff otherwise; True = everyone; False = never (nor dashboard)
+        "xheaders": False,             # trust X-Forwarded-For/-Proto, X-Real-Ip, X-Scheme: only
+                                       # behind a proxy that sets them (runtornado --xheaders)
     }
 """
 
@@ -34,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "allowed_origins": [],
     "explorer": None,
     "metrics": None,
+    "xheaders": False,
 }
 
 
@@ -50,6 +53,7 @@ class TornadoSettings:
     allowed_origins: list[str] = field(default_factory=list)
     explorer: bool | None = None
     metrics: bool | None = None
+    xheaders: bool = False
 
 
 def tornado_settings() -> TornadoSettings:
@@ -76,6 +80,7 @@ def tornado_settings() -> TornadoSettings:
         allowed_origins=_sequence(merged, "allowed_origins"),
         explorer=merged["explorer"],
         metrics=merged["metrics"],
+        xheaders=merged["xheaders"] is True,
     )
 
 

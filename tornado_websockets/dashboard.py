@@ -86,7 +86,7 @@ def metrics_json(request: HttpRequest) -> JsonResponse:
             return JsonResponse({"error": str(error)}, status=400)
     else:
         data = metrics.snapshot()
-    return JsonResponse(data, json_dumps_params={"indent": 2})
+    return JsonResponse(data, json_dumps_params={"indent": 2, "allow_nan": False})  # RFC 8259
 
 
 def metrics_text(request: HttpRequest) -> HttpResponse:

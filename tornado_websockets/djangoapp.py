@@ -1,8 +1,9 @@
 """Django served by Tornado: the WSGI fallback, static files in DEBUG, and the application settings.
 
-Views run in a thread pool (Tornado's `WSGIContainer` takes an executor), so a slow view never
-delays WebSocket traffic; plain ``def`` event functions run in another pool whose threads close
-stale database connections around each call, as Django does around requests.
+Views run in a thread pool (see `tornado_websockets.wsgi`), so a slow view never delays
+WebSocket traffic, every request gets an answer and streamed responses go out chunk by chunk;
+plain ``def`` event functions run in another pool whose threads close stale database
+connections around each call, as Django does around requests.
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import tornado.httputil
 import tornado.web
-import tornado.wsgi
 from django.conf import settings
 from django.db import close_old_connections
+from django.http import HttpRequest
 
-from tornado_websockets import auth, origin
+from tornado_websockets import auth, origin, wsgi
 from tornado_websockets.conf import TornadoSettings, tornado_settings
-from tornado_websockets.websockethandler import CONNECT_HOOK_SETTING, ORIGIN_CHECK_SETTING
+from tornado_websockets.websockethandler import CONNECT_HOOK_SETTING, ORIGIN_CHECK_SETTING, WebSocketHandler
 from tornado_websockets.workers import DEFAULT_WORKERS, WorkerPool
 
-__all__ = ["DjangoExecutor", "application_settings", "django_app", "handlers"]
+__all__ = ["DjangoExecutor", "application_settings", "django_app", "handlers", "origin_allowed"]
 
 
 class DjangoExecutor(WorkerPool):
@@ -60,7 +62,9 @@ def django_app(threads: int | None = None) -> tuple[str, type[tornado.web.Fallba
         application = StaticFilesHandler(application)
     if threads is None:
         threads = tornado_settings().view_threads
-    container = tornado.wsgi.WSGIContainer(_trimmed_headers(application), executor=_view_executor(threads))
+    container = wsgi.WSGIContainer(
+        _trimmed_headers(application), _view_executor(threads), debug=lambda: bool(settings.DEBUG)
+    )
     return (r".*", tornado.web.FallbackHandler, {"fallback": container})
 
 
@@ -87,13 +91,38 @@ def handlers(conf: TornadoSettings | None = None) -> list[Any]:
 
 
 def application_settings(conf: TornadoSettings | None = None) -> dict[str, Any]:
-    """``TORNADO['settings']`` plus the Django connect hook (user, session) and origin policy."""
+    """``TORNADO['settings']`` plus the Django connect hook: origin policy, then user and session.
+
+    The origin policy is Django's CSRF origin check (see `tornado_websockets.origin`), with
+    ``TORNADO['allowed_origins']`` trusted as ``CSRF_TRUSTED_ORIGINS`` are.
+    """
     conf = conf or tornado_settings()
-    trusted = list(getattr(settings, "CSRF_TRUSTED_ORIGINS", []))
 
-    def check(origin_header: str, request_host: str) -> bool:
-        return origin.origin_allowed(
-            origin_header, request_host, settings.ALLOWED_HOSTS, trusted, conf.allowed_origins
-        )
+    async def connect(socket: WebSocketHandler) -> None:
+        from django.core.handlers.wsgi import WSGIRequest
 
-    return {**conf.settings, CONNECT_HOOK_SETTING: auth.load_user, ORIGIN_CHECK_SETTING: check}
+        request = WSGIRequest(wsgi.environ(socket.request))  # the upgrade, as Django sees it
+        # Django's scheme: https behind a TLS proxy that sets SECURE_PROXY_SSL_HEADER's header.
+        socket.request.protocol = request.scheme
+        # Here, before the session is read, rather than in Tornado's check_origin: Tornado 6.6
+        # accepts an Origin whose host and port equal the Host header, whatever its scheme and
+        # whether that host is allowed, without asking check_origin.
+        headers = socket.request.headers
+        origin_header = headers.get("Origin", headers.get("Sec-Websocket-Origin"))
+        if origin_header is not None and not origin_allowed(origin_header, request, conf):
+            raise tornado.web.HTTPError(403, reason="Origin not allowed")
+        await auth.load_user(socket)
+
+    return {**conf.settings, CONNECT_HOOK_SETTING: connect, ORIGIN_CHECK_SETTING: _checked_by_the_hook}
+
+
+def origin_allowed(origin_header: str, request: HttpRequest, conf: TornadoSettings | None = None) -> bool:
+    """Django's CSRF origin rule for an upgrade request (as Django sees it), plus ``allowed_origins``."""
+    conf = conf or tornado_settings()
+    trusted = [*getattr(settings, "CSRF_TRUSTED_ORIGINS", []), *conf.allowed_origins]
+    return origin.origin_verified(origin_header, origin.good_origin(request), trusted)
+
+
+def _checked_by_the_hook(origin_header: str, request_host: str) -> bool:
+    """Tornado's own origin check, replaced: the connect hook applied Django's rule already."""
+    return True

@@ -44,7 +44,7 @@ def asyncapi_json(request: HttpRequest) -> JsonResponse:
     """The AsyncAPI 3.0 document of every registered WebSocket."""
     _refuse_unless_allowed(request)
     document = asyncapi.document(title=TITLE, version=VERSION)
-    return JsonResponse(document, json_dumps_params={"indent": 2})
+    return JsonResponse(document, json_dumps_params={"indent": 2, "allow_nan": False})  # RFC 8259
 
 
 def explorer(request: HttpRequest) -> HttpResponse:

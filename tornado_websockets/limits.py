@@ -9,13 +9,25 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-__all__ = ["BACKLOG_CLOSE_CODE", "RATE_CLOSE_CODE", "Limits", "RateLimiter"]
+__all__ = [
+    "BACKLOG_CLOSE_CODE",
+    "FINAL_CLOSE_CODES",
+    "RATE_CLOSE_CODE",
+    "SESSION_ENDED_CLOSE_CODE",
+    "Limits",
+    "RateLimiter",
+]
 
 #: Close code for a client whose outbound backlog passed ``max_backlog``: 1013, "try again later",
 #: so a client reconnects (with backoff) instead of giving up.
 BACKLOG_CLOSE_CODE = 1013
 #: Close code for a client that kept sending faster than ``max_rate`` after its warning.
 RATE_CLOSE_CODE = 1008
+#: Close code for the sockets of a Django session that ended (logout, or a password change that
+#: invalidates the session): reason "Signed out". Final: the client does not reconnect.
+SESSION_ENDED_CLOSE_CODE = 4001
+#: Close codes after which the JavaScript client does not reconnect: 4000-4099 and 1008.
+FINAL_CLOSE_CODES = frozenset({*range(4000, 4100), RATE_CLOSE_CODE})
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ nothing. `snapshot` gives plain data for the admin page and ``websocket_stats``;
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -62,6 +63,15 @@ class PathMetrics:
     latency: Histogram = field(default_factory=Histogram)
 
 
+#: The last bucket's upper bound in JSON: strict JSON (RFC 8259) has no Infinity; Prometheus's name.
+INFINITE_BOUND = "+Inf"
+
+
+def json_bound(bound: float) -> float | str:
+    """A bucket's upper bound as strict JSON has it: the infinite one is `INFINITE_BOUND`."""
+    return INFINITE_BOUND if math.isinf(bound) else bound
+
+
 def snapshot() -> dict[str, Any]:
     """Every metric of this process as plain data (JSON-ready)."""
     from tornado_websockets.tornadowrapper import TornadoWrapper
@@ -83,7 +93,7 @@ def snapshot() -> dict[str, Any]:
             "bytes_out": counters.bytes_out,
             "handler_errors": counters.handler_errors,
             "latency": {
-                "buckets": [[bound, count] for bound, count in counters.latency.cumulative()],
+                "buckets": [[json_bound(bound), count] for bound, count in counters.latency.cumulative()],
                 "sum": counters.latency.total,
                 "count": counters.latency.count,
             },

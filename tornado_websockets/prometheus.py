@@ -78,8 +78,12 @@ class WebSocketCollector(Collector):
         yield from (room_size, drops, latency, in_flight, backplane)
 
 
-def _bound(value: float) -> str:
-    return "+Inf" if value == float("inf") else repr(value)
+def _bound(value: float | str | None) -> str:
+    # The last bound: "+Inf" in snapshots; None from a process that shared it through JSON as
+    # an older version did (its infinity became null).
+    if value is None or value == "+Inf" or value == float("inf"):
+        return "+Inf"
+    return repr(value)
 
 
 def render() -> bytes:

@@ -208,10 +208,22 @@ class TornadoWrapper(metaclass=_Facade):
 
         ``broker`` sets the backplane, as `use_broker` does. ``processes`` forks that many server
         processes sharing the port (0: one per CPU); see `fork`.
+
+        ``address`` is the interface to listen on: ``""`` (the default) is every interface, so
+        other machines can connect; ``"127.0.0.1"`` is this machine only. Where it listens is
+        logged (on the console, unless the script configured logging itself).
         """
+        package = logging.getLogger("tornado_websockets")
+        if not package.handlers and not logging.getLogger().handlers:  # a script without logging set up
+            console = logging.StreamHandler()
+            console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+            package.addHandler(console)
+            package.setLevel(logging.INFO)
         if broker is not None:
             cls.use_broker(broker)
         cls.start_app(tornado_handlers, tornado_settings)
+        if not address:
+            logger.info("Listening on every interface: pass address='127.0.0.1' for this machine only")
         if processes == 1:
             cls.listen(tornado_port, address, ssl_options=ssl_options)
         else:

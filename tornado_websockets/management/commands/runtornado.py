@@ -51,6 +51,13 @@ class Command(BaseCommand):
         # The name until 1.0, which read as the event functions' threads: kept, with a warning.
         parser.add_argument("--threads", type=int, dest="old_threads", help="Deprecated: --view-threads.")
         parser.add_argument(
+            "--xheaders",
+            action="store_true",
+            default=None,
+            help="Trust X-Forwarded-For/-Proto and X-Real-Ip (default: TORNADO['xheaders'], off). "
+            "Only behind a proxy that sets them: otherwise any client can pick its own address.",
+        )
+        parser.add_argument(
             "--processes",
             type=int,
             default=1,
@@ -118,14 +125,17 @@ class Command(BaseCommand):
         handlers = [*conf.handlers, djangoapp.django_app(threads)]
         TornadoWrapper.start_app(handlers, djangoapp.application_settings(conf))
         processes = options.get("processes", 1)
+        xheaders = bool(options.get("xheaders") or conf.xheaders)
+        if xheaders:
+            logger.info("Trusting X-Forwarded-For/-Proto and X-Real-Ip: only a proxy may reach this port")
         try:
             if processes > 1:
                 # The checks above opened a database connection; a forked process must not share
                 # its socket (or SQLite file handle) with its siblings: each opens its own.
                 connections.close_all()
-                TornadoWrapper.fork(self.port, self.addr, processes)
+                TornadoWrapper.fork(self.port, self.addr, processes, xheaders=xheaders)
             else:
-                TornadoWrapper.listen(self.port, self.addr)
+                TornadoWrapper.listen(self.port, self.addr, xheaders=xheaders)
         except OSError as error:
             # As runserver does: from the reloader's server thread an exception would only be
             # stored, and the process would keep watching files while serving nothing.

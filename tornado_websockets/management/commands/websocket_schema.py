@@ -33,4 +33,6 @@ class Command(BaseCommand):
         """Write the document, sorted by key so that two runs can be diffed."""
         document = asyncapi.document(title=options["title"], version=options["api_version"])
         indent = options["indent"] or None
-        self.stdout.write(json.dumps(document, indent=indent, sort_keys=True, ensure_ascii=False))
+        self.stdout.write(
+            json.dumps(document, indent=indent, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        )

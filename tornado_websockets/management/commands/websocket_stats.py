@@ -112,6 +112,6 @@ class Command(BaseCommand):
         else:
             snapshot = fetch(url, options["timeout"]) if url else metrics.snapshot()
         if options["json"]:
-            self.stdout.write(json.dumps(snapshot, indent=2, sort_keys=True))
+            self.stdout.write(json.dumps(snapshot, indent=2, sort_keys=True, allow_nan=False))
         else:
             self.stdout.write(table(snapshot))
