@@ -403,5 +403,5 @@ async def test_quick_starter_says_where_it_listens(tmp_path: Path, address: str)
     finally:
         process.kill()
     text = output.decode()
-    assert f"Listening on {address or '0.0.0.0'}:{port}" in text or f"Listening on :::{port}" in text, text
+    assert f"Listening on http://{address or '0.0.0.0'}:{port}/" in text, text
     assert ("every interface" in text) is (address == "")
