@@ -28,6 +28,9 @@ class Hello(tornado.web.RequestHandler):
         self.write({"hello": "world"})
 
 
+tasks: list[asyncio.Task[Any] | None] = []
+
+
 def _tasks_app() -> WebSocket:
     ws = WebSocket("/tasks")
 
@@ -63,8 +66,11 @@ def _tasks_app() -> WebSocket:
         return before
 
     @ws.on
-    async def whoami(socket: Any) -> int:
-        return id(asyncio.current_task())
+    async def whoami(socket: Any) -> bool:
+        task = asyncio.current_task()
+        tasks.append(task)  # kept alive, so that no two share an id
+        assert task is not None
+        return "_receive_frame_loop" in repr(task.get_coro())  # Tornado's reading task?
 
     @ws.on
     async def ping(socket: Any) -> None:
@@ -113,9 +119,11 @@ async def test_a_context_variable_set_in_one_frame_is_not_seen_in_the_next() -> 
 async def test_each_frame_runs_in_a_task_of_its_own() -> None:
     _tasks_app()
     async with serve() as server, server.connect("/tasks") as client:
-        first = await client.request("whoami")
-        second = await client.request("whoami")
-        assert first != second
+        tasks.clear()
+        assert await client.request("whoami") is False  # not the connection's reading task
+        assert await client.request("whoami") is False
+        first, second = tasks
+        assert first is not second
 
 
 async def test_other_clients_are_served_while_one_floods() -> None:

@@ -116,16 +116,13 @@ def test_a_page_whose_sign_in_is_gone_says_so_and_clears_the_online_list(pair: t
     alice.page.evaluate("ws.close()")
 
 
-def test_a_final_close_for_a_sign_out_says_what_to_do(pair: tuple[Tab, Tab]) -> None:
-    """The client's "ended" event (contract: a final close, 4001 = signed out) as the page shows it."""
+def test_a_final_close_for_a_sign_out_says_what_to_do(pair: tuple[Tab, Tab], example: RunTornado) -> None:
+    """Signing out in another tab closes the chat's socket with 4001; the page says what happened."""
     _, alice = pair
-    # What the client hands its listeners on a final close; raised here through its frame dispatch,
-    # as the server side of 4001 is not in this branch.
-    alice.page.evaluate(
-        """ws.options.reconnect = null;
-        ws.websocket.dispatchEvent(new MessageEvent("message", {data: JSON.stringify(
-          {event: "ended", data: {code: 4001, reason: "Signed out", final: true}})}));"""
-    )
+    other = alice.page.context.new_page()  # the same browser, so the same session
+    other.goto(example.url("/"))
+    other.get_by_role("button", name="Log out").click()
+    other.wait_for_load_state()
     expect(alice.page.locator("#notice")).to_contain_text("You were signed out")
     expect(alice.page.locator("#notice a")).to_have_text("Sign in again")
     expect(alice.page.locator("#online li")).to_have_count(0)
