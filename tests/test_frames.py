@@ -228,7 +228,11 @@ BAD_UTF8 = [b"\xff", b"\xc0\xaf", b"\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
 def payloads(draw: st.DrawFn, text: bool) -> bytes:
     if draw(st.integers(0, 9)) == 0:  # one of the lengths around the encodings' boundaries
         length = draw(st.sampled_from(LENGTHS))
-        return (b"e\xcc\x81" * (length // 3 + 1))[:length] if text else (bytes(range(256)) * (length // 256 + 1))[:length]
+        return (
+            (b"e\xcc\x81" * (length // 3 + 1))[:length]
+            if text
+            else (bytes(range(256)) * (length // 256 + 1))[:length]
+        )
     if text:
         data = draw(st.text(max_size=30)).encode("utf-8", "surrogatepass")
         if draw(st.integers(0, 4)) == 0:  # broken somewhere, often at the very end

@@ -58,26 +58,34 @@ def test_rate_limiter_refills_over_time() -> None:
     assert limiter.refused == 0
 
 
-async def test_oversized_message_closes_that_connection_only_with_1009() -> None:
+async def test_oversized_message_closes_that_connection_only_with_1009(
+    reader_settings: dict[str, Any],
+) -> None:
     echo_app(limits=Limits(max_message_size=1000))
-    async with serve() as server, server.connect("/limited") as big, server.connect("/limited") as other:
+    async with (
+        serve(tornado_settings=reader_settings) as server,
+        server.connect("/limited") as big,
+        server.connect("/limited") as other,
+    ):
         await big.emit("echo", {"text": "x" * 2000})
         assert await big.wait_closed() == 1009
         await other.emit("echo", {"text": "x" * 900})
         assert (await other.wait_for("echo"))["text"] == "x" * 900
 
 
-async def test_process_wide_limits_apply_where_a_path_sets_none() -> None:
+async def test_process_wide_limits_apply_where_a_path_sets_none(reader_settings: dict[str, Any]) -> None:
     echo_app()
     TornadoWrapper.limits = Limits(max_message_size=100)
-    async with serve() as server, server.connect("/limited") as client:
+    async with serve(tornado_settings=reader_settings) as server, server.connect("/limited") as client:
         await client.emit("echo", {"text": "x" * 200})
         assert await client.wait_closed() == 1009
 
 
-async def test_a_peer_that_stops_answering_pings_is_closed_and_unlinked() -> None:
+async def test_a_peer_that_stops_answering_pings_is_closed_and_unlinked(
+    reader_settings: dict[str, Any],
+) -> None:
     ws = echo_app(limits=Limits(ping_interval=0.1, ping_timeout=0.1))
-    async with serve() as server:
+    async with serve(tornado_settings=reader_settings) as server:
         silent = await RawClient.connect(server.port, "/limited")  # never reads, so never pongs
         async with server.connect("/limited") as healthy:  # Tornado's client answers pings itself
             await wait_until(lambda: len(ws.handlers) == 2)
@@ -94,11 +102,13 @@ def rss_bytes() -> int:
     return pages * 4096
 
 
-async def test_a_client_that_stops_reading_is_closed_and_memory_stays_bounded() -> None:
+async def test_a_client_that_stops_reading_is_closed_and_memory_stays_bounded(
+    reader_settings: dict[str, Any],
+) -> None:
     limit = 1024 * 1024
     ws = echo_app(limits=Limits(max_backlog=limit))
     payload = {"blob": "y" * 10_000}
-    async with serve() as server, server.connect("/limited") as reader:
+    async with serve(tornado_settings=reader_settings) as server, server.connect("/limited") as reader:
         slow = await RawClient.connect(server.port, "/limited", receive_buffer=4096)
         await wait_until(lambda: len(ws.handlers) == 2)
         slow_handler = ws.handlers[1]
@@ -132,9 +142,11 @@ async def test_a_client_that_stops_reading_is_closed_and_memory_stays_bounded() 
         assert lost <= {delivery.BACKLOG_BOUND, delivery.CONNECTION_CLOSED}
 
 
-async def test_what_a_client_that_never_reads_had_in_its_backlog_counts_as_slow_consumer() -> None:
+async def test_what_a_client_that_never_reads_had_in_its_backlog_counts_as_slow_consumer(
+    reader_settings: dict[str, Any],
+) -> None:
     ws = echo_app(limits=Limits(max_backlog=256 * 1024))
-    async with serve() as server:
+    async with serve(tornado_settings=reader_settings) as server:
         slow = await RawClient.connect(server.port, "/limited", receive_buffer=4096)
         await wait_until(lambda: len(ws.handlers) == 1)
         handler = ws.handlers[0]
@@ -149,9 +161,9 @@ async def test_what_a_client_that_never_reads_had_in_its_backlog_counts_as_slow_
         slow.close()
 
 
-async def test_rate_limit_warns_then_closes() -> None:
+async def test_rate_limit_warns_then_closes(reader_settings: dict[str, Any]) -> None:
     echo_app(limits=Limits(max_rate=5, burst=5))
-    async with serve() as server, server.connect("/limited") as client:
+    async with serve(tornado_settings=reader_settings) as server, server.connect("/limited") as client:
         for n in range(30):
             await client.emit("echo", {"n": n})
         warning = await client.wait_for("warning")

@@ -51,7 +51,9 @@ INVALID_DATA: Final = 1007
 MESSAGE_TOO_BIG: Final = 1009
 
 #: Close codes a peer may send (RFC 6455 section 7.4 and the IANA registry), besides 3000-4999.
-SENDABLE_CLOSE_CODES: Final = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+SENDABLE_CLOSE_CODES: Final = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
 
 _CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _OPCODES: Final = frozenset({_CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG})
@@ -129,12 +131,12 @@ class FrameParser:
     __slots__ = (
         "_buffer",
         "_decoder",
+        "_failed",
         "_fragment_opcode",
         "_fragment_size",
-        "_failed",
         "_mask",
-        "_parts",
         "_needed",
+        "_parts",
         "_skip",
         "_skip_current",
         "_state",

@@ -18,7 +18,7 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
-from tornado_websockets import codec, delivery, protocol, recovery_redis
+from tornado_websockets import codec, delivery, framereader, protocol, recovery_redis
 from tornado_websockets import websocket as websocket_module
 from tornado_websockets.events import RESERVED_EVENTS, EventFunction, is_async_callable
 from tornado_websockets.exceptions import (
@@ -118,6 +118,10 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
     def ping_timeout(self) -> float | None:
         """Seconds to wait for a pong before closing the connection."""
         return self.limits.ping_timeout
+
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        """Tornado's protocol, reading frames in bulk (`tornado_websockets.framereader`)."""
+        return framereader.frame_protocol(self, super().get_websocket_protocol())
 
     # Identity and state -------------------------------------------------------------------------
 
