@@ -91,7 +91,7 @@ class BulkFrameProtocol(tornado.websocket.WebSocketProtocol13):
                 elif isinstance(event, Close):
                     self._closed_by_client(event)
                 else:
-                    self._fail(event)
+                    self._fail(event, parser.closed)
             if parser.failed and parser.discarded > DRAIN_BYTES:
                 logger.info("Dropping a connection that sent %d bytes after its close frame", DRAIN_BYTES)
                 self._abort()
@@ -108,9 +108,13 @@ class BulkFrameProtocol(tornado.websocket.WebSocketProtocol13):
             self.close_reason = event.reason if event.code is not None else None
         self.close(self.close_code)
 
-    def _fail(self, failure: Failure) -> None:
-        """Close with the failure's code; reading goes on, dropping frames, until the client's close."""
+    def _fail(self, failure: Failure, client_closed: bool) -> None:
+        """Close with the failure's code; reading goes on, dropping frames, until the client's close.
+
+        ``client_closed``: the failure is in the client's own close frame, so none will follow.
+        """
         logger.debug("Closing %r with %d: %s", self.handler, failure.code, failure.reason)
+        self.client_terminated = self.client_terminated or client_closed
         self.close(failure.code, failure.reason)
 
 
