@@ -35,6 +35,7 @@ __all__ = [
     "INVALID_DATA",
     "MESSAGE_TOO_BIG",
     "PROTOCOL_ERROR",
+    "SENDABLE_CLOSE_CODES",
     "Close",
     "Event",
     "Failure",
@@ -42,6 +43,7 @@ __all__ = [
     "MaskFunction",
     "Ping",
     "Pong",
+    "default_mask",
     "python_mask",
 ]
 
