@@ -324,9 +324,11 @@ async def test_close_with_a_reason_that_is_not_utf8_closes_with_1007() -> None:
 
 async def test_close_by_the_server_then_the_client_answers() -> None:
     async with raw_server() as (_, ws, client):
-        ws.handlers[0].close(4000, "bye")
+        handler = ws.handlers[0]
+        handler.close(4000, "bye")
         assert await closed_with(client) == 4000
-        await wait_until(lambda: not ws.handlers)
+        await wait_until(lambda: handler.ws_connection is None)
+        assert handler.close_code == 4000  # the client's answer, as Tornado's reader records it
 
 
 # 8. Limits -------------------------------------------------------------------------------------
@@ -401,6 +403,34 @@ async def test_a_message_waits_for_the_previous_event_function_to_finish() -> No
         client.close()
     assert seen == list(range(60))
     assert overlap == 1
+
+
+async def test_a_flood_on_one_connection_does_not_starve_another() -> None:
+    ws = WebSocket("/fair")
+    handled: list[str] = []
+
+    @ws.on
+    async def flood(socket: WebSocketHandler) -> None:
+        handled.append("flood")
+
+    @ws.on
+    async def hello(socket: WebSocketHandler) -> None:
+        handled.append("hello")
+        socket.emit("hello")
+
+    async with serve() as server:
+        flooder = await RawClient.connect(server.port, "/fair")
+        bystander = await RawClient.connect(server.port, "/fair")
+        message = client_frame(0x1, b'{"event": "flood"}')
+        flooder.writer.write(message * 20_000)  # 480 KB in one write: many chunks, each many messages
+        await wait_until(lambda: "flood" in handled)
+        bystander.writer.write(client_frame(0x1, b'{"event": "hello"}'))
+        assert await reply(bystander) == ("hello", {})
+        await wait_until(lambda: len(handled) == 20_001)
+        # Served between the flood's messages, not after all of them.
+        assert handled.index("hello") < 20_000
+        flooder.close()
+        bystander.close()
 
 
 # As users run it: their own Application, Tornado's test case, permessage-deflate ------------------

@@ -73,13 +73,16 @@ class BulkFrameProtocol(tornado.websocket.WebSocketProtocol13):
             work += len(chunk)
             for event in parser.feed(chunk):
                 if isinstance(event, (str, bytes)):
-                    work += _MESSAGE_COST
                     if self.client_terminated:
                         break
                     self._message_bytes_in += len(event)
                     handled = self._run_callback(handler.on_message, event)
                     if handled is not None:
                         await handled
+                    work += _MESSAGE_COST
+                    if work >= _YIELD_AFTER:  # within a chunk too: it may hold thousands of messages
+                        work = 0
+                        await asyncio.sleep(0)
                 elif isinstance(event, Ping):
                     self._send_pong(event.data)
                     self._run_callback(handler.on_ping, event.data)
@@ -103,9 +106,8 @@ class BulkFrameProtocol(tornado.websocket.WebSocketProtocol13):
     def _closed_by_client(self, event: Close) -> None:
         """The client's close frame: echo its code (as Tornado does), then close the stream."""
         self.client_terminated = True
-        if not self.server_terminated:
-            self.close_code = event.code
-            self.close_reason = event.reason if event.code is not None else None
+        self.close_code = event.code
+        self.close_reason = event.reason or None
         self.close(self.close_code)
 
     def _fail(self, failure: Failure, client_closed: bool) -> None:
