@@ -32,7 +32,14 @@ from tornado.iostream import StreamClosedError
 
 from tornado_websockets.frames import Close, Failure, FrameParser, Ping, Pong
 
-__all__ = ["DRAIN_BYTES", "FRAME_READER_SETTING", "READ_SIZE", "BulkFrameProtocol", "frame_protocol"]
+__all__ = [
+    "DRAIN_BYTES",
+    "FRAME_READER_SETTING",
+    "READ_SIZE",
+    "RECV_SIZE",
+    "BulkFrameProtocol",
+    "frame_protocol",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +47,9 @@ logger = logging.getLogger(__name__)
 FRAME_READER_SETTING = "tornado_websockets_frame_reader"
 #: Bytes asked of the stream at once (it returns what it has, up to this).
 READ_SIZE = 64 * 1024
+#: Bytes the stream asks of the socket per call: it allocates and zeroes a buffer this large for
+#: every call, which at Tornado's 64 KiB costs more than parsing a small frame (1.8 µs, not 0.3).
+RECV_SIZE = 16 * 1024
 #: Bytes read and dropped after a protocol error before the connection is dropped without waiting.
 DRAIN_BYTES = 16 * 1024 * 1024
 # Let other connections run after this much work, counting each message as 1 KiB: Tornado's
@@ -56,6 +66,7 @@ class BulkFrameProtocol(tornado.websocket.WebSocketProtocol13):
             await super()._receive_frame_loop()
             return
         parser = FrameParser(self.params.max_message_size)
+        self.stream.read_chunk_size = min(self.stream.read_chunk_size, RECV_SIZE)
         try:
             await self._read_frames(parser)
         except StreamClosedError:
