@@ -205,3 +205,11 @@ def test_the_tornado_reader_variant_is_ours_with_the_reader_off() -> None:
     assert spec.echo_only
     assert parse_options("", ["--port", "1", "--tornado-reader"]).tornado_reader
     assert not parse_options("", ["--port", "1"]).tornado_reader
+
+
+def test_the_read_path_measure_runs_both_readers_over_a_socket_pair() -> None:
+    from bench.readpath import measure
+
+    result = measure(burst=10, messages=200, rounds=1)
+    assert set(result) == {"ours", "tornado"}
+    assert all(0 < value < float("inf") for value in result.values())
