@@ -357,3 +357,27 @@ def test_the_reference_sees_what_the_tables_say() -> None:
     reference = Reference(100)
     reference.feed(client_frame(0x8, struct.pack("!H", 1005)))
     assert reference.failure == 1002
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1000])
+def test_after_a_failure_only_the_clients_close_frame_is_read_in_any_chunks(chunk: int) -> None:
+    bad = client_frame(0x1, b"x" * 300, rsv=0b010)  # fails from its header
+    stream = (
+        bad
+        + client_frame(0x2, b"y" * 70000)  # skipped, whatever its length encoding
+        + client_frame(0x9, b"ping")  # not answered any more
+        + client_frame(0x8, close_payload(1002, b"ok"))
+        + client_frame(0x1, b"after")
+    )
+    events = parse(stream, chunk=chunk)
+    assert events == [Failure(1002, "reserved bits must be 0"), Close(1002, "ok")]
+
+
+def test_the_frame_that_failed_is_never_read_as_the_clients_close() -> None:
+    # A close frame with a reserved bit fails; the answer must be a later close frame.
+    parser = FrameParser()
+    assert parser.feed(client_frame(0x8, close_payload(1000), rsv=0b100)) == [
+        Failure(1002, "reserved bits must be 0")
+    ]
+    assert not parser.closed
+    assert parser.feed(client_frame(0x8, close_payload(1000))) == [Close(1000, "")]
