@@ -484,8 +484,32 @@ async def test_with_permessage_deflate_tornados_reader_inflates() -> None:
             assert await client.wait_for("echo") == {"t": "z" * 5000}
             (handler,) = ws.handlers
             protocol = handler.ws_connection
-            assert type(protocol) is BulkFrameProtocol
-            assert protocol._decompressor is not None  # so the loop ran Tornado's reader
+            assert type(protocol) is tornado.websocket.WebSocketProtocol13
+            assert protocol._decompressor is not None
+        # The same handler, for a client that does not offer compression: the bulk reader.
+        async with await WebSocketTestClient.connect(f"ws://127.0.0.1:{port}/ws/mine") as plain:
+            await plain.emit("echo", {"t": "plain"})
+            assert await plain.wait_for("echo") == {"t": "plain"}
+            assert any(type(h.ws_connection) is BulkFrameProtocol for h in ws.handlers)
+
+
+class AlwaysBulk(Deflating):
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        params = tornado.websocket._WebSocketParams(
+            max_message_size=self.max_message_size, compression_options={}
+        )
+        return BulkFrameProtocol(self, False, params)
+
+
+async def test_a_bulk_protocol_that_negotiated_deflate_reads_with_tornados_reader() -> None:
+    async with users_app(AlwaysBulk) as (port, ws):
+        request = tornado.httpclient.HTTPRequest(f"ws://127.0.0.1:{port}/ws/mine")
+        connection = await tornado.websocket.websocket_connect(request, compression_options={})
+        async with WebSocketTestClient(connection) as client:
+            await client.emit("echo", {"t": "y" * 5000})  # compressed: our parser would refuse RSV1
+            assert await client.wait_for("echo") == {"t": "y" * 5000}
+            (handler,) = ws.handlers
+            assert type(handler.ws_connection) is BulkFrameProtocol
 
 
 class UsersTestCase(tornado.testing.AsyncHTTPTestCase):

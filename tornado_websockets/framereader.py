@@ -18,7 +18,7 @@ Where it differs from Tornado's reader, on purpose:
   frame, so that the close frame reaches a client that is still writing instead of being lost
   in a TCP reset.
 
-With permessage-deflate negotiated, Tornado's own reader runs. Set the Tornado application setting
+Where permessage-deflate will be negotiated, Tornado's own reader runs. Set the Tornado application setting
 `FRAME_READER_SETTING` to False to use Tornado's reader for every connection.
 """
 
@@ -136,11 +136,16 @@ def frame_protocol(
 ) -> tornado.websocket.WebSocketProtocol | None:
     """The protocol Tornado chose for ``handler``, as a `BulkFrameProtocol` unless switched off.
 
-    Anything but a plain ``WebSocketProtocol13`` (a subclass of the user's, or None for an
-    unsupported WebSocket version) is returned as it is.
+    ``protocol`` is returned as it is when it is not a ``WebSocketProtocol13`` (None: an
+    unsupported WebSocket version), when the application set `FRAME_READER_SETTING` to False,
+    and when permessage-deflate will be negotiated (the client offers it and the handler's
+    ``get_compression_options`` allows it): Tornado's reader inflates.
     """
-    if type(protocol) is not tornado.websocket.WebSocketProtocol13:
+    if not isinstance(protocol, tornado.websocket.WebSocketProtocol13):
         return protocol
     if not handler.settings.get(FRAME_READER_SETTING, True):
+        return protocol
+    offered = handler.request.headers.get("Sec-WebSocket-Extensions", "")
+    if protocol.params.compression_options is not None and "permessage-deflate" in offered:
         return protocol
     return BulkFrameProtocol(handler, False, protocol.params)
