@@ -454,19 +454,15 @@ async def users_app(
             handler.close()
 
 
-@pytest.mark.parametrize(
-    ("enabled", "expected"), [(True, BulkFrameProtocol), (False, tornado.websocket.WebSocketProtocol13)]
-)
-async def test_a_users_own_application_uses_the_reader_unless_switched_off(
-    enabled: bool, expected: type
-) -> None:
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_a_users_own_application_uses_the_reader_unless_switched_off(enabled: bool) -> None:
     async with users_app(**{FRAME_READER_SETTING: enabled}) as (port, ws):
         client = await WebSocketTestClient.connect(f"ws://127.0.0.1:{port}/ws/mine")
         async with client:
             await client.emit("echo", {"t": "mine"})
             assert await client.wait_for("echo") == {"t": "mine"}
             (handler,) = ws.handlers
-            assert type(handler.ws_connection) is expected
+            assert isinstance(handler.ws_connection, BulkFrameProtocol) is enabled
 
 
 class Deflating(WebSocketHandler):
@@ -484,7 +480,8 @@ async def test_with_permessage_deflate_tornados_reader_inflates() -> None:
             assert await client.wait_for("echo") == {"t": "z" * 5000}
             (handler,) = ws.handlers
             protocol = handler.ws_connection
-            assert type(protocol) is tornado.websocket.WebSocketProtocol13
+            assert not isinstance(protocol, BulkFrameProtocol)
+            assert isinstance(protocol, tornado.websocket.WebSocketProtocol13)
             assert protocol._decompressor is not None
         # The same handler, for a client that does not offer compression: the bulk reader.
         async with await WebSocketTestClient.connect(f"ws://127.0.0.1:{port}/ws/mine") as plain:
