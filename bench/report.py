@@ -23,6 +23,7 @@ LABELS = {
     "ours": "ours (async def)",
     "ours-sync": "ours (plain def)",
     "ours-typed": "ours (typed echo)",
+    "ours-tornado-reader": "ours (Tornado's reader)",
     "socketio": "python-socketio",
     "channels": "Channels",
 }
@@ -163,6 +164,33 @@ def _validation_table(summary: Summary) -> list[str]:
     ]
 
 
+def _reader_table(summary: Summary) -> list[str]:
+    """Our bulk frame reader on (the default) and off (Tornado's reader), issue 16."""
+    if "ours-tornado-reader" not in summary.servers() or "ours" not in summary.servers():
+        return []
+    rows = [
+        [
+            f"{METRICS[metric].title}, {clients:,} clients",
+            _number(summary.median("ours", metric, clients), METRICS[metric].digits),
+            _number(summary.median("ours-tornado-reader", metric, clients), METRICS[metric].digits),
+            _ratio(summary.advantage("ours", "ours-tornado-reader", metric, clients)),
+        ]
+        for metric in ("echo_rps", "echo_cpu_us")
+        for clients in summary.params(metric)
+    ]
+    return [
+        "",
+        "## Frame reader: ours and Tornado's",
+        "",
+        "Ours reads what the socket holds and parses every frame of it in one pass",
+        "(`tornado_websockets.framereader`); Tornado's awaits the stream four times per frame.",
+        "",
+        *_table(
+            ["figure", "our reader", "Tornado's reader", "ours vs Tornado's (above 1: ours is better)"], rows
+        ),
+    ]
+
+
 def targets(summary: Summary) -> list[tuple[str, bool | None, str]]:
     """The issue's targets: (target, met (None: not measured), the figures behind the verdict)."""
     verdicts: list[tuple[str, bool | None, str]] = []
@@ -194,6 +222,22 @@ def targets(summary: Summary) -> list[tuple[str, bool | None, str]]:
             [(f"{size:,}", summary.advantage("ours", peer, "fanout_deliveries_per_s", size))],
             3.0,
         )
+    # Issue 16: faster than a hand-written Tornado handler.
+    check(
+        "Echo (async def) at least 1.2x raw Tornado",
+        [(f"{c} cl.", summary.advantage("ours", "raw", "echo_rps", c)) for c in echo],
+        1.2,
+    )
+    check(
+        "Echo (async def) server CPU per round trip at most 0.85x raw Tornado",
+        [(f"{c} cl.", summary.advantage("ours", "raw", "echo_cpu_us", c)) for c in echo],
+        1 / 0.85,
+    )
+    check(
+        "Echo (plain def) at least 0.9x raw Tornado at 100 clients",
+        [("100 cl.", summary.advantage("ours-sync", "raw", "echo_rps", 100))],
+        0.9,
+    )
     rss_size = max(summary.params("rss_kib_per_conn"), default=0)
     rss = summary.median("ours", "rss_kib_per_conn", rss_size)
     if rss is None:
@@ -269,6 +313,7 @@ def render(results: dict[str, Any], title: str = "Benchmark results") -> str:
         ],
     )
     lines += _validation_table(summary)
+    lines += _reader_table(summary)
     lines += ["", "## Targets (issue 6)", ""]
     rows = [
         [name, {True: "met", False: "**missed**", None: "-"}[met], why] for name, met, why in targets(summary)

@@ -1,14 +1,17 @@
-"""Shared fixtures: every test starts with an empty TornadoWrapper and no drop counts; ``redis_server``."""
+"""Shared fixtures: every test starts with an empty TornadoWrapper and no drop counts; ``redis_server``;
+``reader_settings`` (the bulk frame reader on, then off)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.redis_server import RedisServer
 from tornado_websockets import delivery
+from tornado_websockets.framereader import FRAME_READER_SETTING
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
 
@@ -25,3 +28,9 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A real redis-server on a free loopback port, for this test only."""
     with RedisServer.running(tmp_path) as server:
         yield server
+
+
+@pytest.fixture(params=[True, False], ids=["bulk-reader", "tornado-reader"])
+def reader_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Tornado settings running the test with our bulk frame reader, then with Tornado's."""
+    return {FRAME_READER_SETTING: request.param}

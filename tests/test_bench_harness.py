@@ -17,6 +17,7 @@ from bench import report
 from bench.profiling import summarize_collapsed
 from bench.protocols import DIALECTS, Incoming
 from bench.servers import SERVERS, ours
+from bench.servers.options import parse_options
 from bench.servers.raw_tornado import BenchHandler, make_app
 from tornado_websockets.testing import serve
 
@@ -174,3 +175,41 @@ def test_compare_pools_runs_and_says_which_way_is_better() -> None:
     text = report.compare(before, after)
     row = "| ours (async def) | Echo: server CPU time per round trip (µs) | 1 | 90.0 | 45.0 | 2.00x |"
     assert row in text
+
+
+def test_the_report_sets_our_frame_reader_beside_tornados_and_checks_issue_16s_targets() -> None:
+    run = _run(
+        [
+            ("raw", "echo_rps", 10, 10_000.0),
+            ("ours", "echo_rps", 10, 13_000.0),  # 1.30x raw: met
+            ("ours-tornado-reader", "echo_rps", 10, 10_400.0),
+            ("raw", "echo_cpu_us", 10, 50.0),
+            ("ours", "echo_cpu_us", 10, 45.0),  # 0.9x raw's CPU: missed (at most 0.85x)
+            ("ours-tornado-reader", "echo_cpu_us", 10, 60.0),
+        ]
+    )
+    text = report.render(run)
+    assert "## Frame reader: ours and Tornado's" in text
+    assert "| Echo round trips per second, 10 clients | 13,000 | 10,400 | 1.25x |" in text
+    assert "| Echo: server CPU time per round trip, 10 clients | 45.0 | 60.0 | 1.33x |" in text
+    verdicts = {name: met for name, met, _ in report.targets(report.summarize(run))}
+    assert verdicts["Echo (async def) at least 1.2x raw Tornado"] is True
+    assert verdicts["Echo (async def) server CPU per round trip at most 0.85x raw Tornado"] is False
+    assert verdicts["Echo (plain def) at least 0.9x raw Tornado at 100 clients"] is None
+    assert "## Frame reader" not in report.render(_run([("ours", "echo_rps", 10, 1.0)]))
+
+
+def test_the_tornado_reader_variant_is_ours_with_the_reader_off() -> None:
+    spec = SERVERS["ours-tornado-reader"]
+    assert spec.command(1234)[-1] == "--tornado-reader"
+    assert spec.echo_only
+    assert parse_options("", ["--port", "1", "--tornado-reader"]).tornado_reader
+    assert not parse_options("", ["--port", "1"]).tornado_reader
+
+
+def test_the_read_path_measure_runs_both_readers_over_a_socket_pair() -> None:
+    from bench.readpath import measure
+
+    result = measure(burst=10, messages=200, rounds=1)
+    assert set(result) == {"ours", "tornado"}
+    assert all(0 < value < float("inf") for value in result.values())

@@ -15,6 +15,9 @@ import resource
 import string
 from typing import Any
 
+from tornado.websocket import WebSocketProtocol13
+
+from tornado_websockets.framereader import FRAME_READER_SETTING, BulkFrameProtocol
 from tornado_websockets.testing import serve
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
@@ -67,7 +70,9 @@ def fuzz_frame(rng: random.Random) -> str | bytes:
     return json.dumps({"event": "echo", "data": {"k": random_json(rng)}})
 
 
-async def test_ten_thousand_malformed_frames_each_get_a_warning_or_a_dispatch() -> None:
+async def test_ten_thousand_malformed_frames_each_get_a_warning_or_a_dispatch(
+    reader_settings: dict[str, Any],
+) -> None:
     ws = WebSocket("/fuzz")
     dispatched = 0
 
@@ -84,7 +89,11 @@ async def test_ten_thousand_malformed_frames_each_get_a_warning_or_a_dispatch() 
     rng = random.Random(20261125)
     replies: dict[str, int] = {}
 
-    async with serve() as server, server.connect("/fuzz") as fuzzer, server.connect("/fuzz") as bystander:
+    async with (
+        serve(tornado_settings=reader_settings) as server,
+        server.connect("/fuzz") as fuzzer,
+        server.connect("/fuzz") as bystander,
+    ):
 
         async def send_all() -> None:
             for _ in range(FRAMES):  # made as they go: kept all at once, 100,000 frames hold 500 MB
@@ -117,6 +126,9 @@ async def test_ten_thousand_malformed_frames_each_get_a_warning_or_a_dispatch() 
         await fuzzer.emit("ping")  # and the fuzzing connection itself is still usable
         assert await fuzzer.wait_for("pong") == {}
         assert len(ws.handlers) == 2
+        bulk = [isinstance(handler.ws_connection, BulkFrameProtocol) for handler in ws.handlers]
+        assert bulk == [reader_settings[FRAME_READER_SETTING]] * 2
+        assert all(isinstance(handler.ws_connection, WebSocketProtocol13) for handler in ws.handlers)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         print(  # noqa: T201
             f"{FRAMES} frames fuzzed: {replies}; bystander served {served} round trips; peak RSS {peak} MiB"

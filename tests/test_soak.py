@@ -28,7 +28,7 @@ async def identify(socket: WebSocketHandler) -> None:
     socket.user_id = socket.request.headers.get("X-User")
 
 
-async def test_connect_emit_close_cycles_leave_nothing_behind() -> None:
+async def test_connect_emit_close_cycles_leave_nothing_behind(reader_settings: dict[str, Any]) -> None:
     ws = WebSocket("/soak/<room>")
     received = 0
 
@@ -42,7 +42,7 @@ async def test_connect_emit_close_cycles_leave_nothing_behind() -> None:
         ws.to(socket.path_params["room"]).emit("said", data, skip=socket)
         return len(ws.rooms.members(socket.path_params["room"]))
 
-    async with serve(tornado_settings={CONNECT_HOOK_SETTING: identify}) as server:
+    async with serve(tornado_settings={CONNECT_HOOK_SETTING: identify, **reader_settings}) as server:
         baseline = open_fds()
 
         async def cycle(n: int) -> None:

@@ -20,7 +20,7 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
-from tornado_websockets import codec, delivery, loops, protocol, recovery_redis
+from tornado_websockets import codec, delivery, framereader, loops, protocol, recovery_redis
 from tornado_websockets import websocket as websocket_module
 from tornado_websockets.events import RESERVED_EVENTS, EventFunction, is_async_callable
 from tornado_websockets.exceptions import (
@@ -421,7 +421,11 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         super().close(code, reason)
 
     def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
-        """Tornado's protocol, with a close for a too large message that reaches the client."""
+        """The protocol of the connection: frames read in bulk (`tornado_websockets.framereader`).
+
+        With permessage-deflate, or the bulk reader switched off, Tornado's own reader, whose
+        close for a too large message still reaches the client (it drains the input first).
+        """
         if self.request.headers.get("Sec-WebSocket-Version") != "13":
             return None
         params = tornado.websocket._WebSocketParams(
@@ -430,7 +434,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             max_message_size=self.max_message_size,
             compression_options=self.get_compression_options(),
         )
-        return _Protocol13(self, False, params)
+        return framereader.frame_protocol(self, _Protocol13(self, False, params))
 
     def _refuse_rate(self) -> None:
         assert self._limiter is not None

@@ -78,6 +78,15 @@ SERVERS: dict[str, ServerSpec] = {
             echo_only=True,
         ),
         ServerSpec(
+            "ours-tornado-reader",
+            "ours (Tornado's frame reader)",
+            "bench.servers.ours",
+            "json",
+            ("tornado_websockets",),
+            ("--tornado-reader",),
+            echo_only=True,
+        ),
+        ServerSpec(
             "socketio",
             "python-socketio (aiohttp)",
             "bench.servers.socketio_aiohttp",

@@ -11,13 +11,15 @@ __all__ = ["ServerOptions", "parse_options"]
 
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
-    """``--port``, ``--host``, ``--redis URL`` (cross-process run); ``--sync``, ``--typed``: ours only."""
+    """``--port``, ``--host``, ``--redis URL`` (cross-process run); ``--sync``, ``--typed``,
+    ``--tornado-reader``: ours only."""
 
     port: int
     host: str
     redis: str | None
     sync: bool
     typed: bool
+    tornado_reader: bool = False
 
 
 def parse_options(description: str, argv: list[str] | None = None) -> ServerOptions:
@@ -28,6 +30,9 @@ def parse_options(description: str, argv: list[str] | None = None) -> ServerOpti
     parser.add_argument("--redis", default=None, help="redis://127.0.0.1:PORT/0 for the cross-process run")
     parser.add_argument("--sync", action="store_true", help="plain def event functions (ours only)")
     parser.add_argument("--typed", action="store_true", help="echo validates its data (ours only)")
+    parser.add_argument(
+        "--tornado-reader", action="store_true", help="Tornado's frame reader, not ours (ours only)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
-    return ServerOptions(args.port, args.host, args.redis, args.sync, args.typed)
+    return ServerOptions(args.port, args.host, args.redis, args.sync, args.typed, args.tornado_reader)

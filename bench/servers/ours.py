@@ -3,12 +3,15 @@
 ``async def`` functions by default (the headline: they run on the loop); ``--sync`` binds plain
 ``def`` ones, which the library runs in its worker threads by design. ``--typed`` annotates the
 echo's data with a ``msgspec.Struct`` (validated before the call, the ``typed`` extra), to show
-what validation costs beside the untyped path. ``--redis URL`` sets the cross-process backplane.
+what validation costs beside the untyped path. ``--tornado-reader`` turns our bulk frame reader off
+(`tornado_websockets.framereader`), to show what it saves. ``--redis URL`` sets the cross-process
+backplane.
 """
 
 from typing import Any
 
 from bench.servers.options import ServerOptions, parse_options
+from tornado_websockets.framereader import FRAME_READER_SETTING
 from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
 
@@ -65,7 +68,8 @@ def serve(options: ServerOptions) -> None:
     build(options.sync, options.typed)
     if options.redis is not None:
         TornadoWrapper.use_broker(options.redis)
-    TornadoWrapper.run(options.port, address=options.host)
+    settings = {FRAME_READER_SETTING: False} if options.tornado_reader else {}
+    TornadoWrapper.run(options.port, address=options.host, tornado_settings=settings)
 
 
 def main(argv: list[str] | None = None) -> None:
