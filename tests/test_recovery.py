@@ -82,13 +82,18 @@ class Tracker:
     def __init__(self) -> None:
         self.epoch: str | None = None
         self.streams: dict[str, int] = {}
+        self.tokens: dict[str, str] = {}
         self.said: list[int] = []
         self.resyncs: list[str] = []
 
     def see(self, frame: Any) -> None:
-        if frame.event == "stream":
+        if frame.event == "stream" and frame.data.get("left"):
+            self.streams.pop(frame.data["stream"], None)
+            self.tokens.pop(frame.data["stream"], None)
+        elif frame.event == "stream":
             self.epoch = frame.data["epoch"]
             self.streams[frame.data["stream"]] = frame.data["seq"]
+            self.tokens[frame.data["stream"]] = frame.data["token"]
         elif frame.event == "resync":
             self.resyncs.append(frame.data["stream"])
         if frame.stream is not None:
@@ -103,7 +108,8 @@ class Tracker:
                 self.said.append(frame.data["n"])
 
     def query(self) -> str:
-        return "?recover=" + urllib.parse.quote(json.dumps({"epoch": self.epoch, "streams": self.streams}))
+        request = {"epoch": self.epoch, "streams": self.streams, "tokens": self.tokens}
+        return "?recover=" + urllib.parse.quote(json.dumps(request))
 
 
 async def test_a_client_that_drops_gets_exactly_what_it_missed_then_the_live_stream() -> None:

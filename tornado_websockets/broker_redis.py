@@ -38,7 +38,7 @@ import redis.retry
 from redis.asyncio.client import PubSub
 from redis.backoff import NoBackoff
 
-from tornado_websockets import codec, delivery, recovery_redis
+from tornado_websockets import codec, delivery, recovery, recovery_redis
 from tornado_websockets.broker import Broker, Deliver, Envelope
 from tornado_websockets.presence import Member
 from tornado_websockets.recovery_redis import ReplayKeys, SharedReplay
@@ -144,6 +144,8 @@ class RedisBroker(Broker):
 
     cross_process = True
     shares_replay = True
+    #: Frames read back at most after resubscribing; a longer gap is a ``resync``.
+    FILL_LIMIT = 10_000
 
     def __init__(
         self,
@@ -202,6 +204,8 @@ class RedisBroker(Broker):
         self._read_script: Any = None  # READ_SCRIPT, registered with the loop's client when it connects
         #: Reads of shared recovery waiting for their marker to come back on the channel.
         self._markers: dict[str, asyncio.Future[None]] = {}
+        #: The last number delivered here of each numbered stream with members here: (path, stream) -> seq.
+        self._delivered: dict[tuple[str, str], int] = {}
 
     def __repr__(self) -> str:
         return f"<RedisBroker {self.id[:8]} {_redacted(self.url)} channel={self.channel!r} {self.state}>"
@@ -327,7 +331,7 @@ class RedisBroker(Broker):
         self._read_script = client.register_script(recovery_redis.READ_SCRIPT)
         self._heard = asyncio.get_running_loop().time()
         tasks = {
-            asyncio.create_task(self._receive(pubsub)),
+            asyncio.create_task(self._receive(pubsub, client)),
             asyncio.create_task(self._send(client)),
             asyncio.create_task(self._watch(pubsub)),
             asyncio.create_task(self._share_presence(client)),
@@ -366,16 +370,30 @@ class RedisBroker(Broker):
             _deliver_cancellation()
             self._sending = []
 
-    async def _receive(self, pubsub: PubSub) -> None:
+    async def _receive(self, pubsub: PubSub, client: redis.asyncio.Redis) -> None:
         loop = asyncio.get_running_loop()
+        # Subscribed (again): first the frames numbered while this process was not listening.
+        await self._fill_all(client)
         while True:
             # Blocking reads: a timeout on each read would cost a timer per message; _watch
             # looks after silent connections instead.
             message = await pubsub.get_message(timeout=None)
             _deliver_cancellation()
             self._heard = loop.time()
-            if message is not None and message["type"] == "message":
-                self._deliver(message["data"])
+            if message is None or message["type"] != "message":
+                continue
+            envelope = self._envelope(message["data"])
+            if envelope is None:
+                continue
+            if envelope.seq is not None:
+                key = (envelope.path, envelope.stream)
+                last = self._delivered.get(key)
+                if last is not None and envelope.seq <= last:
+                    continue  # delivered already, by a fill
+                if last is not None and envelope.seq > last + 1:
+                    await self._fill(client, key, last, envelope.seq - 1)
+                self._track(key, envelope.seq)
+            self._hand_over(envelope)
 
     async def _watch(self, pubsub: PubSub) -> None:
         """PING a subscription silent for `keepalive` seconds; no answer as long again: it is lost."""
@@ -391,17 +409,23 @@ class RedisBroker(Broker):
             if loop.time() - self._heard >= 2 * self.keepalive:
                 raise redis.ConnectionError(f"Redis did not answer a PING within {self.keepalive}s")
 
-    def _deliver(self, data: Any) -> None:
+    def _envelope(self, data: Any) -> Envelope | None:
+        """The envelope a message carries, if this process should deliver it (markers are handled here)."""
         if isinstance(data, bytes) and data.startswith(recovery_redis.MARKER_PREFIX):
             self._marker_arrived(data)
-            return
+            return None
         try:
             envelope = Envelope.unpack(data)
         except (ValueError, TypeError, RecursionError):
             logger.warning("Ignoring a message on Redis channel %r that is not an envelope", self.channel)
-            return
+            return None
         # Ours came back: delivered here already, unless Redis numbered it (then nobody has yet).
         if (envelope.origin == self.id and envelope.seq is None) or self.deliver is None:
+            return None
+        return envelope
+
+    def _hand_over(self, envelope: Envelope) -> None:
+        if self.deliver is None:
             return
         try:
             self.deliver(envelope)
@@ -451,6 +475,13 @@ class RedisBroker(Broker):
     def _emit_arguments(self, envelope: Envelope) -> tuple[list[str], list[Any]]:
         keys = ReplayKeys(self.channel, envelope.path)
         stream = envelope.stream
+        bounds = ""
+        if envelope.numbered:  # from this server: its own bounds, whatever Redis's hash holds now
+            from tornado_websockets.tornadowrapper import TornadoWrapper
+
+            websocket = TornadoWrapper.websockets.get(envelope.path)
+            if websocket is not None and websocket.replay is not None:
+                bounds = recovery_redis.conf_value(websocket.replay.seconds, websocket.replay.size)
         return (
             [keys.conf, keys.seq(stream), keys.frames(stream)],
             [
@@ -460,6 +491,7 @@ class RedisBroker(Broker):
                 envelope.path,
                 codec.dumps(stream),
                 recovery_redis.HISTORY_SECONDS * 1000,
+                bounds,
             ],
         )
 
@@ -485,7 +517,7 @@ class RedisBroker(Broker):
                     seconds,
                     self.channel,
                     recovery_redis.marker(token),
-                    uuid.uuid4().hex[:12],
+                    recovery_redis.new_epoch(),
                     recovery_redis.HISTORY_SECONDS * 1000,
                 ],
             )
@@ -495,6 +527,96 @@ class RedisBroker(Broker):
         finally:
             self._markers.pop(token, None)
         return SharedReplay.parse(reply)
+
+    def _track(self, key: tuple[str, str], seq: int) -> None:
+        """Remember the last number delivered of a stream while this process has members in it."""
+        if self._has_members(*key):
+            self._delivered[key] = seq
+        else:
+            self._delivered.pop(key, None)
+
+    @staticmethod
+    def _has_members(path: str, stream: str) -> bool:
+        from tornado_websockets.tornadowrapper import TornadoWrapper
+
+        websocket = TornadoWrapper.websockets.get(path)
+        if websocket is None or websocket.replay is None:
+            return False
+        return bool(websocket.handlers) if stream == recovery.BROADCAST_STREAM else stream in websocket.rooms
+
+    async def _fill_all(self, client: redis.asyncio.Redis) -> None:
+        """After subscribing again: deliver what each stream with members here got meanwhile."""
+        for key, last in list(self._delivered.items()):
+            if not self._has_members(*key):
+                del self._delivered[key]
+                continue
+            current = await client.get(ReplayKeys(self.channel, key[0]).seq(key[1]))
+            _deliver_cancellation()
+            if current is None:  # Redis lost the stream (restarted, flushed): nothing to read back
+                await self._resync(client, key, None)
+            elif int(current) > last:
+                await self._fill(client, key, last, int(current))
+
+    async def _fill(self, client: redis.asyncio.Redis, key: tuple[str, str], last: int, upto: int) -> None:
+        """Deliver the frames numbered after ``last`` up to ``upto``, read back from Redis; they
+        were published while this process was not subscribed. When Redis no longer keeps them
+        all, the members here get ``resync`` instead, and the frames lost are counted."""
+        path, stream = key
+        wanted = upto - last
+        entries: list[Any] = []
+        if wanted <= self.FILL_LIMIT:
+            frames_key = ReplayKeys(self.channel, path).frames(stream)
+            entries = await client.xrange(frames_key, f"0-{last + 1}", f"0-{upto}", count=wanted) or []
+            _deliver_cancellation()
+        if len(entries) != wanted:
+            # How many is unknown when the numbers are far apart (Redis lost its data): one at least.
+            await self._resync(client, key, upto, wanted if wanted <= self.FILL_LIMIT else 1)
+            return
+        logger.info("Read back %d frames of %r on %s published while resubscribing", wanted, stream, path)
+        for entry_id, fields in entries:
+            envelope = _stored_envelope(path, stream, recovery_redis.entry_number(entry_id), fields)
+            self._hand_over(envelope)
+        self._track(key, upto)
+
+    async def _resync(
+        self, client: redis.asyncio.Redis, key: tuple[str, str], upto: int | None, lost: int = 0
+    ) -> None:
+        """Tell the members here of a stream that its frames up to ``upto`` (None: its last) are
+        lost to them: ``resync``, then their new position. ``lost`` frames are counted."""
+        from tornado_websockets.tornadowrapper import TornadoWrapper
+
+        path, stream = key
+        keys = ReplayKeys(self.channel, path)
+        arguments = [
+            "",
+            0,
+            self.channel,
+            "",
+            recovery_redis.new_epoch(),
+            recovery_redis.HISTORY_SECONDS * 1000,
+        ]
+        reply = await self._read_script(
+            [keys.seq(stream), keys.frames(stream), keys.epoch], arguments, client=client
+        )
+        _deliver_cancellation()
+        shared = SharedReplay.parse(reply)
+        position = shared.last if upto is None else upto
+        if lost:
+            delivery.record_drop(delivery.BACKPLANE_MISSED, path, lost)
+        logger.warning(
+            "Frames of %r on %s published while this process resubscribed are no longer kept: "
+            "its members here are sent resync",
+            stream,
+            path,
+        )
+        websocket = TornadoWrapper.websockets.get(path)
+        if websocket is not None:
+            members = (
+                websocket.handlers if stream == recovery.BROADCAST_STREAM else websocket.rooms.members(stream)
+            )
+            for handler in tuple(members):
+                handler.write_resync(stream, position, shared.epoch, shared.secret)
+        self._track(key, position)
 
     def _marker_arrived(self, data: bytes) -> None:
         try:
@@ -644,6 +766,16 @@ class RedisBroker(Broker):
             self._emit_script = None
         if client is not None:
             client.close()
+
+
+def _stored_envelope(path: str, stream: str, seq: int, fields: dict[Any, Any]) -> Envelope:
+    """The envelope of a frame read back from a recovery stream."""
+    frame, header = fields.get(b"f", b""), fields.get(b"h")
+    if header is not None:
+        with contextlib.suppress(ValueError, TypeError):
+            return Envelope.unpack(header + b"\n" + frame)
+    room = None if stream == recovery.BROADCAST_STREAM else stream
+    return Envelope(path, frame, room, seq=seq)
 
 
 def _snapshots(blobs: list[Any]) -> list[dict[str, Any]]:

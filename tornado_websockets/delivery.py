@@ -13,6 +13,7 @@ from collections import Counter
 
 __all__ = [
     "BACKLOG_BOUND",
+    "BACKPLANE_MISSED",
     "BACKPLANE_UNREACHABLE",
     "CONNECTION_CLOSED",
     "ENCODING_ERROR",
@@ -42,6 +43,9 @@ UNKNOWN_PATH = "unknown_path"
 UNKNOWN_ROOM = "unknown_room"
 #: The backplane could not be reached, so other processes did not get the frame.
 BACKPLANE_UNREACHABLE = "backplane_unreachable"
+#: Published while this process was resubscribing to the backplane and not read back (a path
+#: without recovery, or frames Redis no longer keeps): its clients never got them.
+BACKPLANE_MISSED = "backplane_missed"
 #: A reply the event function returned could not be encoded (the client gets an error instead).
 ENCODING_ERROR = "encoding_error"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 from collections.abc import Callable, Hashable
@@ -16,7 +17,7 @@ from tornado_websockets.exceptions import EmitHandlerError, NotCallableError, We
 from tornado_websockets.limits import Limits
 from tornado_websockets.metrics import PathMetrics
 from tornado_websockets.presence import Member, Presence
-from tornado_websockets.recovery import ReplayBuffer
+from tornado_websockets.recovery import BROADCAST_STREAM, ReplayBuffer
 from tornado_websockets.rooms import Rooms
 from tornado_websockets.routes import Route
 from tornado_websockets.tornadowrapper import TornadoWrapper
@@ -98,6 +99,9 @@ class WebSocket:
         #: Listed in the AsyncAPI document and the explorer (False for the library's own paths).
         self.documented = True
         self._user_states: dict[Hashable, tuple[SimpleNamespace, int]] = {}
+        self._delivering = False  # a fan-out is under way (see deliver)
+        self._deferred: collections.deque[Envelope] = collections.deque()
+        self._expiry: asyncio.TimerHandle | None = None  # the replay buffer's next expiry
         TornadoWrapper.register_websocket(self)
         if add_to_handlers:
             TornadoWrapper.add_handlers([self.handler_spec()])
@@ -236,7 +240,24 @@ class WebSocket:
         With recovery on and the in-process broker, the frame is numbered here. With a broker that
         shares recovery, it comes numbered (or, while the backplane is down, goes out without a
         number: such frames cannot be replayed).
+
+        An emit made while a fan-out is under way (a slow client closed in the middle of it
+        announces its ``left``) waits for the fan-out to end: every member gets the frames of a
+        stream in the order of their numbers.
         """
+        if self._delivering:
+            self._deferred.append(envelope)
+            return
+        self._delivering = True
+        try:
+            self._deliver_now(envelope)
+            while self._deferred:
+                self._deliver_now(self._deferred.popleft())
+        finally:
+            self._delivering = False
+            self._deferred.clear()
+
+    def _deliver_now(self, envelope: Envelope) -> None:
         targets = self.handlers if envelope.room is None else self.rooms.members(envelope.room)
         frame, skip = envelope.frame, envelope.skip
         if envelope.seq is not None:
@@ -252,9 +273,28 @@ class WebSocket:
             delivery.record_drop(delivery.UNKNOWN_ROOM, self.path)
         if self.replay is not None and not TornadoWrapper.broker.shares_replay:
             frame = self.replay.append(envelope.stream, frame)
+            self._schedule_expiry()
         for handler in tuple(targets):
             if handler.id != skip:
                 handler.write_frame(frame)
+
+    def _schedule_expiry(self) -> None:
+        """Expire the replay buffer's old frames on a timer while it keeps any, touched or not."""
+        if self._expiry is not None or self.replay is None:
+            return
+        replay = self.replay
+
+        def expire() -> None:
+            self._expiry = None
+            replay.expire(lambda stream: stream == BROADCAST_STREAM or stream in self.rooms)
+            if len(replay):
+                self._schedule_expiry()
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # delivered outside a loop (a test's broadcast): expired at the next one
+            return
+        self._expiry = loop.call_later(max(replay.seconds / 4, 0.05), expire)
 
     def broadcast(self, frame: bytes) -> None:
         """Write an encoded frame to every live connection of this process; call on the loop."""

@@ -18,7 +18,7 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
-from tornado_websockets import codec, delivery, protocol, recovery_redis
+from tornado_websockets import codec, delivery, protocol, recovery, recovery_redis
 from tornado_websockets import websocket as websocket_module
 from tornado_websockets.events import RESERVED_EVENTS, EventFunction, is_async_callable
 from tornado_websockets.exceptions import (
@@ -82,6 +82,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._user_id: Hashable | None = None
         self._opened = False
         self._recovery: dict[str, int] = {}
+        self._tokens: dict[str, object] = {}  # what the client sent with each position
         self._recovery_epoch: str | None = None
         #: Shared recovery: numbered frames held, per stream, until its catch-up is written.
         self._held: dict[str, list[tuple[int, bytes]]] = {}
@@ -173,6 +174,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         if room not in self.websocket.rooms.rooms_of(self):
             return
         self.websocket.rooms.leave(room, self)
+        if self.websocket.replay is not None and not self.is_closed:  # the client forgets its position
+            self.write_frame(protocol.encode(STREAM_EVENT, {"stream": room, "left": True}))
         TornadoWrapper.broker.presence_changed()
         if self.websocket.presence_events and not self._identity_in(room):
             self._announce(LEFT_EVENT, room)
@@ -198,22 +201,32 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self._catch_ups.add(task)  # the loop keeps only a weak reference to a task
             task.add_done_callback(self._catch_ups.discard)
             return
-        seen = self._recovery.get(stream)
+        # A position serves once: joining the room again later replays nothing from it.
+        seen, token = self._recovery.pop(stream, None), self._tokens.pop(stream, None)
         missed = None
         if seen is not None:
-            missed = (
-                replay.since(stream, seen) if self._recovery_epoch == replay.epoch else Replay(resync=True)
-            )
-        self._write_catch_up(stream, missed, replay.position(stream), replay.epoch)
+            vouched = self._vouched(stream, seen, token, replay.epoch, replay.secret)
+            missed = replay.since(stream, seen) if vouched else Replay(resync=True)
+        self._write_catch_up(stream, missed, replay.position(stream), replay.epoch, replay.secret)
 
-    def _write_catch_up(self, stream: str, missed: Replay | None, position: int, epoch: str) -> None:
+    def _vouched(self, stream: str, seen: int, token: object, epoch: str, secret: bytes) -> bool:
+        """Whether the client may recover ``stream`` from ``seen``: a position this server gave it."""
+        return self._recovery_epoch == epoch and recovery.token_allows(
+            secret, self.websocket.path, stream, epoch, token, seen
+        )
+
+    def _write_catch_up(
+        self, stream: str, missed: Replay | None, position: int, epoch: str, secret: bytes
+    ) -> None:
         """A returning client's ``resync`` or missed frames (None: it asked for none), then its position."""
         if missed is not None:
             if missed.resync:
                 self.write_frame(protocol.encode(RESYNC_EVENT, {"stream": stream}))
             for frame in missed.frames:
                 self.write_frame(frame)
-        self.write_frame(protocol.encode(STREAM_EVENT, {"stream": stream, "seq": position, "epoch": epoch}))
+        token = recovery.position_token(secret, self.websocket.path, stream, epoch, position)
+        data = {"stream": stream, "seq": position, "epoch": epoch, "token": token}
+        self.write_frame(protocol.encode(STREAM_EVENT, data))
 
     async def _catch_up_shared(self, stream: str, seconds: float) -> None:
         """`_catch_up` with frames numbered and kept by the broker, for every process.
@@ -222,7 +235,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         held; once the broker's read is behind them all, the client gets, in order: what it
         missed (or ``resync``), its position, then the held frames it has not had yet.
         """
-        seen = self._recovery.get(stream)
+        seen, token = self._recovery.pop(stream, None), self._tokens.pop(stream, None)
         try:
             shared = await TornadoWrapper.broker.replay_since(self.websocket.path, stream, seen, seconds)
         except ConnectionError as error:
@@ -236,7 +249,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         if self.is_closed:  # gone while Redis answered: nothing to write, nothing lost
             return
         frames = None
-        if seen is not None and self._recovery_epoch == shared.epoch:
+        if seen is not None and self._vouched(stream, seen, token, shared.epoch, shared.secret):
             frames = recovery_redis.missed(shared, seen)
         if frames is not None:
             missed: Replay | None = Replay(frames)
@@ -245,7 +258,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             missed = None if seen is None else Replay(resync=True)
             # Nothing replayed: the client gets what reached this process after it joined.
             position = held[0][0] - 1 if held else shared.last
-        self._write_catch_up(stream, missed, position, shared.epoch)
+        self._write_catch_up(stream, missed, position, shared.epoch, shared.secret)
         for _, frame in held:
             self.write_frame(frame)
 
@@ -256,6 +269,13 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self.write_frame(frame)
         else:
             held.append((seq, frame))
+
+    def write_resync(self, stream: str, position: int, epoch: str, secret: bytes) -> None:
+        """Tell the client that frames of ``stream`` up to ``position`` are lost: ``resync``, then
+        its new position (the broker lost them while it resubscribed and Redis no longer keeps them)."""
+        if stream in self._held:  # its catch-up, still running, will tell the client where it stands
+            return
+        self._write_catch_up(stream, Replay(resync=True), position, epoch, secret)
 
     # Tornado callbacks -------------------------------------------------------------------------
 
@@ -298,7 +318,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         return None if function is None else _start(self._call(function, {}))
 
     def _read_recovery_request(self) -> None:
-        """The client's last positions, sent as ``?recover={"epoch": ..., "streams": {...}}``."""
+        """The client's last positions, sent as ``?recover={"epoch": e, "streams": {name: seq},
+        "tokens": {name: token}}`` (a position without its token earns a ``resync``)."""
         raw = self.get_query_argument("recover", None)
         if raw is None or self.websocket.replay is None:
             return
@@ -306,6 +327,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             request = codec.loads(raw)
             streams = request["streams"]
             self._recovery = {str(k): int(v) for k, v in streams.items() if isinstance(v, int)}
+            self._tokens = dict(request.get("tokens") or {})
             self._recovery_epoch = str(request["epoch"])
         except (ValueError, TypeError, KeyError, AttributeError):
             self.write_frame(protocol.warning_frame("The recover parameter could not be read."))
