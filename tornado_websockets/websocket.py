@@ -265,6 +265,8 @@ class WebSocket:
             for handler in tuple(targets):
                 if handler.id != skip:
                     handler.write_numbered(stream, seq, frame)
+                else:  # the sender: its numbers must go on without a gap all the same
+                    handler.write_position(stream, seq)
             return
         # Nobody can have it: no member here, none elsewhere (the in-process broker), and no buffer
         # to replay it from to a member coming back.
@@ -274,6 +276,13 @@ class WebSocket:
         if self.replay is not None and not TornadoWrapper.broker.shares_replay:
             frame = self.replay.append(envelope.stream, frame)
             self._schedule_expiry()
+            seq = self.replay.position(envelope.stream)
+            for handler in tuple(targets):
+                if handler.id != skip:
+                    handler.write_frame(frame)
+                else:  # the sender: its numbers must go on without a gap all the same
+                    handler.write_position(envelope.stream, seq)
+            return
         for handler in tuple(targets):
             if handler.id != skip:
                 handler.write_frame(frame)

@@ -85,7 +85,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._tokens: dict[str, object] = {}  # what the client sent with each position
         self._recovery_epoch: str | None = None
         #: Shared recovery: numbered frames held, per stream, until its catch-up is written.
-        self._held: dict[str, list[tuple[int, bytes]]] = {}
+        self._held: dict[str, list[tuple[int, bytes | None]]] = {}  # None: its position only
+        self._signing: tuple[str, bytes] | None = None  # the epoch and secret of the last position
         self._catch_ups: set[asyncio.Future[None]] = set()
         self._too_slow = False  # closed for not reading
         self.limits = websocket.limits or TornadoWrapper.limits
@@ -224,9 +225,22 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
                 self.write_frame(protocol.encode(RESYNC_EVENT, {"stream": stream}))
             for frame in missed.frames:
                 self.write_frame(frame)
-        token = recovery.position_token(secret, self.websocket.path, stream, epoch, position)
-        data = {"stream": stream, "seq": position, "epoch": epoch, "token": token}
+        self._signing = (epoch, secret)
+        self._write_position(stream, position)
+
+    def _write_position(self, stream: str, seq: int) -> None:
+        if self._signing is None:  # no position handed out yet (the backplane was down)
+            return
+        epoch, secret = self._signing
+        token = recovery.position_token(secret, self.websocket.path, stream, epoch, seq)
+        data = {"stream": stream, "seq": seq, "epoch": epoch, "token": token}
         self.write_frame(protocol.encode(STREAM_EVENT, data))
+
+    def _write_held(self, stream: str, seq: int, frame: bytes | None) -> None:
+        if frame is None:
+            self._write_position(stream, seq)
+        else:
+            self.write_frame(frame)
 
     async def _catch_up_shared(self, stream: str, seconds: float) -> None:
         """`_catch_up` with frames numbered and kept by the broker, for every process.
@@ -242,8 +256,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             logger.warning("Recovery of %r for %r unavailable: %s", stream, self, error)
             if seen is not None:
                 self.write_frame(protocol.encode(RESYNC_EVENT, {"stream": stream}))
-            for _, frame in self._held.pop(stream, []):
-                self.write_frame(frame)
+            for seq, frame in self._held.pop(stream, []):
+                self._write_held(stream, seq, frame)
             return
         held = self._held.pop(stream, [])
         if self.is_closed:  # gone while Redis answered: nothing to write, nothing lost
@@ -259,8 +273,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             # Nothing replayed: the client gets what reached this process after it joined.
             position = held[0][0] - 1 if held else shared.last
         self._write_catch_up(stream, missed, position, shared.epoch, shared.secret)
-        for _, frame in held:
-            self.write_frame(frame)
+        for seq, frame in held:
+            self._write_held(stream, seq, frame)
 
     def write_numbered(self, stream: str, seq: int, frame: bytes) -> None:
         """Write a frame numbered by the broker, or hold it while the stream's catch-up runs."""
@@ -269,6 +283,15 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self.write_frame(frame)
         else:
             held.append((seq, frame))
+
+    def write_position(self, stream: str, seq: int) -> None:
+        """Tell the client that frame ``seq`` of ``stream``, which it was left out of (``skip``),
+        is behind it: its numbers go on without a gap (or hold it while the catch-up runs)."""
+        held = self._held.get(stream) if self._held else None
+        if held is None:
+            self._write_position(stream, seq)
+        else:
+            held.append((seq, None))
 
     def write_resync(self, stream: str, position: int, epoch: str, secret: bytes) -> None:
         """Tell the client that frames of ``stream`` up to ``position`` are lost: ``resync``, then
