@@ -30,8 +30,8 @@ from tornado_websockets.websockethandler import WebSocketHandler
 #: Fast reconnection, so that the outage test does not wait for the default backoff; a short
 #: presence TTL when the presence test asks for one.
 RETRY = {
-    "retry_base": 0.05,
-    "retry_cap": 0.5,
+    "retry_base": float(os.environ.get("TWS_RETRY_BASE", "0.05")),
+    "retry_cap": max(0.5, float(os.environ.get("TWS_RETRY_BASE", "0.05"))),
     "presence_ttl": float(os.environ.get("TWS_PRESENCE_TTL", "15")),
 }
 
@@ -62,14 +62,23 @@ def chat_app() -> WebSocket:
         present = await chat.presence(data.get("room"))
         return {"connections": sorted(m.connection for m in present.members), "users": len(present.users)}
 
-    @chat.on
-    async def backplane(socket: WebSocketHandler) -> dict[str, Any]:
-        broker = TornadoWrapper.broker
-        drops = delivery.dropped()
-        lost = sum(n for (reason, _), n in drops.items() if reason == delivery.BACKPLANE_UNREACHABLE)
-        return {"state": getattr(broker, "state", None), "dropped": lost, "id": broker.id}
-
+    chat.add_event("backplane", backplane)
     return chat
+
+
+async def backplane(socket: WebSocketHandler) -> dict[str, Any]:
+    """How the backplane is doing: its state, reconnections, and the frames it lost by reason."""
+    broker = TornadoWrapper.broker
+    drops = delivery.dropped()
+    lost = sum(n for (reason, _), n in drops.items() if reason == delivery.BACKPLANE_UNREACHABLE)
+    missed = sum(n for (reason, _), n in drops.items() if reason == delivery.BACKPLANE_MISSED)
+    return {
+        "state": getattr(broker, "state", None),
+        "dropped": lost,
+        "missed": missed,
+        "id": broker.id,
+        "reconnects": getattr(broker, "reconnects", 0),
+    }
 
 
 def news_app() -> WebSocket:
@@ -81,6 +90,7 @@ def news_app() -> WebSocket:
     @news.on
     async def say(socket: WebSocketHandler, data: dict[str, Any]) -> None:
         news.emit("said", {"n": data["n"], "pid": os.getpid()}, room=data.get("room"))
+    news.add_event("backplane", backplane)
 
     return news
 

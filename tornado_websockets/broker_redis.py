@@ -327,8 +327,15 @@ class RedisBroker(Broker):
 
     async def _serve(self, client: redis.asyncio.Redis, pubsub: PubSub) -> None:
         """Publish and receive side by side until either fails; raises what it failed with."""
-        await self._declare_recovery(client)
+        # Ready for reads at once: a connection may join a room as soon as the subscription is
+        # confirmed, and its catch-up needs both.
         self._read_script = client.register_script(recovery_redis.READ_SCRIPT)
+        self._client = client
+        try:
+            await self._declare_recovery(client)
+        except BaseException:
+            self._client = None
+            raise
         self._heard = asyncio.get_running_loop().time()
         tasks = {
             asyncio.create_task(self._receive(pubsub, client)),
@@ -336,7 +343,6 @@ class RedisBroker(Broker):
             asyncio.create_task(self._watch(pubsub)),
             asyncio.create_task(self._share_presence(client)),
         }
-        self._client = client
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -366,9 +372,37 @@ class RedisBroker(Broker):
                         await emit(keys, args, client=pipe)
                     else:
                         pipe.publish(self.channel, envelope.pack())
-                await pipe.execute()
+                # Errors of single commands come back as results: a script Redis refuses (at
+                # maxmemory with noeviction, which PUBLISH alone passes) must not cost the rest.
+                results = await pipe.execute(raise_on_error=False)
             _deliver_cancellation()
+            refused = [
+                envelope
+                for envelope, result in zip(self._sending, results, strict=True)
+                if isinstance(result, redis.ResponseError)
+            ]
             self._sending = []
+            if refused:
+                await self._publish_unnumbered(client, refused, results)
+
+    async def _publish_unnumbered(
+        self, client: redis.asyncio.Redis, refused: list[Envelope], results: list[Any]
+    ) -> None:
+        """Publish without numbers what Redis refused to number; its clients cannot replay these."""
+        error = next(result for result in results if isinstance(result, redis.ResponseError))
+        logger.warning(
+            "Redis refused %d emits (%s): published without numbers, so without recovery", len(refused), error
+        )
+        unnumbered = [dataclasses.replace(envelope, numbered=False) for envelope in refused]
+        self._deliver_unnumbered(refused)
+        async with client.pipeline(transaction=False) as pipe:
+            for envelope in unnumbered:
+                pipe.publish(self.channel, envelope.pack())
+            outcomes = await pipe.execute(raise_on_error=False)
+        _deliver_cancellation()
+        for envelope, outcome in zip(unnumbered, outcomes, strict=True):
+            if isinstance(outcome, redis.ResponseError):
+                delivery.record_drop(delivery.BACKPLANE_UNREACHABLE, envelope.path)
 
     async def _receive(self, pubsub: PubSub, client: redis.asyncio.Redis) -> None:
         loop = asyncio.get_running_loop()
