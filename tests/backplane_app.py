@@ -90,6 +90,7 @@ def news_app() -> WebSocket:
     @news.on
     async def say(socket: WebSocketHandler, data: dict[str, Any]) -> None:
         news.emit("said", {"n": data["n"], "pid": os.getpid()}, room=data.get("room"))
+
     news.add_event("backplane", backplane)
 
     return news

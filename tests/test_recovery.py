@@ -316,7 +316,8 @@ async def test_joining_a_room_again_replays_nothing_from_the_first_position() ->
         await talker.wait_for("said")
         await back.request("join", {"room": "lobby"})
         position = await back.wait_for("stream")
-        assert position["stream"] == "lobby" and position["seq"] == 3
+        assert position["stream"] == "lobby"
+        assert position["seq"] == 3
         await talker.emit("say", {"room": "lobby", "n": 3})
         assert (await back.wait_for("said"))["n"] == 3  # not 0, 1 or 2 again
         back.close()
@@ -370,7 +371,8 @@ def test_the_buffer_forgets_idle_streams_by_time_and_bounds_its_total() -> None:
     assert buffer.position("room49999") == 1  # kept: someone is in it
     # A forgotten stream starts again above every number given: no old position means a new frame.
     assert buffer.append("room3", b'{"event":"e","data":{}}').endswith(b'"seq":2}')
-    assert buffer.since("room3", 1).frames and buffer.since("room3", 0).resync
+    assert buffer.since("room3", 1).frames
+    assert buffer.since("room3", 0).resync
 
 
 async def test_frames_of_idle_rooms_expire_on_their_own() -> None:

@@ -289,7 +289,8 @@ async def test_a_redis_that_lost_its_data_earns_a_resync_and_own_emits_still_arr
             except TimeoutError:  # the emit went out while the process was reconnecting
                 assert attempt < 49
         events = [frame.event for frame in everything]
-        assert events[-1] == "said" and frames[0].data["n"] == "after"
+        assert events[-1] == "said"
+        assert frames[0].data["n"] == "after"
         assert "resync" in events  # its old position means nothing to the new Redis
         position = everything[events.index("resync") + 1]
         assert position.event == "stream"
