@@ -315,17 +315,18 @@ async def test_stop_closes_every_connection_cleanly(
 async def test_stop_ends_even_when_a_redis_command_loses_the_cancellation(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_set = redis.asyncio.Redis.set
+    real_time = redis.asyncio.Redis.time
     in_flight = asyncio.Event()
 
-    async def set_losing_the_cancellation(self: redis.asyncio.Redis, *args: Any, **kwargs: Any) -> Any:
+    async def time_losing_the_cancellation(self: redis.asyncio.Redis, *args: Any, **kwargs: Any) -> Any:
         # What redis-py 8.1 does now and then: a command cancelled while it runs returns normally.
         in_flight.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(0.5)
-        return await real_set(self, *args, **kwargs)
+        return await real_time(self, *args, **kwargs)
 
-    monkeypatch.setattr(redis.asyncio.Redis, "set", set_losing_the_cancellation)
+    # The presence writer asks Redis's time first, on a connection of its own.
+    monkeypatch.setattr(redis.asyncio.Redis, "time", time_losing_the_cancellation)
     broker = RedisBroker(redis_server.url)
     await broker.start(lambda envelope: None)
     await wait_until(lambda: broker.state == CONNECTED)

@@ -132,9 +132,12 @@ class Broker:
         """The snapshots every server process last shared, from a process that runs no server."""
         raise NotImplementedError("The in-process broker cannot see other processes.")
 
-    def presence_changed(self) -> None:
-        """A connection opened, closed, joined or left a room (on the loop); brokers that share
-        presence with other processes publish it soon after."""
+    def presence_changed(self, socket: Any, room: str | None, present: bool) -> bool:
+        """A connection opened (``room`` None) or joined ``room`` (``present`` True), or the reverse
+        (on the loop). Brokers that share presence with other processes write the change; they
+        return True when they decide ``joined`` / ``left`` across processes, so the connection
+        must not announce them itself. Here: False."""
+        return False
 
     async def presence(self, path: str, room: str | None, local: tuple[Member, ...]) -> tuple[Member, ...]:
         """The members of ``path`` (or of its ``room``) in every process; here, the local ones."""

@@ -41,6 +41,7 @@ from redis.backoff import NoBackoff
 from tornado_websockets import codec, delivery, recovery, recovery_redis
 from tornado_websockets.broker import Broker, Deliver, Envelope
 from tornado_websockets.presence import Member
+from tornado_websockets.presence_redis import SharedPresence
 from tornado_websockets.recovery_redis import ReplayKeys, SharedReplay
 
 __all__ = [
@@ -71,10 +72,6 @@ CONNECTED = "connected"
 UNREACHABLE = "unreachable"
 #: Stopped by `RedisBroker.stop`.
 STOPPED = "stopped"
-
-# What processes share under ``<channel>:<kind>:<broker id>``, with a TTL.
-PRESENCE = "presence"
-METRICS = "metrics"
 
 #: Redis errors and socket errors (``asyncio``'s timeouts are ``OSError`` too).
 _CONNECTION_ERRORS = (redis.RedisError, OSError)
@@ -138,8 +135,11 @@ class RedisBroker(Broker):
         with no answer within as long again, the connection counts as lost.
     :param timeout: seconds allowed to connect and for each command.
     :param presence_ttl: seconds after which the members (and the metrics) of a process that
-        stopped refreshing them (killed, frozen, cut off) disappear; refreshed every third of it,
-        and the members within a tenth of a second of any change.
+        stopped refreshing them (killed, frozen, cut off) disappear; refreshed every third of it.
+    :param presence: share this process's members and metrics with the others (see
+        `tornado_websockets.presence_redis`): one Redis write per connection opening, closing,
+        joining or leaving a room, on a connection of its own. False: presence and metrics of
+        this process only, ``joined`` / ``left`` decided per process.
     """
 
     cross_process = True
@@ -159,6 +159,7 @@ class RedisBroker(Broker):
         keepalive: float = 15.0,
         timeout: float = 5.0,
         presence_ttl: float = 15.0,
+        presence: bool = True,
     ) -> None:
         super().__init__()
         for name, value in (("queue_size", queue_size), ("batch_size", batch_size)):
@@ -184,7 +185,10 @@ class RedisBroker(Broker):
         self.timeout = timeout
         self.presence_ttl = presence_ttl
         self._client: redis.asyncio.Redis | None = None  # while connected
-        self._presence_dirty: asyncio.Event | None = None
+        #: Members and metrics shared with the other processes, beside the backplane (see
+        #: `tornado_websockets.presence_redis`); None unless ``presence`` and started.
+        self.sharing: SharedPresence | None = None
+        self.share_presence = presence
         #: One of `IDLE`, `CONNECTING`, `CONNECTED`, `UNREACHABLE`, `STOPPED`.
         self.state = IDLE
         #: Connections made again after Redis was lost.
@@ -220,7 +224,12 @@ class RedisBroker(Broker):
         self.state = CONNECTING
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
-        self._presence_dirty = asyncio.Event()
+        if self.share_presence:
+            if self.sharing is None:
+                self.sharing = SharedPresence(
+                    self.url, self.channel, self.id, self.presence_ttl, self.timeout
+                )
+            self.sharing.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self!r} connection")
 
     def publish(self, envelope: Envelope) -> None:
@@ -255,8 +264,8 @@ class RedisBroker(Broker):
                 )
         self.state = STOPPED
         self._drop_unsent()
-        with contextlib.suppress(*_CONNECTION_ERRORS):  # leave presence at once, not after the TTL
-            self._sync().delete(self._shared_key(PRESENCE), self._shared_key(METRICS))
+        if self.sharing is not None:  # leave presence at once, not after the TTL
+            await self.sharing.stop()
         self.close_sync()
         await super().stop()
 
@@ -341,7 +350,6 @@ class RedisBroker(Broker):
             asyncio.create_task(self._receive(pubsub, client)),
             asyncio.create_task(self._send(client)),
             asyncio.create_task(self._watch(pubsub)),
-            asyncio.create_task(self._share_presence(client)),
         }
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -381,9 +389,34 @@ class RedisBroker(Broker):
                 for envelope, result in zip(self._sending, results, strict=True)
                 if isinstance(result, redis.ResponseError)
             ]
-            self._sending = []
+            sent, self._sending = self._sending, []
             if refused:
                 await self._publish_unnumbered(client, refused, results)
+            await self._count_unheard(client, sent, results)
+
+    async def _count_unheard(
+        self, client: redis.asyncio.Redis, sent: list[Envelope], results: list[Any]
+    ) -> None:
+        """Count the frames fewer processes received than are alive (resubscribing, frozen, dead
+        but not yet expired): PUBLISH tells how many subscribers got each. Numbered frames are not
+        counted here: a process that missed them reads them back (or counts them itself)."""
+        expected = 0 if self.sharing is None or not self.sharing.healthy else self.sharing.alive
+        heard = [
+            (envelope, result)
+            for envelope, result in zip(sent, results, strict=True)
+            if not envelope.numbered and isinstance(result, int) and result < expected
+        ]
+        if not heard:
+            return
+        # The count of live processes may be older than a graceful stop: ask again before counting.
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            seconds, microseconds = await client.time()
+            now = int(seconds) * 1000 + int(microseconds) // 1000
+            expected = int(await client.zcount(self.sharing.keys.processes, f"({now}", "+inf"))  # type: ignore[union-attr]
+            _deliver_cancellation()
+        for envelope, receivers in heard:
+            if receivers < expected:
+                delivery.record_drop(delivery.BACKPLANE_MISSED, envelope.path, expected - receivers)
 
     async def _publish_unnumbered(
         self, client: redis.asyncio.Redis, refused: list[Envelope], results: list[Any]
@@ -669,85 +702,44 @@ class RedisBroker(Broker):
             if envelope.numbered:
                 self.deliver(dataclasses.replace(envelope, numbered=False))
 
-    # Presence ------------------------------------------------------------------------------------
+    # Presence and metrics: see tornado_websockets.presence_redis -------------------------------
 
-    def presence_changed(self) -> None:
-        """Share this process's members again soon (on the loop)."""
-        if self._presence_dirty is not None:
-            self._presence_dirty.set()
+    def presence_changed(self, socket: Any, room: str | None, present: bool) -> bool:
+        """Share a connection opening or joining ``room`` (``present``), or the reverse (on the loop).
 
-    async def _share_presence(self, client: redis.asyncio.Redis) -> None:
-        """Keep this process's members (and its metrics, every third of the TTL) in Redis, with a
-        TTL that a dead process cannot refresh."""
-        from tornado_websockets import metrics
-
-        assert self._presence_dirty is not None  # created by start()
-        loop = asyncio.get_running_loop()
-        metrics_due = loop.time()
-        while True:
-            self._presence_dirty.clear()
-            ttl = int(self.presence_ttl * 1000)
-            await client.set(self._shared_key(PRESENCE), codec.dumps(_local_members()), px=ttl)
-            _deliver_cancellation()
-            if loop.time() >= metrics_due:
-                await client.set(self._shared_key(METRICS), codec.dumps(metrics.snapshot()), px=ttl)
-                _deliver_cancellation()
-                metrics_due = loop.time() + self.presence_ttl / 3
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._presence_dirty.wait(), self.presence_ttl / 3)
-            await asyncio.sleep(0.1)  # a burst of joins makes one write
+        Returns True when the ``joined`` / ``left`` events are decided across every process
+        (once per user), so the connection must not decide them alone.
+        """
+        if self.sharing is None:
+            return False
+        self.sharing.changed(socket, room, present)
+        return True
 
     async def presence(self, path: str, room: str | None, local: tuple[Member, ...]) -> tuple[Member, ...]:
-        """This process's members (live) and those every other process last shared."""
-        shared = await self._others_shared(PRESENCE)
-        if shared is None:
-            return local
-        keys, blobs = shared
-        return local + _remote_members(keys, blobs, self.channel, path, room)
+        """This process's members (live) and those of every other live process."""
+        shared = None if self.sharing is None else await self.sharing.members(path, room)
+        return local if shared is None else local + shared
 
     def presence_sync(self, path: str, room: str | None) -> tuple[Member, ...]:
-        """The members every server process last shared, from a process that runs no server."""
-        keys, blobs = self._all_shared_sync(PRESENCE)
-        return _remote_members(keys, blobs, self.channel, path, room)
-
-    # Metrics -------------------------------------------------------------------------------------
+        """The members of every live server process, from a process that runs no server."""
+        return self._sharing().members_sync(path, room)
 
     async def snapshots(self) -> list[dict[str, Any]]:
-        """This process's snapshot (live) and those every other process last shared."""
+        """This process's snapshot (live) and those every other live process last shared."""
         from tornado_websockets import metrics
 
         local = metrics.snapshot()
-        shared = await self._others_shared(METRICS)
-        return [local] if shared is None else [local, *_snapshots(shared[1])]
+        shared = None if self.sharing is None else await self.sharing.snapshots()
+        return [local] if shared is None else [local, *shared]
 
     def snapshots_sync(self) -> list[dict[str, Any]]:
-        """The snapshots every server process last shared (within ``presence_ttl``)."""
-        return _snapshots(self._all_shared_sync(METRICS)[1])
+        """The snapshots every live server process last shared (within ``presence_ttl``)."""
+        return self._sharing().snapshots_sync()
 
-    # What every process shares under its id: its members and its metrics ------------------------
-
-    def _shared_key(self, kind: str) -> str:
-        return f"{self.channel}:{kind}:{self.id}"
-
-    async def _others_shared(self, kind: str) -> tuple[list[Any], list[Any]] | None:
-        """The keys and values the *other* processes share of ``kind``; None when Redis fails."""
-        client = self._client
-        if client is None:
-            logger.warning("%s from this process only: the Redis backplane is %s", kind.title(), self.state)
-            return None
-        try:
-            keys = [key async for key in client.scan_iter(match=f"{self.channel}:{kind}:*", count=1000)]
-            others = [key for key in keys if _text(key) != self._shared_key(kind)]
-            return others, (await client.mget(others) if others else [])
-        except _CONNECTION_ERRORS as error:
-            logger.warning("%s from this process only: Redis failed (%s)", kind.title(), error)
-            return None
-
-    def _all_shared_sync(self, kind: str) -> tuple[list[Any], list[Any]]:
-        """The keys and values every process shares of ``kind``, from a process without a loop."""
-        client = self._sync()
-        keys = list(client.scan_iter(match=f"{self.channel}:{kind}:*", count=1000))
-        return keys, (client.mget(keys) if keys else [])
+    def _sharing(self) -> SharedPresence:
+        if self.sharing is None:  # a process that runs no server: queries only
+            self.sharing = SharedPresence(self.url, self.channel, self.id, self.presence_ttl, self.timeout)
+        return self.sharing
 
     # Thread side ---------------------------------------------------------------------------------
 
@@ -812,50 +804,5 @@ def _stored_envelope(path: str, stream: str, seq: int, fields: dict[Any, Any]) -
     return Envelope(path, frame, room, seq=seq)
 
 
-def _snapshots(blobs: list[Any]) -> list[dict[str, Any]]:
-    found = []
-    for blob in blobs:
-        if blob is None:  # expired between SCAN and MGET
-            continue
-        try:
-            found.append(codec.loads(blob))
-        except ValueError:
-            logger.warning("Ignoring an unreadable metrics snapshot in Redis")
-    return found
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _local_members() -> list[list[Any]]:
-    """``[path, connection, user, name, rooms]`` for every connection of this process."""
-    from tornado_websockets.presence import display_name
-    from tornado_websockets.tornadowrapper import TornadoWrapper
-
-    return [
-        [path, socket.id, socket.user_id, display_name(socket), sorted(socket.rooms)]
-        for path, websocket in TornadoWrapper.websockets.items()
-        for socket in websocket.handlers
-    ]
-
-
-def _remote_members(
-    keys: list[Any], blobs: list[Any], channel: str, path: str, room: str | None
-) -> tuple[Member, ...]:
-    prefix = f"{channel}:{PRESENCE}:"
-    found: list[Member] = []
-    for key, blob in zip(keys, blobs, strict=True):
-        if blob is None:  # expired between SCAN and MGET
-            continue
-        process = _text(key).removeprefix(prefix)
-        try:
-            rows = codec.loads(blob)
-            found.extend(
-                Member(connection, user, name, process)
-                for member_path, connection, user, name, rooms in rows
-                if member_path == path and (room is None or room in rooms)
-            )
-        except (ValueError, TypeError):
-            logger.warning("Ignoring unreadable presence data of process %s", process)
-    return tuple(found)

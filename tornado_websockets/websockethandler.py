@@ -167,8 +167,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._catch_up(room)  # before joining: the missed frames come before any new one
         first = self.websocket.presence_events and not self._identity_in(room)
         self.websocket.rooms.join(room, self)
-        TornadoWrapper.broker.presence_changed()
-        if first:
+        # A broker sharing presence announces once per user across processes, when Redis counted.
+        if not TornadoWrapper.broker.presence_changed(self, room, True) and first:
             self._announce(JOINED_EVENT, room)
 
     def _leave(self, room: str) -> None:
@@ -177,8 +177,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self.websocket.rooms.leave(room, self)
         if self.websocket.replay is not None and not self.is_closed:  # the client forgets its position
             self.write_frame(protocol.encode(STREAM_EVENT, {"stream": room, "left": True}))
-        TornadoWrapper.broker.presence_changed()
-        if self.websocket.presence_events and not self._identity_in(room):
+        shared = TornadoWrapper.broker.presence_changed(self, room, False)
+        if not shared and self.websocket.presence_events and not self._identity_in(room):
             self._announce(LEFT_EVENT, room)
 
     def _identity_in(self, room: str) -> bool:
@@ -332,7 +332,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._catch_up(BROADCAST_STREAM)
         self.websocket.handlers.append(self)
         self.websocket.metrics.connections_total += 1
-        TornadoWrapper.broker.presence_changed()
+        TornadoWrapper.broker.presence_changed(self, None, True)
         if self._user_id is not None:
             self.websocket.attach_user(self._user_id)
         for module in self.websocket.modules:
@@ -409,7 +409,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
                 self._leave(room)
             if self._user_id is not None:
                 self.websocket.detach_user(self._user_id)
-            TornadoWrapper.broker.presence_changed()
+            TornadoWrapper.broker.presence_changed(self, None, False)
 
     # Dispatch ------------------------------------------------------------------------------------
 
