@@ -3,6 +3,7 @@
 - ``serve PORT REDIS_URL [PROCESSES]``: a server with ``/chat`` (rooms, replies telling which
   process a client is on and how the backplane is doing) and ``/news`` (the same with recovery,
   keeping ``TWS_RECOVER_SIZE`` frames), through ``TornadoWrapper.run``.
+- ``/room?user=name``: rooms announcing ``joined`` and ``left``, for the user the URL names.
 - ``emit REDIS_URL ROOM TEXT``: ``ws.emit`` from a process that runs no server (`publish_sync`).
 - ``emitter REDIS_URL ROOM TEXT [PATH]``: the same through an `Emitter` (to ``/chat`` unless
   ``PATH`` says otherwise); writes how many processes got it.
@@ -96,6 +97,31 @@ def news_app() -> WebSocket:
     return news
 
 
+def room_app() -> WebSocket:
+    """``/room?user=name``: rooms with ``joined`` / ``left`` events, for a user named in the URL."""
+    room = WebSocket("/room", presence_events=True)
+
+    @room.guard
+    async def named(socket: WebSocketHandler) -> bool:
+        socket.user_id = socket.get_query_argument("user", None)
+        return True
+
+    room.add_event("join", join)
+
+    @room.on
+    async def leave(socket: WebSocketHandler, data: dict[str, Any]) -> list[str]:
+        socket.leave(data["room"])
+        return sorted(socket.rooms)
+
+    @room.on
+    async def who(socket: WebSocketHandler, data: dict[str, Any]) -> dict[str, Any]:
+        present = await room.presence(data.get("room"))
+        return {"users": sorted(str(user) for user in present.users), "connections": present.connections}
+
+    room.add_event("backplane", backplane)
+    return room
+
+
 def main(argv: list[str]) -> None:
     """Run one mode (see the module's docstring)."""
     logging.basicConfig(level=logging.INFO, format="%(process)d %(name)s %(levelname)s %(message)s")
@@ -103,6 +129,7 @@ def main(argv: list[str]) -> None:
     if mode == "serve":
         chat_app()
         news_app()
+        room_app()
         processes = int(args[2]) if len(args) > 2 else 1
         broker = RedisBroker(args[1], **RETRY)
         TornadoWrapper.run(int(args[0]), address="127.0.0.1", processes=processes, broker=broker)
