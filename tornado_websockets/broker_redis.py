@@ -146,6 +146,8 @@ class RedisBroker(Broker):
     shares_replay = True
     #: Frames read back at most after resubscribing; a longer gap is a ``resync``.
     FILL_LIMIT = 10_000
+    #: The command that publishes (``SPUBLISH`` on Redis Cluster).
+    PUBLISH_COMMAND = "PUBLISH"
 
     def __init__(
         self,
@@ -379,7 +381,8 @@ class RedisBroker(Broker):
                         keys, args = self._emit_arguments(envelope)
                         await emit(keys, args, client=pipe)
                     else:
-                        pipe.publish(self.channel, envelope.pack())
+                        channel = self._channel_for(envelope.path, envelope.stream)
+                        pipe.execute_command(self.PUBLISH_COMMAND, channel, envelope.pack())
                 # Errors of single commands come back as results: a script Redis refuses (at
                 # maxmemory with noeviction, which PUBLISH alone passes) must not cost the rest.
                 results = await pipe.execute(raise_on_error=False)
@@ -430,7 +433,8 @@ class RedisBroker(Broker):
         self._deliver_unnumbered(refused)
         async with client.pipeline(transaction=False) as pipe:
             for envelope in unnumbered:
-                pipe.publish(self.channel, envelope.pack())
+                channel = self._channel_for(envelope.path, envelope.stream)
+                pipe.execute_command(self.PUBLISH_COMMAND, channel, envelope.pack())
             outcomes = await pipe.execute(raise_on_error=False)
         _deliver_cancellation()
         for envelope, outcome in zip(unnumbered, outcomes, strict=True):
@@ -536,11 +540,19 @@ class RedisBroker(Broker):
             for path, websocket in TornadoWrapper.websockets.items()
             if websocket.replay is not None
         }
-        if paths:
-            await client.hset(ReplayKeys(self.channel, "").conf, mapping=paths)  # type: ignore[arg-type]
+        for path, bounds in paths.items():
+            await client.hset(self._keys(path).conf, path, bounds)
+
+    def _keys(self, path: str) -> ReplayKeys:
+        """The recovery keys of ``path``."""
+        return ReplayKeys(self.channel, path)
+
+    def _channel_for(self, path: str, stream: str) -> str:
+        """The channel frames of ``stream`` travel on: one for everything here."""
+        return self.channel
 
     def _emit_arguments(self, envelope: Envelope) -> tuple[list[str], list[Any]]:
-        keys = ReplayKeys(self.channel, envelope.path)
+        keys = self._keys(envelope.path)
         stream = envelope.stream
         bounds = ""
         if envelope.numbered:  # from this server: its own bounds, whatever Redis's hash holds now
@@ -552,13 +564,14 @@ class RedisBroker(Broker):
         return (
             [keys.conf, keys.seq(stream), keys.frames(stream)],
             [
-                self.channel,
+                self._channel_for(envelope.path, stream),
                 envelope.header(),
                 envelope.frame,
                 envelope.path,
                 codec.dumps(stream),
                 recovery_redis.HISTORY_SECONDS * 1000,
                 bounds,
+                self.PUBLISH_COMMAND,
             ],
         )
 
@@ -573,7 +586,7 @@ class RedisBroker(Broker):
         client = self._client
         if client is None or self.state != CONNECTED:
             raise ConnectionError(f"the Redis backplane is {self.state}")
-        keys = ReplayKeys(self.channel, path)
+        keys = self._keys(path)
         token = uuid.uuid4().hex
         arrived = self._markers[token] = asyncio.get_running_loop().create_future()
         try:
@@ -582,10 +595,11 @@ class RedisBroker(Broker):
                 [
                     "" if seen is None else f"0-{seen + 1}",
                     seconds,
-                    self.channel,
+                    self._channel_for(path, stream),
                     recovery_redis.marker(token),
                     recovery_redis.new_epoch(),
                     recovery_redis.HISTORY_SECONDS * 1000,
+                    self.PUBLISH_COMMAND,
                 ],
             )
             await asyncio.wait_for(arrived, self.timeout)
@@ -617,7 +631,7 @@ class RedisBroker(Broker):
             if not self._has_members(*key):
                 del self._delivered[key]
                 continue
-            current = await client.get(ReplayKeys(self.channel, key[0]).seq(key[1]))
+            current = await client.get(self._keys(key[0]).seq(key[1]))
             _deliver_cancellation()
             if current is None:  # Redis lost the stream (restarted, flushed): nothing to read back
                 await self._resync(client, key, None)
@@ -632,7 +646,7 @@ class RedisBroker(Broker):
         wanted = upto - last
         entries: list[Any] = []
         if wanted <= self.FILL_LIMIT:
-            frames_key = ReplayKeys(self.channel, path).frames(stream)
+            frames_key = self._keys(path).frames(stream)
             entries = await client.xrange(frames_key, f"0-{last + 1}", f"0-{upto}", count=wanted) or []
             _deliver_cancellation()
         if len(entries) != wanted:
@@ -653,14 +667,15 @@ class RedisBroker(Broker):
         from tornado_websockets.tornadowrapper import TornadoWrapper
 
         path, stream = key
-        keys = ReplayKeys(self.channel, path)
+        keys = self._keys(path)
         arguments = [
             "",
             0,
-            self.channel,
+            self._channel_for(path, stream),
             "",
             recovery_redis.new_epoch(),
             recovery_redis.HISTORY_SECONDS * 1000,
+            self.PUBLISH_COMMAND,
         ]
         reply = await self._read_script(
             [keys.seq(stream), keys.frames(stream), keys.epoch], arguments, client=client

@@ -63,8 +63,8 @@ MARKER_PREFIX = b'{"m":'
 
 # KEYS: conf hash, seq, frames. ARGV: channel, envelope header (a JSON object), frame (a JSON
 # object), path, stream as JSON, history ms, the path's bounds when a server sends it ('' from an
-# Emitter). Returns {the number given or 0 (the path does not recover), how many processes
-# received it}.
+# Emitter), the publish command (PUBLISH, or SPUBLISH on Redis Cluster). Returns {the number
+# given or 0 (the path does not recover), how many processes received it}.
 EMIT_SCRIPT = """
 local conf = redis.call('HGET', KEYS[1], ARGV[4])
 if ARGV[7] ~= '' then
@@ -74,7 +74,7 @@ if ARGV[7] ~= '' then
   conf = ARGV[7]
 end
 if not conf then
-  return {0, redis.call('PUBLISH', ARGV[1], ARGV[2] .. '\\n' .. ARGV[3])}
+  return {0, redis.call(ARGV[8], ARGV[1], ARGV[2] .. '\\n' .. ARGV[3])}
 end
 local seconds, size = string.match(conf, '^(%S+) (%S+)$')
 local now = redis.call('TIME')
@@ -89,11 +89,12 @@ local header = string.sub(ARGV[2], 1, -2) .. ',"q":' .. seq .. '}'
 local entry = '0-' .. seq
 redis.call('XADD', KEYS[3], 'MAXLEN', size, entry, 't', string.format('%d', ms), 'f', numbered, 'h', header)
 redis.call('PEXPIRE', KEYS[3], string.format('%d', math.ceil(tonumber(seconds) * 1000) + 1000))
-return {seq, redis.call('PUBLISH', ARGV[1], header .. '\\n' .. numbered)}
+return {seq, redis.call(ARGV[8], ARGV[1], header .. '\\n' .. numbered)}
 """
 
 # KEYS: seq, frames, epoch. ARGV: first entry id wanted ('' for none), seconds kept, channel,
-# marker ('' for none), a new "epoch secret" in case there is none, history ms. Returns
+# marker ('' for none), a new "epoch secret" in case there is none, history ms, the publish
+# command. Returns
 # {"epoch secret", last, id, frame, ...}.
 READ_SCRIPT = """
 local epoch = redis.call('GET', KEYS[3])
@@ -119,7 +120,7 @@ if ARGV[1] ~= '' then
   end
 end
 if ARGV[4] ~= '' then
-  redis.call('PUBLISH', ARGV[3], ARGV[4])
+  redis.call(ARGV[7], ARGV[3], ARGV[4])
 end
 return result
 """
@@ -127,28 +128,43 @@ return result
 
 @dataclass(frozen=True, slots=True)
 class ReplayKeys:
-    """The Redis keys of one path's recovery (see the module's docstring)."""
+    """The Redis keys of one path's recovery (see the module's docstring).
+
+    With ``tagged`` (Redis Cluster), every key of the path carries the hash tag ``{C:P}``, so that
+    one script touches keys of one slot only, and each stream has a sharded channel of its own in
+    that slot: ``{C:P}:recover``, ``{C:P}:epoch``, ``{C:P}:S:seq``, ``{C:P}:S:frames``, and the
+    channel ``{C:P}:S``.
+    """
 
     channel: str
     path: str
+    tagged: bool = False
+
+    @property
+    def _prefix(self) -> str:
+        return f"{{{self.channel}:{self.path}}}" if self.tagged else f"{self.channel}:replay:{self.path}"
 
     @property
     def conf(self) -> str:
         """The hash of the paths that recover, and their bounds."""
-        return f"{self.channel}:recover"
+        return f"{self._prefix}:recover" if self.tagged else f"{self.channel}:recover"
 
     @property
     def epoch(self) -> str:
         """The path's epoch."""
-        return f"{self.channel}:replay:{self.path}:epoch"
+        return f"{self._prefix}:epoch"
 
     def seq(self, stream: str) -> str:
         """The last number given in ``stream``."""
-        return f"{self.channel}:replay:{self.path}:{stream}:seq"
+        return f"{self._prefix}:{stream}:seq"
 
     def frames(self, stream: str) -> str:
         """The numbered frames of ``stream``."""
-        return f"{self.channel}:replay:{self.path}:{stream}:frames"
+        return f"{self._prefix}:{stream}:frames"
+
+    def pubsub(self, stream: str) -> str:
+        """The sharded channel of ``stream`` (tagged keys only)."""
+        return f"{self._prefix}:{stream}"
 
 
 def conf_value(seconds: float, size: int) -> str:
