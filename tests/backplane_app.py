@@ -23,6 +23,7 @@ from typing import Any
 
 from tornado_websockets import delivery, metrics
 from tornado_websockets.broker_redis import RedisBroker
+from tornado_websockets.broker_redis_cluster import RedisClusterBroker, is_cluster_url
 from tornado_websockets.emitter import Emitter
 from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
@@ -131,7 +132,8 @@ def main(argv: list[str]) -> None:
         news_app()
         room_app()
         processes = int(args[2]) if len(args) > 2 else 1
-        broker = RedisBroker(args[1], **RETRY)
+        kind = RedisClusterBroker if is_cluster_url(args[1]) else RedisBroker
+        broker = kind(args[1], **RETRY)
         TornadoWrapper.run(int(args[0]), address="127.0.0.1", processes=processes, broker=broker)
     elif mode == "emit":
         chat = chat_app()

@@ -155,9 +155,10 @@ def broker_from_url(url: str | None) -> Broker:
     if url.startswith(("redis://", "rediss://", "unix://")):
         try:
             from tornado_websockets.broker_redis import RedisBroker
+            from tornado_websockets.broker_redis_cluster import RedisClusterBroker, is_cluster_url
         except ImportError as error:
             raise ImportError(
                 "The Redis backplane needs the redis package: pip install 'django-tornado-websockets[redis]'"
             ) from error
-        return RedisBroker(url)
+        return RedisClusterBroker(url) if is_cluster_url(url) else RedisBroker(url)
     raise ValueError(f"Unknown backplane URL {url!r}: use memory:// or redis://host:port/db.")

@@ -277,15 +277,8 @@ class RedisBroker(Broker):
         attempt = 0
         lost_at: float | None = None
         while True:
-            client = redis.asyncio.Redis.from_url(
-                self.url,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                socket_keepalive=True,
-                # No retries inside redis-py: this loop owns reconnection, backoff and logging.
-                retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
-            )
-            pubsub = client.pubsub()
+            client = self._new_client()
+            pubsub = self._new_pubsub(client)
             try:
                 await self._subscribe(pubsub)
                 if lost_at is not None:
@@ -322,6 +315,19 @@ class RedisBroker(Broker):
             attempt += 1
             logger.info("Reconnecting to Redis backplane in %.2fs (attempt %d)", delay, attempt)
             await asyncio.sleep(delay)
+
+    def _new_client(self) -> redis.asyncio.Redis:
+        return redis.asyncio.Redis.from_url(
+            self.url,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            socket_keepalive=True,
+            # No retries inside redis-py: this loop owns reconnection, backoff and logging.
+            retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+        )
+
+    def _new_pubsub(self, client: Any) -> Any:
+        return client.pubsub()
 
     async def _subscribe(self, pubsub: PubSub) -> None:
         """Subscribe and wait for Redis to confirm: from then on, nothing published is missed."""
@@ -377,12 +383,7 @@ class RedisBroker(Broker):
             self._sending = [self._pending.popleft() for _ in range(count)]
             async with client.pipeline(transaction=False) as pipe:
                 for envelope in self._sending:
-                    if envelope.numbered:
-                        keys, args = self._emit_arguments(envelope)
-                        await emit(keys, args, client=pipe)
-                    else:
-                        channel = self._channel_for(envelope.path, envelope.stream)
-                        pipe.execute_command(self.PUBLISH_COMMAND, channel, envelope.pack())
+                    await self._queue(pipe, envelope, emit)
                 # Errors of single commands come back as results: a script Redis refuses (at
                 # maxmemory with noeviction, which PUBLISH alone passes) must not cost the rest.
                 results = await pipe.execute(raise_on_error=False)
@@ -396,6 +397,15 @@ class RedisBroker(Broker):
             if refused:
                 await self._publish_unnumbered(client, refused, results)
             await self._count_unheard(client, sent, results)
+
+    async def _queue(self, pipe: Any, envelope: Envelope, emit: Any) -> None:
+        """Add the publication of one envelope to a pipeline: numbered by the script, or not."""
+        if envelope.numbered:
+            keys, args = self._emit_arguments(envelope)
+            await emit(keys, args, client=pipe)
+        else:
+            channel = self._channel_for(envelope.path, envelope.stream)
+            pipe.execute_command(self.PUBLISH_COMMAND, channel, envelope.pack())
 
     async def _count_unheard(
         self, client: redis.asyncio.Redis, sent: list[Envelope], results: list[Any]
@@ -453,18 +463,22 @@ class RedisBroker(Broker):
             self._heard = loop.time()
             if message is None or message["type"] != "message":
                 continue
-            envelope = self._envelope(message["data"])
-            if envelope is None:
-                continue
-            if envelope.seq is not None:
-                key = (envelope.path, envelope.stream)
-                last = self._delivered.get(key)
-                if last is not None and envelope.seq <= last:
-                    continue  # delivered already, by a fill
-                if last is not None and envelope.seq > last + 1:
-                    await self._fill(client, key, last, envelope.seq - 1)
-                self._track(key, envelope.seq)
-            self._hand_over(envelope)
+            await self._on_message(client, message["data"])
+
+    async def _on_message(self, client: redis.asyncio.Redis, data: Any) -> None:
+        """Deliver one message: a numbered frame after the frames before it that this process missed."""
+        envelope = self._envelope(data)
+        if envelope is None:
+            return
+        if envelope.seq is not None:
+            key = (envelope.path, envelope.stream)
+            last = self._delivered.get(key)
+            if last is not None and envelope.seq <= last:
+                return  # delivered already, by a fill
+            if last is not None and envelope.seq > last + 1:
+                await self._fill(client, key, last, envelope.seq - 1)
+            self._track(key, envelope.seq)
+        self._hand_over(envelope)
 
     async def _watch(self, pubsub: PubSub) -> None:
         """PING a subscription silent for `keepalive` seconds; no answer as long again: it is lost."""
