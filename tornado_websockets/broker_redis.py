@@ -654,21 +654,32 @@ class RedisBroker(Broker):
 
     async def _fill(self, client: redis.asyncio.Redis, key: tuple[str, str], last: int, upto: int) -> None:
         """Deliver the frames numbered after ``last`` up to ``upto``, read back from Redis; they
-        were published while this process was not subscribed. When Redis no longer keeps them
-        all, the members here get ``resync`` instead, and the frames lost are counted."""
+        were published while this process was not subscribed. Those Redis no longer keeps are
+        lost to the members here: they get ``resync`` and the position before the first frame
+        still kept, then the kept ones; the frames lost are counted."""
         path, stream = key
         wanted = upto - last
-        entries: list[Any] = []
-        if wanted <= self.FILL_LIMIT:
-            frames_key = self._keys(path).frames(stream)
-            entries = await client.xrange(frames_key, f"0-{last + 1}", f"0-{upto}", count=wanted) or []
-            _deliver_cancellation()
-        if len(entries) != wanted:
+        frames_key = self._keys(path).frames(stream)
+        # The newest ones, at most FILL_LIMIT: a stream keeps its last frames, not its first.
+        reply = await client.xrevrange(
+            frames_key, f"0-{upto}", f"0-{last + 1}", count=min(wanted, self.FILL_LIMIT)
+        )
+        _deliver_cancellation()
+        entries: list[Any] = list(reply or [])
+        numbers = [recovery_redis.entry_number(entry_id) for entry_id, _ in entries]
+        kept: list[Any] = []
+        if numbers and numbers[0] == upto and numbers == list(range(upto, upto - len(numbers), -1)):
+            kept = list(reversed(entries))
+        first = upto + 1 - len(kept)  # the first frame delivered from Redis
+        if first > last + 1:
             # How many is unknown when the numbers are far apart (Redis lost its data): one at least.
-            await self._resync(client, key, upto, wanted if wanted <= self.FILL_LIMIT else 1)
-            return
-        logger.info("Read back %d frames of %r on %s published while resubscribing", wanted, stream, path)
-        for entry_id, fields in entries:
+            lost = first - 1 - last
+            await self._resync(client, key, first - 1, lost if lost <= self.FILL_LIMIT else 1)
+        if kept:
+            logger.info(
+                "Read back %d frames of %r on %s published while resubscribing", len(kept), stream, path
+            )
+        for entry_id, fields in kept:
             envelope = _stored_envelope(path, stream, recovery_redis.entry_number(entry_id), fields)
             self._hand_over(envelope)
         self._track(key, upto)
