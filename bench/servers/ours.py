@@ -3,7 +3,9 @@
 ``async def`` functions by default (the headline: they run on the loop); ``--sync`` binds plain
 ``def`` ones, which the library runs in its worker threads by design. ``--typed`` annotates the
 echo's data with a ``msgspec.Struct`` (validated before the call, the ``typed`` extra), to show
-what validation costs beside the untyped path. ``--redis URL`` sets the cross-process backplane.
+what validation costs beside the untyped path. ``--redis URL`` sets the cross-process backplane
+(``?cluster=1`` for Redis Cluster with sharded pub/sub). Every variant also answers ``join``
+(enter ``data["room"]``) and ``say`` (``tick`` to ``data["room"]``), for the sharding scenario.
 """
 
 from typing import Any
@@ -56,6 +58,14 @@ def build(sync: bool, typed: bool = False) -> WebSocket:
         @ws.on(name="broadcast")
         async def broadcast_async(data: dict[str, Any]) -> None:
             ws.emit("tick", data)
+
+    @ws.on(name="join")
+    async def join(socket: Any, data: dict[str, Any]) -> None:
+        socket.join(data["room"])
+
+    @ws.on(name="say")
+    async def say(data: dict[str, Any]) -> None:
+        ws.emit("tick", data, room=data["room"])
 
     return ws
 
