@@ -502,3 +502,37 @@ async def test_redis_outage_under_load(redis_server: RedisServer) -> None:
         assert server_b.poll() is None
         for client in (sender, watch_a, control_a, watch_b, control_b):
             client.close()
+
+
+async def test_frames_a_resubscribing_process_did_not_hear_are_counted_by_the_publisher(
+    redis_server: RedisServer,
+) -> None:
+    ports = free_port(), free_port()
+    url = "ws://127.0.0.1:{}/ws/chat".format
+    # Reconnecting after 0.5 s at the earliest: the frames below go out while one process is away.
+    env = {"TWS_RETRY_BASE": "1.0"}
+    async with (
+        running(backplane(ports[0], redis_server.url), env=env),
+        running(backplane(ports[1], redis_server.url), env=env),
+    ):
+        talker = await connect_when_up(url(ports[0]))
+        listener = await connect_when_up(url(ports[1]))
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2, timeout=20)
+        await listener.request("join", {"room": "lobby"})
+        await talker.emit("say", {"room": "lobby", "text": "before"})
+        assert (await listener.wait_for("said"))["text"] == "before"
+        with redis_server.client() as admin:  # one of the two subscriptions, whichever it is
+            subscriber = next(c for c in admin.client_list() if c["sub"] != "0")
+            admin.client_kill_filter(_id=subscriber["id"])
+        for n in range(20):
+            await talker.emit("say", {"room": "lobby", "text": str(n)})
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2, timeout=20)
+        await talker.emit("say", {"room": "lobby", "text": "after"})
+        heard = []
+        while not heard or heard[-1] != "after":
+            heard.append((await listener.wait_for("said"))["text"])
+        counted = (await talker.request("backplane"))["missed"]
+        assert counted >= 1  # a process missed frames: the publisher knows
+        assert counted >= 21 - len(heard)  # every frame the listener's process missed is in the count
+        for client in (talker, listener):
+            client.close()

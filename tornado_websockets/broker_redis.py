@@ -327,7 +327,16 @@ class RedisBroker(Broker):
         )
 
     def _new_pubsub(self, client: Any) -> Any:
-        return client.pubsub()
+        pubsub = client.pubsub()
+
+        async def disconnect_only(connection: Any, *args: Any, **kwargs: Any) -> None:
+            await connection.disconnect()
+
+        # redis-py reconnects a failed pub/sub connection, subscribed again, before it raises the
+        # error; until this loop closed it, that subscription nobody reads would take frames that
+        # PUBLISH counts as received. This loop reconnects by itself, and reads back what it missed.
+        pubsub._reconnect = disconnect_only
+        return pubsub
 
     async def _subscribe(self, pubsub: PubSub) -> None:
         """Subscribe and wait for Redis to confirm: from then on, nothing published is missed."""
