@@ -422,23 +422,30 @@ class RedisBroker(Broker):
         """Count the frames fewer processes received than are alive (resubscribing, frozen, dead
         but not yet expired): PUBLISH tells how many subscribers got each. Numbered frames are not
         counted here: a process that missed them reads them back (or counts them itself)."""
-        expected = 0 if self.sharing is None or not self.sharing.healthy else self.sharing.alive
+        sharing = self.sharing
+        if sharing is None or not sharing.healthy:
+            return
+        counts = [result for result in results if isinstance(result, int)]
+        if counts and max(counts) > sharing.alive:  # a process started since the last refresh
+            sharing.alive = max(counts)
         heard = [
             (envelope, result)
             for envelope, result in zip(sent, results, strict=True)
-            if not envelope.numbered and isinstance(result, int) and result < expected
+            if not envelope.numbered and isinstance(result, int) and result < sharing.alive
         ]
         if not heard:
             return
         # The count of live processes may be older than a graceful stop: ask again before counting.
-        with contextlib.suppress(*_CONNECTION_ERRORS):
+        try:
             seconds, microseconds = await client.time()
             now = int(seconds) * 1000 + int(microseconds) // 1000
-            expected = int(await client.zcount(self.sharing.keys.processes, f"({now}", "+inf"))  # type: ignore[union-attr]
-            _deliver_cancellation()
+            sharing.alive = int(await client.zcount(sharing.keys.processes, f"({now}", "+inf"))
+        except _CONNECTION_ERRORS:
+            return
+        _deliver_cancellation()
         for envelope, receivers in heard:
-            if receivers < expected:
-                delivery.record_drop(delivery.BACKPLANE_MISSED, envelope.path, expected - receivers)
+            if receivers < sharing.alive:
+                delivery.record_drop(delivery.BACKPLANE_MISSED, envelope.path, sharing.alive - receivers)
 
     async def _publish_unnumbered(
         self, client: redis.asyncio.Redis, refused: list[Envelope], results: list[Any]
