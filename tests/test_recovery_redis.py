@@ -12,10 +12,13 @@ import pytest
 from tests.polling import wait_until
 from tests.redis_server import RedisServer
 from tests.servers import backplane, backplane_script, connect_when_up, free_port, running
-from tornado_websockets.broker_redis import DEFAULT_CHANNEL
+from tornado_websockets.broker_redis import CONNECTED, DEFAULT_CHANNEL, RedisBroker
 from tornado_websockets.emitter import Emitter
 from tornado_websockets.recovery_redis import ReplayKeys, SharedReplay, missed
-from tornado_websockets.testing import WebSocketTestClient
+from tornado_websockets.testing import WebSocketTestClient, serve
+from tornado_websockets.tornadowrapper import TornadoWrapper
+from tornado_websockets.websocket import WebSocket
+from tornado_websockets.websockethandler import WebSocketHandler
 
 SIZE = 12  # frames each stream keeps: ten missed ones fit, thirteen do not
 
@@ -321,3 +324,32 @@ async def test_a_redis_at_maxmemory_still_delivers_every_emit_without_reconnecti
         assert backplane_status["state"] == "connected"
         for client in (reader, talker):
             client.close()
+
+
+async def test_a_path_missing_from_the_declarations_still_gets_its_own_emits(
+    redis_server: RedisServer,
+) -> None:
+    """A WebSocket made after the broker connected, or a declaration evicted: the path is not in
+    Redis's hash, and the process's own emits must reach its clients all the same, numbered."""
+    news = WebSocket("/late", recover=60)
+
+    @news.on
+    async def say(socket: WebSocketHandler, data: dict[str, Any]) -> None:
+        news.emit("said", data)
+
+    broker = RedisBroker(redis_server.url)
+    TornadoWrapper.use_broker(broker)
+    async with serve() as server:
+        await wait_until(lambda: broker.state == CONNECTED)
+        client = await server.connect("/late")
+        position = await client.wait_for("stream")
+        with redis_server.client() as admin:
+            assert admin.hdel(ReplayKeys(broker.channel, "/late").conf, "/late") == 1
+        await client.emit("say", {"n": 1})
+        frame = await client.receive()
+        while frame.event != "said":
+            frame = await client.receive()
+        assert (frame.data, frame.seq) == ({"n": 1}, position["seq"] + 1)
+        with redis_server.client() as admin:  # declared again, for the Emitters
+            assert admin.hget(ReplayKeys(broker.channel, "/late").conf, "/late") == b"60 1000"
+        client.close()
