@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from tests.polling import wait_until
 from tests.redis_cluster import RedisCluster
 from tests.servers import backplane, backplane_script, connect_when_up, free_port, running
+from tests.test_presence_redis import announcements
 from tests.test_recovery_redis import joined, recover_query, said
 from tornado_websockets.broker import broker_from_url
 from tornado_websockets.broker_redis_cluster import RedisClusterBroker, is_cluster_url
@@ -28,7 +30,7 @@ def test_a_cluster_url_makes_a_cluster_broker() -> None:
     broker = broker_from_url("redis://127.0.0.1:7000/0?channel=app&cluster=1")
     assert isinstance(broker, RedisClusterBroker)
     assert (broker.url, broker.channel) == ("redis://127.0.0.1:7000/0", "app")
-    assert broker.share_presence is False
+    assert broker.share_presence is True
 
 
 def test_keys_of_a_path_share_one_hash_tag_and_each_stream_has_a_channel() -> None:
@@ -107,3 +109,32 @@ async def test_a_client_recovers_from_another_process_on_the_cluster(cluster: Re
         assert await said(back, 1) == [("cron", first + 6)]
         back.close()
         talker.close()
+
+
+async def test_presence_and_joined_left_once_per_user_on_the_cluster(cluster: RedisCluster) -> None:
+    ports = free_port(), free_port()
+    url = "ws://127.0.0.1:{}/ws/room?user={}".format
+    async with (
+        running(backplane(ports[0], cluster.url), env={"TWS_PRESENCE_TTL": "1.5"}),
+        running(backplane(ports[1], cluster.url), env={"TWS_PRESENCE_TTL": "1.5"}),
+    ):
+        bob = await connect_when_up(url(ports[0], "bob"))
+        await wait_until(lambda: cluster.shard_subscribers("{tornado_websockets:/room}:*") == 1, timeout=20)
+        await bob.request("join", {"room": "lobby"})
+        alice0 = await connect_when_up(url(ports[0], "alice"))
+        alice1 = await connect_when_up(url(ports[1], "alice"))
+        await wait_until(lambda: cluster.shard_subscribers("{tornado_websockets:/room}:*") == 2, timeout=20)
+        await alice1.request("join", {"room": "lobby"})
+        assert (await announcements(bob, "joined"))["user"] == "alice"
+        await alice0.request("join", {"room": "lobby"})  # her second tab, on the other process
+        carol = await connect_when_up(url(ports[0], "carol"))
+        await carol.request("join", {"room": "lobby"})
+        assert (await announcements(bob, "joined"))["user"] == "carol"  # not alice again
+        for _ in range(100):  # presence is shared a round trip after the join
+            who = await bob.request("who", {"room": "lobby"})
+            if who["connections"] == 4:
+                break
+            await asyncio.sleep(0.05)
+        assert who == {"users": ["alice", "bob", "carol"], "connections": 4}
+        for client in (bob, alice0, alice1, carol):
+            client.close()

@@ -148,6 +148,8 @@ class RedisBroker(Broker):
     FILL_LIMIT = 10_000
     #: The command that publishes (``SPUBLISH`` on Redis Cluster).
     PUBLISH_COMMAND = "PUBLISH"
+    #: Whether the URL names a node of a Redis Cluster.
+    CLUSTER = False
 
     def __init__(
         self,
@@ -229,7 +231,7 @@ class RedisBroker(Broker):
         if self.share_presence:
             if self.sharing is None:
                 self.sharing = SharedPresence(
-                    self.url, self.channel, self.id, self.presence_ttl, self.timeout
+                    self.url, self.channel, self.id, self.presence_ttl, self.timeout, self.CLUSTER
                 )
             self.sharing.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self!r} connection")
@@ -794,7 +796,9 @@ class RedisBroker(Broker):
 
     def _sharing(self) -> SharedPresence:
         if self.sharing is None:  # a process that runs no server: queries only
-            self.sharing = SharedPresence(self.url, self.channel, self.id, self.presence_ttl, self.timeout)
+            self.sharing = SharedPresence(
+                self.url, self.channel, self.id, self.presence_ttl, self.timeout, self.CLUSTER
+            )
         return self.sharing
 
     # Thread side ---------------------------------------------------------------------------------

@@ -13,10 +13,12 @@ connections is in it; it unsubscribes when the last one goes. So a process recei
 frames its clients want, instead of every frame of every path.
 
 Everything else is the single-Redis backplane's (`tornado_websockets.broker_redis`): local delivery
-first, recovery numbered by Redis, read back after resubscribing. Not in this mode yet: presence
-and metrics shared across processes (each process sees its own), the keepalive PING (a node that
-stops answering is noticed by the socket's timeout), and slot migration while running (the
-process resubscribes only when its connection fails).
+first, recovery numbered by Redis, read back after resubscribing, presence and metrics shared
+(`tornado_websockets.presence_redis`, each command on one key). Not in this mode yet: the
+keepalive PING (a node that stops answering is noticed by the socket's timeout), counting the
+frames fewer processes heard than are alive (a sharded channel has only the processes with
+members as subscribers), and slot migration while running (the process resubscribes only when its
+connection fails).
 """
 
 from __future__ import annotations
@@ -124,15 +126,15 @@ class RedisClusterBroker(RedisBroker):
     """A backplane through a Redis Cluster with sharded pub/sub (Redis 7+); see the module's docstring.
 
     Takes the arguments of `~tornado_websockets.broker_redis.RedisBroker`; the URL names any node
-    of the cluster. ``presence`` is off: presence and metrics are this process's own.
+    of the cluster.
     """
 
     PUBLISH_COMMAND = "SPUBLISH"
+    CLUSTER = True
 
     def __init__(
         self, url: str = "redis://127.0.0.1:7000/0", channel: str | None = None, **options: Any
     ) -> None:
-        options["presence"] = False
         super().__init__(_without_cluster(url), channel, **options)
         #: How many local members want each sharded channel.
         self.wanted: collections.Counter[str] = collections.Counter()
@@ -166,7 +168,7 @@ class RedisClusterBroker(RedisBroker):
                 del self.wanted[channel]
         if self._changed is not None:
             self._changed.set()
-        return False
+        return super().presence_changed(socket, room, present)
 
     async def _subscribed(self, channel: str) -> None:
         """Wait until this process is subscribed to ``channel`` (its catch-up reads need it)."""

@@ -35,8 +35,9 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 import redis.asyncio.retry
-import redis.retry
+import redis.cluster
 from redis.backoff import NoBackoff
 
 from tornado_websockets import codec
@@ -118,10 +119,15 @@ class SharedPresence:
     :param process: this process's id (its broker's).
     :param ttl: seconds after which a process that stopped refreshing counts as dead.
     :param timeout: seconds allowed for each command.
+    :param cluster: ``url`` names a node of a Redis Cluster.
     """
 
-    def __init__(self, url: str, channel: str, process: str, ttl: float, timeout: float) -> None:
+    def __init__(
+        self, url: str, channel: str, process: str, ttl: float, timeout: float, cluster: bool = False
+    ) -> None:
         self.url = url
+        self.cluster = cluster
+        self._decrement = ""  # the sha of _DECREMENT, loaded on every primary
         self.keys = PresenceKeys(channel)
         self.process = process
         self.ttl = ttl
@@ -146,7 +152,8 @@ class SharedPresence:
         if self._task is not None and not self._task.done():
             return
         self._wakeup = asyncio.Event()
-        self._client = redis.asyncio.Redis.from_url(
+        kind: Any = redis.asyncio.cluster.RedisCluster if self.cluster else redis.asyncio.Redis
+        self._client = kind.from_url(
             self.url,
             socket_timeout=self.timeout,
             socket_connect_timeout=self.timeout,
@@ -247,7 +254,7 @@ class SharedPresence:
             return
         batch = list(self._changes)
         self._changes.clear()
-        decrement = client.register_script(_DECREMENT)
+        decrement = await self._decrement_sha(client)
         async with client.pipeline(transaction=False) as pipe:
             for change in batch:
                 members = self.keys.members(change.path, change.room)
@@ -262,7 +269,7 @@ class SharedPresence:
                     if change.present:
                         pipe.hincrby(users, change.who, 1)
                     else:
-                        await decrement([users], [change.who], client=pipe)
+                        pipe.execute_command("EVALSHA", decrement, 1, users, change.who)
             results = await pipe.execute()
         counts = iter(_counts(batch, results))
         for change in batch:
@@ -274,6 +281,12 @@ class SharedPresence:
                     change.path, JOINED_EVENT if change.present else LEFT_EVENT, change.announce, change
                 )
 
+    async def _decrement_sha(self, client: Any) -> str:
+        """The decrement script's sha, loaded (on every primary of a cluster) when first needed."""
+        if not self._decrement:
+            self._decrement = str(_text(await client.script_load(_DECREMENT)))
+        return self._decrement
+
     async def _write_all(self, client: redis.asyncio.Redis) -> None:
         """After a failure (Redis restarted, flushed, full): this process's members written again.
 
@@ -281,6 +294,7 @@ class SharedPresence:
         """
         from tornado_websockets.tornadowrapper import TornadoWrapper
 
+        self._decrement = ""  # Redis may have restarted without its scripts
         await self._leave_redis(client)
         changes: collections.deque[_Change] = collections.deque()
         for websocket in TornadoWrapper.websockets.values():
@@ -315,12 +329,12 @@ class SharedPresence:
         """Remove what ``process`` wrote; with ``announce``, send ``left`` for the users it took out."""
         key = self.keys.entries(process)
         entries = [codec.loads(raw) for raw in await client.smembers(key)]
-        decrement = client.register_script(_DECREMENT)
+        decrement = await self._decrement_sha(client)
         async with client.pipeline(transaction=False) as pipe:
             for path, room, connection, who, _ in entries:
                 pipe.hdel(self.keys.members(path, room), connection)
                 if room is not None:
-                    await decrement([self.keys.users(path, room)], [who], client=pipe)
+                    pipe.execute_command("EVALSHA", decrement, 1, self.keys.users(path, room), who)
             pipe.delete(key)
             results = await pipe.execute()
         left = 0
@@ -392,11 +406,11 @@ class SharedPresence:
 
     def _sync(self) -> redis.Redis:
         if self._sync_client is None:
-            self._sync_client = redis.Redis.from_url(
+            kind: Any = redis.cluster.RedisCluster if self.cluster else redis.Redis
+            self._sync_client = kind.from_url(
                 self.url,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
-                retry=redis.retry.Retry(NoBackoff(), 1),
             )
         return self._sync_client
 
