@@ -181,3 +181,28 @@ async def _eventually(
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"presence was {last}, expected {expected}")
+
+
+async def test_a_process_that_stops_cleanly_sends_left_for_its_users_at_once(
+    redis_server: RedisServer,
+) -> None:
+    ports = free_port(), free_port()
+    url = "ws://127.0.0.1:{}/ws/room?user={}".format
+    async with (
+        running(backplane(ports[0], redis_server.url)),
+        running(backplane(ports[1], redis_server.url)) as stopping,
+    ):
+        bob = await connect_when_up(url(ports[0], "bob"))
+        dave = await connect_when_up(url(ports[1], "dave"))
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2, timeout=20)
+        await bob.request("join", {"room": "lobby"})
+        await dave.request("join", {"room": "lobby"})
+        assert (await announcements(bob, "joined"))["user"] == "dave"
+        os.killpg(stopping.pid, signal.SIGTERM)  # a graceful shutdown: its sockets close first
+        # Within the shutdown, not after the 15 s presence TTL.
+        assert await asyncio.wait_for(announcements(bob, "left"), 10) == {
+            "room": "lobby",
+            "user": "dave",
+            "name": "dave",
+        }
+        bob.close()

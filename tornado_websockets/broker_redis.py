@@ -253,6 +253,8 @@ class RedisBroker(Broker):
 
     async def stop(self, flush: float = 1.0) -> None:
         """Publish what is queued (for up to ``flush`` seconds), then close every connection."""
+        if self.sharing is not None:  # leave presence at once (its last left too), not after the TTL
+            await self.sharing.stop()
         task, self._task = self._task, None
         if task is not None and not task.done():
             if self.state == CONNECTED and self._idle is not None:
@@ -268,8 +270,6 @@ class RedisBroker(Broker):
                 )
         self.state = STOPPED
         self._drop_unsent()
-        if self.sharing is not None:  # leave presence at once, not after the TTL
-            await self.sharing.stop()
         self.close_sync()
         await super().stop()
 

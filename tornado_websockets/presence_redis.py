@@ -170,11 +170,18 @@ class SharedPresence:
             await asyncio.wait({task}, timeout=self.timeout)
         if client is not None:
             with contextlib.suppress(*_ERRORS, TimeoutError):
-                await asyncio.wait_for(self._leave_redis(client), self.timeout)
+                await asyncio.wait_for(self._flush_and_leave(client), self.timeout)
             with contextlib.suppress(*_ERRORS):
                 await client.aclose()
         self._changes.clear()
         self.close_sync()
+
+    async def _flush_and_leave(self, client: redis.asyncio.Redis) -> None:
+        # The connections closed at shutdown: their users' ``left`` goes out (to the other
+        # processes' members) before this process's entries are taken out without a word.
+        if self.healthy:
+            await self._write_changes(client)
+        await self._leave_redis(client)
 
     def changed(self, socket: Any, room: str | None, present: bool) -> None:
         """A connection opened (``room`` None) or joined ``room`` (``present``), or the reverse.
