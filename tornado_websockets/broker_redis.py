@@ -766,12 +766,13 @@ class RedisBroker(Broker):
         """Share a connection opening or joining ``room`` (``present``), or the reverse (on the loop).
 
         Returns True when the ``joined`` / ``left`` events are decided across every process
-        (once per user), so the connection must not decide them alone.
+        (once per user), so the connection must not decide them alone; False while presence
+        sharing fails, so that they are decided in this process meanwhile.
         """
         if self.sharing is None:
             return False
         self.sharing.changed(socket, room, present)
-        return True
+        return self.sharing.healthy
 
     async def presence(self, path: str, room: str | None, local: tuple[Member, ...]) -> tuple[Member, ...]:
         """This process's members (live) and those of every other live process."""
