@@ -74,6 +74,12 @@ async def test_rooms_travel_on_sharded_channels_to_the_processes_with_members(cl
         assert (await b.wait_for("said"))["text"] == "from-cron"
         assert (await a.wait_for("said"))["text"] == "from-cron"
 
+        # From a process without a member in the kitchen: only the other one hears it, as meant,
+        # and nothing is counted as missed.
+        await b.emit("say", {"room": "kitchen", "text": "to the kitchen"})
+        assert (await a.wait_for("said"))["text"] == "to the kitchen"
+        assert (await b.request("backplane"))["missed"] == 0
+
         # The last member leaves: the process unsubscribes.
         a.close()
         await wait_until(lambda: cluster.shard_subscribers(kitchen) == 0, timeout=10)
