@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import machine
+from bench import machine, scaleout
 from bench.processes import package_source, raise_file_limit, redis_server, rss_bytes, server_process
 from bench.protocols import DIALECTS
 from bench.servers import SERVERS, ServerSpec
@@ -25,6 +25,9 @@ from bench.servers import SERVERS, ServerSpec
 __all__ = ["PLANS", "Measurement", "Plan", "run_plan"]
 
 logger = logging.getLogger(__name__)
+
+#: The servers of the cross-process fan-out: ours, the same work by hand, and python-socketio.
+CROSS = ("raw", "ours", "socketio")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,14 @@ class Plan:
     idle_seconds: float
     redis_receivers: int
     redis_rounds: int
+    #: Cross-process fan-out (bench/scaleout.py): receivers split between two processes, rounds.
+    cross_receivers: int = 0
+    cross_rounds: int = 0
+    #: Sharding: processes, rooms (each with its members on one process), members per room, rounds.
+    shard_processes: int = 0
+    shard_rooms: int = 0
+    shard_members: int = 0
+    shard_rounds: int = 0
     #: Seconds one fan-out round may take; a slower server gets the figures of that round only.
     fanout_timeout: float = 60.0
     servers: tuple[str, ...] = tuple(SERVERS)
@@ -60,6 +71,12 @@ PLANS = {
         idle_seconds=1.0,
         redis_receivers=20,
         redis_rounds=0,
+        cross_receivers=200,
+        cross_rounds=3,
+        shard_processes=4,
+        shard_rooms=8,
+        shard_members=10,
+        shard_rounds=3,
     ),
     "full": Plan(
         "full",
@@ -73,6 +90,12 @@ PLANS = {
         idle_seconds=3.0,
         redis_receivers=100,
         redis_rounds=100,
+        cross_receivers=4000,
+        cross_rounds=10,
+        shard_processes=8,
+        shard_rooms=64,
+        shard_members=50,
+        shard_rounds=10,
     ),
 }
 
@@ -293,6 +316,24 @@ def run_plan(plan: Plan, pythonpath: str | None = None, redis: bool = True) -> d
                             continue
                         redis_args = (spec, plan, rep, load, recorder, url, pythonpath)
                         _attempt(recorder, spec.name, "redis", rep, load, run_redis, *redis_args)
+        if redis and plan.cross_rounds:
+            with redis_server() as url:
+                for rep in range(plan.repetitions):
+                    for spec in servers:
+                        if (
+                            spec.redis_requires is None
+                            or spec.name in redis_pending
+                            or spec.name not in CROSS
+                        ):
+                            continue
+                        cross_args = (spec, plan, rep, load, recorder, url, pythonpath)
+                        _attempt(
+                            recorder, spec.name, "cross", rep, load, scaleout.run_crossprocess, *cross_args
+                        )
+        if redis and plan.shard_rounds and "ours" in [spec.name for spec in servers]:
+            for rep in range(plan.repetitions):
+                shard_args = (plan, rep, load, recorder, pythonpath)
+                _attempt(recorder, "ours", "sharding", rep, load, scaleout.run_sharding, *shard_args)
     finally:
         load.stop()
     return {

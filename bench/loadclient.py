@@ -42,6 +42,7 @@ class Connection(WSListener):
         self.seq = 0
         self.sent_at = 0.0
         self.last_tick = -1
+        self.room: str | None = None  # joined on connect (the sharding scenario)
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -197,8 +198,12 @@ class LoadClient:
         group: str = "main",
         concurrency: int = 64,
         timeout: float = 60,
+        room: str | None = None,
+        join: bool = True,
     ) -> dict[str, Any]:
-        """Open ``count`` connections to ``url`` (at most ``concurrency`` handshakes at once)."""
+        """Open ``count`` connections to ``url`` (at most ``concurrency`` handshakes at once); with
+        ``room``, each joins it (``join`` with ``{"room": room}``) once open, unless not ``join``
+        (a sender to the room)."""
         wire = DIALECTS[dialect]
         gate = asyncio.Semaphore(concurrency)
         opened: list[Connection] = []
@@ -215,6 +220,9 @@ class LoadClient:
                     )
                     connection = cast(Connection, listener)
                     await asyncio.wait_for(connection.ready, timeout)
+                    connection.room = room
+                    if room is not None and join:
+                        connection.send("join", {"room": room})
                     opened.append(connection)
                 except Exception as error:
                     errors.append(repr(error))
@@ -269,8 +277,12 @@ class LoadClient:
         trigger_group: str = "main",
         counted_group: str = "main",
         server_pid: int | None = None,
+        every_trigger: bool = False,
     ) -> dict[str, Any]:
         """Rounds of one ``broadcast`` from the first connection of ``trigger_group``.
+
+        With ``every_trigger``, every connection of ``trigger_group`` sends ``say`` to its room at
+        once instead (many rooms emitting together); each counted connection expects one ``tick``.
 
         Per round: deliveries per second to ``counted_group`` and the time until its last
         connection has the ``tick`` (the time until the first one too), plus every delivery's
@@ -278,7 +290,7 @@ class LoadClient:
         still incomplete after ``timeout`` seconds is the last one, reported with what arrived by
         then (``incomplete``).
         """
-        trigger = self.groups[trigger_group][0]
+        triggers = self.groups[trigger_group] if every_trigger else self.groups[trigger_group][:1]
         run = FanoutRun(self.groups[counted_group])
         self.run = run
         results: list[dict[str, float]] = []
@@ -288,7 +300,11 @@ class LoadClient:
             done = run.start_round(seq)
             cpu_before = _cpu_seconds(server_pid)
             run.sent_at = time.perf_counter()
-            trigger.send("broadcast", {"seq": seq, "text": TEXT})
+            for trigger in triggers:
+                if every_trigger:
+                    trigger.send("say", {"seq": seq, "text": TEXT, "room": trigger.room})
+                else:
+                    trigger.send("broadcast", {"seq": seq, "text": TEXT})
             try:
                 await asyncio.wait_for(done, timeout)
             except TimeoutError:

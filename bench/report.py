@@ -26,6 +26,8 @@ LABELS = {
     "ours-tornado-reader": "ours (Tornado's reader)",
     "socketio": "python-socketio",
     "channels": "Channels",
+    "ours-single": "ours, one channel (one Redis)",
+    "ours-sharded": "ours, sharded (Redis Cluster)",
 }
 
 
@@ -52,6 +54,18 @@ METRICS = {
     "rss_kib_per_conn": Metric("RSS per idle connection", "KiB", False, 1),
     "redis_p50_ms": Metric("Cross-process (Redis) fan-out latency p50", "ms", False, 2),
     "redis_p99_ms": Metric("Cross-process (Redis) fan-out latency p99", "ms", False, 2),
+    "cross_deliveries_per_s": Metric("Cross-process fan-out deliveries per second", "deliveries/s", True),
+    "cross_p99_ms": Metric("Cross-process fan-out latency p99", "ms", False, 2),
+    "cross_lost": Metric("Cross-process fan-out: frames lost or duplicated", "frames", False),
+    "shard_deliveries_per_s": Metric(
+        "Sharding: deliveries per second, every room at once", "deliveries/s", True
+    ),
+    "shard_frames_per_process": Metric(
+        "Sharding: frames each process receives (from its subscriptions)", "frames", False
+    ),
+    "shard_redis_out_kib_per_process": Metric("Sharding: bytes Redis sent, per process", "KiB", False, 1),
+    "shard_redis_cpu_ms": Metric("Sharding: Redis CPU time over the rounds (all nodes)", "ms", False, 1),
+    "shard_lost": Metric("Sharding: frames lost or duplicated", "frames", False),
 }
 
 
@@ -111,7 +125,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _metric_table(summary: Summary, metric: str, param_name: str) -> list[str]:
     spec = METRICS[metric]
-    servers = summary.servers()
+    params = summary.params(metric)
+    servers = [s for s in summary.servers() if any(summary.median(s, metric, p) is not None for p in params)]
     rows = [
         [f"{param:,}"] + [_number(summary.median(s, metric, param), spec.digits) for s in servers]
         for param in summary.params(metric)
@@ -299,6 +314,22 @@ def render(results: dict[str, Any], title: str = "Benchmark results") -> str:
     lines += redis_rows or ["Not measured in this run.", ""]
     for name, missing in sorted(results.get("redis_pending", {}).items()):
         lines += [f"- {LABELS.get(name, name)}: **pending** ({', '.join(missing)} not available yet).", ""]
+    lines += ["## Cross-process fan-out: two processes, receivers split between them", ""]
+    cross_rows = []
+    for metric in ("cross_deliveries_per_s", "cross_p99_ms", "cross_lost"):
+        cross_rows += _metric_table(summary, metric, "receivers")
+    lines += cross_rows or ["Not measured in this run.", ""]
+    lines += ["## Sharding: one channel against sharded pub/sub", ""]
+    shard_rows = []
+    for metric in (
+        "shard_deliveries_per_s",
+        "shard_frames_per_process",
+        "shard_redis_out_kib_per_process",
+        "shard_redis_cpu_ms",
+        "shard_lost",
+    ):
+        shard_rows += _metric_table(summary, metric, "processes")
+    lines += shard_rows or ["Not measured in this run.", ""]
     lines += ["## Ratios (above 1: ours is better, whatever the unit)", ""]
     lines += _ratio_table(
         summary,

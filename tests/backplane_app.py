@@ -3,6 +3,7 @@
 - ``serve PORT REDIS_URL [PROCESSES]``: a server with ``/chat`` (rooms, replies telling which
   process a client is on and how the backplane is doing) and ``/news`` (the same with recovery,
   keeping ``TWS_RECOVER_SIZE`` frames), through ``TornadoWrapper.run``.
+- ``/room?user=name``: rooms announcing ``joined`` and ``left``, for the user the URL names.
 - ``emit REDIS_URL ROOM TEXT``: ``ws.emit`` from a process that runs no server (`publish_sync`).
 - ``emitter REDIS_URL ROOM TEXT [PATH]``: the same through an `Emitter` (to ``/chat`` unless
   ``PATH`` says otherwise); writes how many processes got it.
@@ -22,6 +23,7 @@ from typing import Any
 
 from tornado_websockets import delivery, metrics
 from tornado_websockets.broker_redis import RedisBroker
+from tornado_websockets.broker_redis_cluster import RedisClusterBroker, is_cluster_url
 from tornado_websockets.emitter import Emitter
 from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
@@ -30,8 +32,8 @@ from tornado_websockets.websockethandler import WebSocketHandler
 #: Fast reconnection, so that the outage test does not wait for the default backoff; a short
 #: presence TTL when the presence test asks for one.
 RETRY = {
-    "retry_base": 0.05,
-    "retry_cap": 0.5,
+    "retry_base": float(os.environ.get("TWS_RETRY_BASE", "0.05")),
+    "retry_cap": max(0.5, float(os.environ.get("TWS_RETRY_BASE", "0.05"))),
     "presence_ttl": float(os.environ.get("TWS_PRESENCE_TTL", "15")),
 }
 
@@ -62,14 +64,23 @@ def chat_app() -> WebSocket:
         present = await chat.presence(data.get("room"))
         return {"connections": sorted(m.connection for m in present.members), "users": len(present.users)}
 
-    @chat.on
-    async def backplane(socket: WebSocketHandler) -> dict[str, Any]:
-        broker = TornadoWrapper.broker
-        drops = delivery.dropped()
-        lost = sum(n for (reason, _), n in drops.items() if reason == delivery.BACKPLANE_UNREACHABLE)
-        return {"state": getattr(broker, "state", None), "dropped": lost, "id": broker.id}
-
+    chat.add_event("backplane", backplane)
     return chat
+
+
+async def backplane(socket: WebSocketHandler) -> dict[str, Any]:
+    """How the backplane is doing: its state, reconnections, and the frames it lost by reason."""
+    broker = TornadoWrapper.broker
+    drops = delivery.dropped()
+    lost = sum(n for (reason, _), n in drops.items() if reason == delivery.BACKPLANE_UNREACHABLE)
+    missed = sum(n for (reason, _), n in drops.items() if reason == delivery.BACKPLANE_MISSED)
+    return {
+        "state": getattr(broker, "state", None),
+        "dropped": lost,
+        "missed": missed,
+        "id": broker.id,
+        "reconnects": getattr(broker, "reconnects", 0),
+    }
 
 
 def news_app() -> WebSocket:
@@ -82,7 +93,34 @@ def news_app() -> WebSocket:
     async def say(socket: WebSocketHandler, data: dict[str, Any]) -> None:
         news.emit("said", {"n": data["n"], "pid": os.getpid()}, room=data.get("room"))
 
+    news.add_event("backplane", backplane)
+
     return news
+
+
+def room_app() -> WebSocket:
+    """``/room?user=name``: rooms with ``joined`` / ``left`` events, for a user named in the URL."""
+    room = WebSocket("/room", presence_events=True)
+
+    @room.guard
+    async def named(socket: WebSocketHandler) -> bool:
+        socket.user_id = socket.get_query_argument("user", None)
+        return True
+
+    room.add_event("join", join)
+
+    @room.on
+    async def leave(socket: WebSocketHandler, data: dict[str, Any]) -> list[str]:
+        socket.leave(data["room"])
+        return sorted(socket.rooms)
+
+    @room.on
+    async def who(socket: WebSocketHandler, data: dict[str, Any]) -> dict[str, Any]:
+        present = await room.presence(data.get("room"))
+        return {"users": sorted(str(user) for user in present.users), "connections": present.connections}
+
+    room.add_event("backplane", backplane)
+    return room
 
 
 def main(argv: list[str]) -> None:
@@ -92,8 +130,10 @@ def main(argv: list[str]) -> None:
     if mode == "serve":
         chat_app()
         news_app()
+        room_app()
         processes = int(args[2]) if len(args) > 2 else 1
-        broker = RedisBroker(args[1], **RETRY)
+        kind = RedisClusterBroker if is_cluster_url(args[1]) else RedisBroker
+        broker = kind(args[1], **RETRY)
         TornadoWrapper.run(int(args[0]), address="127.0.0.1", processes=processes, broker=broker)
     elif mode == "emit":
         chat = chat_app()

@@ -315,17 +315,18 @@ async def test_stop_closes_every_connection_cleanly(
 async def test_stop_ends_even_when_a_redis_command_loses_the_cancellation(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_set = redis.asyncio.Redis.set
+    real_time = redis.asyncio.Redis.time
     in_flight = asyncio.Event()
 
-    async def set_losing_the_cancellation(self: redis.asyncio.Redis, *args: Any, **kwargs: Any) -> Any:
+    async def time_losing_the_cancellation(self: redis.asyncio.Redis, *args: Any, **kwargs: Any) -> Any:
         # What redis-py 8.1 does now and then: a command cancelled while it runs returns normally.
         in_flight.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(0.5)
-        return await real_set(self, *args, **kwargs)
+        return await real_time(self, *args, **kwargs)
 
-    monkeypatch.setattr(redis.asyncio.Redis, "set", set_losing_the_cancellation)
+    # The presence writer asks Redis's time first, on a connection of its own.
+    monkeypatch.setattr(redis.asyncio.Redis, "time", time_losing_the_cancellation)
     broker = RedisBroker(redis_server.url)
     await broker.start(lambda envelope: None)
     await wait_until(lambda: broker.state == CONNECTED)
@@ -500,4 +501,42 @@ async def test_redis_outage_under_load(redis_server: RedisServer) -> None:
         assert server_a.poll() is None  # and neither server crashed
         assert server_b.poll() is None
         for client in (sender, watch_a, control_a, watch_b, control_b):
+            client.close()
+
+
+async def test_frames_a_resubscribing_process_did_not_hear_are_counted_by_the_publisher(
+    redis_server: RedisServer,
+) -> None:
+    ports = free_port(), free_port()
+    url = "ws://127.0.0.1:{}/ws/chat".format
+    # Reconnecting after 0.5 s at the earliest: the frames below go out while one process is away.
+    env = {"TWS_RETRY_BASE": "1.0"}
+    async with (
+        running(backplane(ports[0], redis_server.url), env=env),
+        running(backplane(ports[1], redis_server.url), env=env),
+    ):
+        talker = await connect_when_up(url(ports[0]))
+        listener = await connect_when_up(url(ports[1]))
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2, timeout=20)
+        await listener.request("join", {"room": "lobby"})
+        await talker.emit("say", {"room": "lobby", "text": "before"})
+        assert (await listener.wait_for("said"))["text"] == "before"
+        with redis_server.client() as admin:  # one of the two subscriptions, whichever it is
+            subscriber = next(c for c in admin.client_list() if c["sub"] != "0")
+            admin.client_kill_filter(_id=subscriber["id"])
+        for n in range(20):
+            await talker.emit("say", {"room": "lobby", "text": str(n)})
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2, timeout=20)
+        await talker.emit("say", {"room": "lobby", "text": "after"})
+        heard = []
+        while not heard or heard[-1] != "after":
+            heard.append((await listener.wait_for("said"))["text"])
+        status = await talker.request("backplane")
+        # The listener's process lost its subscription: the talker's counts what it did not hear
+        # (backplane_missed). The talker's own: its backplane reconnects, and what it could not
+        # publish meanwhile is counted as backplane_unreachable.
+        counted = status["missed"] + status["dropped"]
+        assert counted >= 1
+        assert counted >= 21 - len(heard)  # every frame the listener missed is in the count
+        for client in (talker, listener):
             client.close()

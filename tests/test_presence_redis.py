@@ -1,4 +1,5 @@
-"""Presence across server processes through Redis: who is where, and a killed process expiring."""
+"""Presence across server processes through Redis: who is where, joined/left once per user, a
+killed process expiring, and presence writes that fail without touching delivery."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from tests.polling import wait_until
 from tests.redis_server import RedisServer
 from tests.servers import backplane, backplane_script, connect_when_up, free_port, running
 from tornado_websockets.broker_redis import DEFAULT_CHANNEL
+from tornado_websockets.testing import WebSocketTestClient
 
 TTL = "1.5"  # seconds: how long a killed process's members stay listed
 
@@ -48,13 +51,129 @@ async def test_presence_spans_processes_and_a_killed_one_expires(redis_server: R
         # The documented bound: gone within presence_ttl of the last refresh (so of the kill), plus
         # the polling above (a tenth of a second and a round trip per query).
         assert asyncio.get_running_loop().time() - killed < float(TTL) + 1.0
+        # Queries read their keys; none scans the keyspace.
+        with redis_server.client() as admin:
+            assert "cmdstat_scan" not in admin.info("commandstats")
         a.close()
+
+
+async def announcements(client: WebSocketTestClient, event: str) -> dict[str, Any]:
+    """The next ``joined`` or ``left`` frame (others, such as replies, are skipped)."""
+    while True:
+        frame = await client.receive()
+        if frame.event in {"joined", "left"}:
+            assert frame.event == event, frame
+            return dict(frame.data)
+
+
+async def test_joined_and_left_come_once_per_user_across_processes_and_after_a_kill(
+    redis_server: RedisServer,
+) -> None:
+    ports = free_port(), free_port()
+    env = {"TWS_PRESENCE_TTL": TTL}
+    url = "ws://127.0.0.1:{}/ws/room?user={}".format
+    async with (
+        running(backplane(ports[0], redis_server.url), env=env),
+        running(backplane(ports[1], redis_server.url), env=env) as doomed,
+    ):
+        bob = await connect_when_up(url(ports[0], "bob"))
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2, timeout=20)
+        await bob.request("join", {"room": "lobby"})
+        alice0 = await connect_when_up(url(ports[0], "alice"))
+        alice1 = await connect_when_up(url(ports[1], "alice"))
+        carol0 = await connect_when_up(url(ports[0], "carol"))
+        carol1 = await connect_when_up(url(ports[1], "carol"))
+
+        await alice0.request("join", {"room": "lobby"})
+        assert (await announcements(bob, "joined"))["user"] == "alice"
+        # Alice again, from the other process, then Carol there: Bob's next one is Carol's, so
+        # Alice's second connection announced nothing (that process writes them in order).
+        await alice1.request("join", {"room": "lobby"})
+        await carol1.request("join", {"room": "lobby"})
+        assert (await announcements(bob, "joined"))["user"] == "carol"
+        await carol0.request("join", {"room": "lobby"})
+
+        # Alice closes one connection: still on the other process, so no left. Carol leaves on
+        # both: Bob's next one is Carol's, after her last connection.
+        alice0.close()
+        await alice0.wait_closed()
+        await carol0.request("leave", {"room": "lobby"})
+        await carol1.request("leave", {"room": "lobby"})
+        assert (await announcements(bob, "left"))["user"] == "carol"  # once, after her last one
+
+        # Alice's remaining connection dies with its process: left, once the process expired.
+        os.kill(doomed.pid, signal.SIGKILL)
+        left = await asyncio.wait_for(announcements(bob, "left"), float(TTL) * 4 + 5)
+        assert left == {"room": "lobby", "user": "alice", "name": "alice"}
+        who = await bob.request("who", {"room": "lobby"})
+        assert who == {"users": ["bob"], "connections": 1}
+        bob.close()
+        carol0.close()
+
+
+async def test_presence_writes_failing_at_maxmemory_never_touch_delivery(redis_server: RedisServer) -> None:
+    port = free_port()
+    async with running(backplane(port, redis_server.url)):
+        url = f"ws://127.0.0.1:{port}/ws/chat"
+        listener = await connect_when_up(url)
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 1, timeout=20)
+        await listener.request("join", {"room": "lobby"})
+        with redis_server.client() as admin:
+            admin.config_set("maxmemory-policy", "noeviction")
+            admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) // 2)
+            rejected = int(admin.info("stats").get("total_error_replies", 0))
+        talkers = [await connect_when_up(url) for _ in range(5)]  # each a presence write refused
+        for talker in talkers:
+            await talker.request("join", {"room": "lobby"})
+        for n in range(30):
+            await talkers[n % 5].emit("say", {"room": "lobby", "text": str(n)})
+        texts = [(await listener.wait_for("said"))["text"] for _ in range(30)]
+        assert sorted(texts, key=int) == [str(n) for n in range(30)]  # five senders: any order
+        status = await listener.request("backplane")
+        # No reconnection storm (the finding: 66 in 3 s). Once, under a heavily loaded machine, a
+        # single reconnection was seen in a full run, never in isolation: not a presence write's.
+        assert status["reconnects"] <= 1
+        assert status["state"] == "connected"
+        with redis_server.client() as admin:
+            assert int(admin.info("stats").get("total_error_replies", 0)) > rejected  # writes were refused
+        for client in (listener, *talkers):
+            client.close()
+
+
+async def test_a_change_writes_what_changed_whatever_the_number_of_connections(
+    redis_server: RedisServer,
+) -> None:
+    port = free_port()
+    async with running(backplane(port, redis_server.url)):
+        url = f"ws://127.0.0.1:{port}/ws/chat"
+        clients = [await connect_when_up(url)]
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 1, timeout=20)
+        clients += await asyncio.gather(*(connect_when_up(url) for _ in range(199)))
+        key = f"{DEFAULT_CHANNEL}:members:/chat"
+        with redis_server.client() as admin:
+            await wait_until(lambda: admin.hlen(key) == 200, timeout=20)
+            before = admin.info("commandstats")
+            await clients[0].request("join", {"room": "lobby"})
+            await wait_until(lambda: admin.hlen(f"{key}:lobby") == 1)
+            after = admin.info("commandstats")
+        written = {
+            name: after[name]["calls"] - before.get(name, {"calls": 0})["calls"]
+            for name in after
+            if name in {"cmdstat_hset", "cmdstat_sadd", "cmdstat_set", "cmdstat_hincrby"}
+        }
+        # One member row, one entry, one count: not 200 rows rewritten (a metrics refresh may add one hset).
+        assert written.get("cmdstat_hset", 0) <= 2
+        assert written.get("cmdstat_sadd", 0) == 1
+        assert written.get("cmdstat_hincrby", 0) == 1
+        assert written.get("cmdstat_set", 0) == 0
+        for client in clients:
+            client.close()
 
 
 async def _eventually(
     query: Callable[[], Awaitable[list[str]]], expected: list[str], timeout: float = 10.0
 ) -> None:
-    """Ask until the answer is ``expected``: presence is shared within a tenth of a second, not at once."""
+    """Ask until the answer is ``expected``: presence is shared within a round trip, not at once."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     last: list[str] = []
@@ -64,3 +183,28 @@ async def _eventually(
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"presence was {last}, expected {expected}")
+
+
+async def test_a_process_that_stops_cleanly_sends_left_for_its_users_at_once(
+    redis_server: RedisServer,
+) -> None:
+    ports = free_port(), free_port()
+    url = "ws://127.0.0.1:{}/ws/room?user={}".format
+    async with (
+        running(backplane(ports[0], redis_server.url)),
+        running(backplane(ports[1], redis_server.url)) as stopping,
+    ):
+        bob = await connect_when_up(url(ports[0], "bob"))
+        dave = await connect_when_up(url(ports[1], "dave"))
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2, timeout=20)
+        await bob.request("join", {"room": "lobby"})
+        await dave.request("join", {"room": "lobby"})
+        assert (await announcements(bob, "joined"))["user"] == "dave"
+        os.killpg(stopping.pid, signal.SIGTERM)  # a graceful shutdown: its sockets close first
+        # Within the shutdown, not after the 15 s presence TTL.
+        assert await asyncio.wait_for(announcements(bob, "left"), 10) == {
+            "room": "lobby",
+            "user": "dave",
+            "name": "dave",
+        }
+        bob.close()

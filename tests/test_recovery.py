@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.parse
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from tests.polling import wait_until
+from tests.rawclient import RawClient
 from tornado_websockets import protocol
 from tornado_websockets.broker import Envelope
-from tornado_websockets.recovery import ReplayBuffer, with_sequence
+from tornado_websockets.limits import Limits
+from tornado_websockets.recovery import ReplayBuffer, position_token, token_allows, with_sequence
 from tornado_websockets.testing import WebSocketTestClient, serve
 from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
@@ -82,13 +87,18 @@ class Tracker:
     def __init__(self) -> None:
         self.epoch: str | None = None
         self.streams: dict[str, int] = {}
+        self.tokens: dict[str, str] = {}
         self.said: list[int] = []
         self.resyncs: list[str] = []
 
     def see(self, frame: Any) -> None:
-        if frame.event == "stream":
+        if frame.event == "stream" and frame.data.get("left"):
+            self.streams.pop(frame.data["stream"], None)
+            self.tokens.pop(frame.data["stream"], None)
+        elif frame.event == "stream":
             self.epoch = frame.data["epoch"]
             self.streams[frame.data["stream"]] = frame.data["seq"]
+            self.tokens[frame.data["stream"]] = frame.data["token"]
         elif frame.event == "resync":
             self.resyncs.append(frame.data["stream"])
         if frame.stream is not None:
@@ -103,7 +113,8 @@ class Tracker:
                 self.said.append(frame.data["n"])
 
     def query(self) -> str:
-        return "?recover=" + urllib.parse.quote(json.dumps({"epoch": self.epoch, "streams": self.streams}))
+        request = {"epoch": self.epoch, "streams": self.streams, "tokens": self.tokens}
+        return "?recover=" + urllib.parse.quote(json.dumps(request))
 
 
 async def test_a_client_that_drops_gets_exactly_what_it_missed_then_the_live_stream() -> None:
@@ -200,3 +211,175 @@ async def test_frames_from_other_processes_are_numbered_where_they_are_delivered
             (2, "lobby", 3),
         ]
         client.close()
+
+
+# Signed positions, used once ----------------------------------------------------------------------
+
+
+def test_a_token_vouches_for_its_stream_epoch_and_later_positions_only() -> None:
+    secret = b"s" * 32
+    token = position_token(secret, "/chat", "lobby", "ep", 10)
+    assert token_allows(secret, "/chat", "lobby", "ep", token, 10)
+    assert token_allows(secret, "/chat", "lobby", "ep", token, 25)  # it read on after it was handed
+    assert not token_allows(secret, "/chat", "lobby", "ep", token, 7)  # from before it was there
+    assert not token_allows(secret, "/chat", "other", "ep", token, 10)
+    assert not token_allows(secret, "/news", "lobby", "ep", token, 10)
+    assert not token_allows(secret, "/chat", "lobby", "ep2", token, 10)
+    assert not token_allows(b"x" * 32, "/chat", "lobby", "ep", token, 10)
+    forged = "3." + token.partition(".")[2]  # its signature on an earlier position
+    assert not token_allows(secret, "/chat", "lobby", "ep", forged, 3)
+    for bad in (None, 5, "", "abc", "5", "-1.x", "9" * 30 + ".x"):
+        assert not token_allows(secret, "/chat", "lobby", "ep", bad, 10)
+
+
+def rooms_app(**options: Any) -> WebSocket:
+    """A recovering path whose clients join and leave rooms by asking, and say things to them."""
+    ws = WebSocket("/rooms", recover=60, **options)
+
+    @ws.on
+    async def join(socket: WebSocketHandler, data: dict[str, Any]) -> None:
+        socket.join(data["room"])
+
+    @ws.on
+    async def leave(socket: WebSocketHandler, data: dict[str, Any]) -> None:
+        socket.leave(data["room"])
+
+    @ws.on
+    async def say(socket: WebSocketHandler, data: dict[str, Any]) -> None:
+        ws.emit("said", data, room=data["room"])
+
+    return ws
+
+
+async def test_a_fresh_connection_cannot_recover_from_a_position_it_was_never_given() -> None:
+    chat()
+    tracker = Tracker()
+    async with serve() as server:
+        talker = await server.connect("/chat/lobby")
+        for n in range(5):
+            await talker.emit("say", {"n": n})
+        await tracker.read(talker, 5)
+        # A client that came after the five frames: its token vouches for position 5 onwards.
+        late = Tracker()
+        async with server.connect("/chat/lobby") as newcomer:
+            while "lobby" not in late.streams:
+                late.see(await newcomer.receive())
+        epoch, token = late.epoch, late.tokens["lobby"]
+        assert late.streams["lobby"] == 5
+        # Three frames back with the right epoch: no token, a token of another stream, its own
+        # token (handed at 5) or its signature on another position: each earns a resync.
+        attempts = [
+            {"epoch": epoch, "streams": {"lobby": 2}},
+            {"epoch": epoch, "streams": {"lobby": 2}, "tokens": {"lobby": late.tokens["*"]}},
+            {"epoch": epoch, "streams": {"lobby": 2}, "tokens": {"lobby": token}},
+            {"epoch": epoch, "streams": {"lobby": 2}, "tokens": {"lobby": "2." + token.partition(".")[2]}},
+        ]
+        for request in attempts:
+            query = "?recover=" + urllib.parse.quote(json.dumps(request))
+            async with server.connect("/chat/lobby" + query) as intruder:
+                assert await intruder.wait_for("resync") == {"stream": "lobby"}
+                position = await intruder.wait_for("stream")
+                while position["stream"] != "lobby":
+                    position = await intruder.wait_for("stream")
+                assert position["seq"] == 5
+                assert "said" not in [frame.event for frame in intruder._buffer]
+        talker.close()
+
+
+async def test_joining_a_room_again_replays_nothing_from_the_first_position() -> None:
+    rooms_app()
+    tracker = Tracker()
+    async with serve() as server:
+        talker = await server.connect("/rooms")
+        await talker.request("join", {"room": "lobby"})
+        client = await server.connect("/rooms")
+        await client.request("join", {"room": "lobby"})
+        while "lobby" not in tracker.streams:
+            tracker.see(await client.receive())
+        await talker.emit("say", {"room": "lobby", "n": 0})
+        await tracker.read(client, 1)
+        client.close()
+        await talker.emit("say", {"room": "lobby", "n": 1})  # missed while away: recovered once
+        await talker.wait_for("said")
+        await talker.wait_for("said")
+
+        back = await server.connect("/rooms" + tracker.query())
+        await back.request("join", {"room": "lobby"})
+        await tracker.read(back, 2)
+        assert tracker.said == [0, 1]
+        await back.request("leave", {"room": "lobby"})
+        left = await back.wait_for("stream")
+        while left != {"stream": "lobby", "left": True}:
+            left = await back.wait_for("stream")
+        tracker.see(SimpleNamespace(event="stream", data=left, stream=None))
+        await talker.emit("say", {"room": "lobby", "n": 2})  # sent while it is not a member
+        await talker.wait_for("said")
+        await back.request("join", {"room": "lobby"})
+        position = await back.wait_for("stream")
+        assert position["stream"] == "lobby"
+        assert position["seq"] == 3
+        await talker.emit("say", {"room": "lobby", "n": 3})
+        assert (await back.wait_for("said"))["n"] == 3  # not 0, 1 or 2 again
+        back.close()
+        talker.close()
+
+
+async def test_a_slow_member_closed_mid_fan_out_never_sends_numbers_backwards() -> None:
+    ws = rooms_app(presence_events=True, limits=Limits(max_backlog=64 * 1024))
+    payload = "y" * 8_000
+    async with serve() as server:
+        first = await server.connect("/rooms")
+        await first.request("join", {"room": "lobby"})
+        slow = await RawClient.connect(server.port, "/rooms", receive_buffer=4096)
+        slow.send_text(b'{"event": "join", "data": {"room": "lobby"}}')
+        await wait_until(lambda: len(ws.rooms.members("lobby")) == 2)
+        others = [await server.connect("/rooms") for _ in range(3)]
+        for other in others:
+            await other.request("join", {"room": "lobby"})
+        slow_handler = ws.rooms.members("lobby")[1]
+        trackers = [Tracker() for _ in others]
+        sent = 0
+        while not slow_handler.is_closed and sent < 2_000:
+            ws.emit("said", {"n": sent, "blob": payload}, room="lobby")
+            sent += 1
+            if sent % 20 == 0:
+                await asyncio.sleep(0)
+        assert slow_handler.is_closed
+        for other, tracker in zip(others, trackers, strict=True):
+            # Tracker.see fails on a number that does not follow the last one.
+            while tracker.said[-1:] != [sent - 1]:
+                frame = await other.receive()
+                tracker.see(frame)
+                if frame.event == "said":
+                    tracker.said.append(frame.data["n"])
+            left = await other.wait_for("left")
+            assert left["room"] == "lobby"
+        slow.close()
+        for client in (first, *others):
+            client.close()
+
+
+def test_the_buffer_forgets_idle_streams_by_time_and_bounds_its_total() -> None:
+    clock = Clock()
+    buffer = ReplayBuffer(1, size=10, clock=clock, total=25)
+    for room in range(50_000):
+        buffer.append(f"room{room}", b'{"event":"e","data":{}}')
+    assert len(buffer) == 25  # the least recently appended streams gave theirs up
+    clock.now = 2
+    buffer.expire(lambda stream: stream == "room49999")
+    assert len(buffer) == 0
+    assert buffer.position("room49999") == 1  # kept: someone is in it
+    # A forgotten stream starts again above every number given: no old position means a new frame.
+    assert buffer.append("room3", b'{"event":"e","data":{}}').endswith(b'"seq":2}')
+    assert buffer.since("room3", 1).frames
+    assert buffer.since("room3", 0).resync
+
+
+async def test_frames_of_idle_rooms_expire_on_their_own() -> None:
+    ws = WebSocket("/many", recover=0.2)
+    async with serve():
+        for room in range(5_000):
+            ws.emit("news", {"n": room}, room=f"room{room}")
+        assert ws.replay is not None
+        assert len(ws.replay) == 5_000
+        await wait_until(lambda: len(ws.replay or ()) == 0, timeout=10)

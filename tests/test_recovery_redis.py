@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.parse
 from typing import Any
@@ -11,9 +12,13 @@ import pytest
 from tests.polling import wait_until
 from tests.redis_server import RedisServer
 from tests.servers import backplane, backplane_script, connect_when_up, free_port, running
-from tornado_websockets.broker_redis import DEFAULT_CHANNEL
+from tornado_websockets.broker_redis import CONNECTED, DEFAULT_CHANNEL, RedisBroker
+from tornado_websockets.emitter import Emitter
 from tornado_websockets.recovery_redis import ReplayKeys, SharedReplay, missed
-from tornado_websockets.testing import WebSocketTestClient
+from tornado_websockets.testing import WebSocketTestClient, serve
+from tornado_websockets.tornadowrapper import TornadoWrapper
+from tornado_websockets.websocket import WebSocket
+from tornado_websockets.websockethandler import WebSocketHandler
 
 SIZE = 12  # frames each stream keeps: ten missed ones fit, thirteen do not
 
@@ -55,8 +60,9 @@ def test_keys_name_the_channel_path_and_stream() -> None:
 # Two server processes -----------------------------------------------------------------------------
 
 
-def recover_query(epoch: str, streams: dict[str, int]) -> str:
-    return "?recover=" + urllib.parse.quote(json.dumps({"epoch": epoch, "streams": streams}))
+def recover_query(epoch: str, streams: dict[str, int], tokens: dict[str, str] | None = None) -> str:
+    request = {"epoch": epoch, "streams": streams, "tokens": tokens or {}}
+    return "?recover=" + urllib.parse.quote(json.dumps(request))
 
 
 async def room_frames(client: WebSocketTestClient, count: int) -> list[Any]:
@@ -114,10 +120,14 @@ async def test_a_client_that_drops_recovers_what_it_missed_from_another_process(
         assert [n for n, _ in await said(talker, 10)] == list(range(10))
 
         # Back on the *other* process: exactly the ten missed frames, in order, then the live stream.
-        back = await connect_when_up(url(ports[1]) + recover_query(position["epoch"], {"lobby": first}))
+        tokens = {"lobby": position["token"]}
+        back = await connect_when_up(
+            url(ports[1]) + recover_query(position["epoch"], {"lobby": first}, tokens)
+        )
         frames = await joined(back)
         assert [(f.data["n"], f.seq) for f in frames[:-1]] == [(n, first + 1 + n) for n in range(10)]
-        assert frames[-1].data == {"stream": "lobby", "seq": first + 10, "epoch": position["epoch"]}
+        assert frames[-1].data["seq"] == first + 10
+        assert frames[-1].data["epoch"] == position["epoch"]
         await talker.emit("say", {"room": "lobby", "n": "after"})
         assert await said(back, 1) == [("after", first + 11)]
         await said(talker, 1)
@@ -134,7 +144,9 @@ async def test_a_client_that_drops_recovers_what_it_missed_from_another_process(
         for n in range(SIZE + 1):
             await talker.emit("say", {"room": "lobby", "n": n})
         await said(talker, SIZE + 1)
-        again = await connect_when_up(url(ports[0]) + recover_query(position["epoch"], {"lobby": first + 12}))
+        again = await connect_when_up(
+            url(ports[0]) + recover_query(position["epoch"], {"lobby": first + 12}, tokens)
+        )
         frames = await joined(again)
         assert [f.event for f in frames] == ["resync", "stream"]
         assert frames[0].data == {"stream": "lobby"}
@@ -143,5 +155,201 @@ async def test_a_client_that_drops_recovers_what_it_missed_from_another_process(
         # A client that comes with another epoch (Redis lost its data, say) resyncs as well.
         stale = await connect_when_up(url(ports[0]) + recover_query("another", {"lobby": 1}))
         assert [f.event for f in await joined(stale)] == ["resync", "stream"]
+
+        # The right epoch and a recent position, but no token the servers handed out: resync, on
+        # either process (the secret that signs positions is shared through Redis).
+        latest = frames[1].data["seq"]
+        for port in ports:
+            intruder = await connect_when_up(
+                url(port) + recover_query(position["epoch"], {"lobby": latest - 3})
+            )
+            assert [f.event for f in await joined(intruder)] == ["resync", "stream"]
+            intruder.close()
         for client in (talker, again, stale):
             client.close()
+
+
+# What Redis loses, and a process that was not listening ------------------------------------------
+
+
+async def status(client: WebSocketTestClient) -> dict[str, Any]:
+    """The server process's backplane: state, reconnects, frames lost (``dropped``, ``missed``)."""
+    return dict(await client.request("backplane"))
+
+
+async def read_lobby(client: WebSocketTestClient, count: int) -> tuple[list[Any], list[Any]]:
+    """Read until ``count`` "said" frames have come: (the said frames, every frame of the lobby)."""
+    said_frames: list[Any] = []
+    everything: list[Any] = []
+    while len(said_frames) < count:
+        frame = await room_frames(client, 1)
+        everything += frame
+        if frame[0].event == "said":
+            said_frames.append(frame[0])
+    return said_frames, everything
+
+
+def contiguous(frames: list[Any], start: int) -> bool:
+    return [frame.seq for frame in frames] == list(range(start + 1, start + 1 + len(frames)))
+
+
+async def publish_while_unsubscribed(redis_server: RedisServer, count: int, kill_at: int) -> list[int]:
+    """Publish ``count`` frames to /news's lobby from an Emitter, killing the servers' subscriptions
+    (``CLIENT KILL TYPE pubsub``) after ``kill_at``; how many processes received each."""
+
+    def publish() -> list[int]:
+        receivers = []
+        with Emitter(redis_server.url) as emitter, redis_server.client() as admin:
+            for n in range(count):
+                if n == kill_at:
+                    assert admin.client_kill_filter(_type="pubsub") >= 1
+                receivers.append(emitter.emit("/news", "said", {"n": n}, room="lobby"))
+        return receivers
+
+    return await asyncio.to_thread(publish)
+
+
+async def test_frames_published_while_a_process_resubscribes_are_read_back_from_the_stream(
+    redis_server: RedisServer,
+) -> None:
+    port = free_port()
+    # Reconnecting after 0.5 s at the earliest: the 300 frames after the kill go out meanwhile.
+    async with running(backplane(port, redis_server.url), env={"TWS_RETRY_BASE": "1.0"}):
+        client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/news")
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 1, timeout=20)
+        position = (await joined(client))[-1].data
+        receivers = await publish_while_unsubscribed(redis_server, 400, kill_at=100)
+        assert receivers.count(0) > 0  # some frames reached no process: a gap the server must fill
+        frames, everything = await read_lobby(client, 400)
+        assert [frame.data["n"] for frame in frames] == list(range(400))
+        assert contiguous(frames, position["seq"])
+        assert [frame.event for frame in everything] == ["said"] * 400  # no resync
+        backplane_status = await status(client)
+        assert backplane_status["reconnects"] >= 1
+        assert backplane_status["missed"] == 0
+        client.close()
+
+
+async def test_frames_no_longer_kept_after_resubscribing_earn_a_resync_and_are_counted(
+    redis_server: RedisServer,
+) -> None:
+    port = free_port()
+    env = {"TWS_RETRY_BASE": "1.0", "TWS_RECOVER_SIZE": str(SIZE)}
+    async with running(backplane(port, redis_server.url), env=env):
+        client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/news")
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 1, timeout=20)
+        position = (await joined(client))[-1].data
+        receivers = await publish_while_unsubscribed(redis_server, 400, kill_at=100)
+        assert receivers.count(0) > SIZE  # more frames went by unheard than Redis keeps
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 1, timeout=20)
+        with Emitter(redis_server.url) as emitter:
+            assert emitter.emit("/news", "said", {"n": "after"}, room="lobby") == 1
+        received: list[Any] = []
+        while not received or received[-1].data.get("n") != "after":
+            received += await room_frames(client, 1)
+        said_frames = [frame for frame in received if frame.event == "said"]
+        events = [frame.event for frame in received]
+        assert "resync" in events
+        resync_at = events.index("resync")
+        resumed = received[resync_at + 1]  # the new position, signed, from which it goes on
+        assert resumed.event == "stream"
+        assert resumed.data["token"].startswith(f"{resumed.data['seq']}.")
+        assert contiguous(said_frames[:resync_at], position["seq"])
+        assert contiguous([f for f in received[resync_at + 2 :] if f.event == "said"], resumed.data["seq"])
+        # Exactly the frames its client never got are counted as missed by the process.
+        got = {frame.data["n"] for frame in said_frames} - {"after"}
+        assert (await status(client))["missed"] == 400 - len(got)
+        client.close()
+
+
+@pytest.mark.parametrize("loss", ["flushall", "restart"])
+async def test_a_redis_that_lost_its_data_earns_a_resync_and_own_emits_still_arrive(
+    redis_server: RedisServer, loss: str
+) -> None:
+    port = free_port()
+    async with running(backplane(port, redis_server.url)):
+        reader = await connect_when_up(f"ws://127.0.0.1:{port}/ws/news")
+        talker = await connect_when_up(f"ws://127.0.0.1:{port}/ws/news")
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 1, timeout=20)
+        await joined(reader)
+        await joined(talker)
+        await talker.emit("say", {"room": "lobby", "n": "before"})
+        [(_, before)] = await said(reader, 1)
+        await said(talker, 1)
+        if loss == "flushall":
+            with redis_server.client() as admin:
+                admin.flushall()  # the recovery declarations go with everything else
+        else:
+            redis_server.kill()
+            redis_server.start()
+            await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 1, timeout=20)
+        # This process's own emit on the same process: numbered by the new Redis, delivered here.
+        for attempt in range(50):
+            await talker.emit("say", {"room": "lobby", "n": "after"})
+            try:
+                frames, everything = await read_lobby(reader, 1)
+                break
+            except TimeoutError:  # the emit went out while the process was reconnecting
+                assert attempt < 49
+        events = [frame.event for frame in everything]
+        assert events[-1] == "said"
+        assert frames[0].data["n"] == "after"
+        assert "resync" in events  # its old position means nothing to the new Redis
+        position = everything[events.index("resync") + 1]
+        assert position.event == "stream"
+        assert frames[0].seq == position.data["seq"] + 1 != before + 1
+        for client in (reader, talker):
+            client.close()
+
+
+async def test_a_redis_at_maxmemory_still_delivers_every_emit_without_reconnecting(
+    redis_server: RedisServer,
+) -> None:
+    port = free_port()
+    async with running(backplane(port, redis_server.url)):
+        reader = await connect_when_up(f"ws://127.0.0.1:{port}/ws/news")
+        talker = await connect_when_up(f"ws://127.0.0.1:{port}/ws/news")
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 1, timeout=20)
+        await joined(reader)
+        await joined(talker)
+        with redis_server.client() as admin:
+            admin.config_set("maxmemory-policy", "noeviction")
+            admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) // 2)
+        for n in range(30):
+            await talker.emit("say", {"room": "lobby", "n": n})
+        frames, _ = await read_lobby(reader, 30)
+        assert [frame.data["n"] for frame in frames] == list(range(30))  # not numbered: Redis refused
+        backplane_status = await status(reader)
+        assert backplane_status["reconnects"] == 0
+        assert backplane_status["state"] == "connected"
+        for client in (reader, talker):
+            client.close()
+
+
+async def test_a_path_missing_from_the_declarations_still_gets_its_own_emits(
+    redis_server: RedisServer,
+) -> None:
+    """A WebSocket made after the broker connected, or a declaration evicted: the path is not in
+    Redis's hash, and the process's own emits must reach its clients all the same, numbered."""
+    news = WebSocket("/late", recover=60)
+
+    @news.on
+    async def say(socket: WebSocketHandler, data: dict[str, Any]) -> None:
+        news.emit("said", data)
+
+    broker = RedisBroker(redis_server.url)
+    TornadoWrapper.use_broker(broker)
+    async with serve() as server:
+        await wait_until(lambda: broker.state == CONNECTED)
+        client = await server.connect("/late")
+        position = await client.wait_for("stream")
+        with redis_server.client() as admin:
+            assert admin.hdel(ReplayKeys(broker.channel, "/late").conf, "/late") == 1
+        await client.emit("say", {"n": 1})
+        frame = await client.receive()
+        while frame.event != "said":
+            frame = await client.receive()
+        assert (frame.data, frame.seq) == ({"n": 1}, position["seq"] + 1)
+        with redis_server.client() as admin:  # declared again, for the Emitters
+            assert admin.hget(ReplayKeys(broker.channel, "/late").conf, "/late") == b"60 1000"
+        client.close()

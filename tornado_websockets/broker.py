@@ -166,9 +166,12 @@ class Broker:
         """The snapshots every server process last shared, from a process that runs no server."""
         raise NotImplementedError("The in-process broker cannot see other processes.")
 
-    def presence_changed(self) -> None:
-        """A connection opened, closed, joined or left a room (on the loop); brokers that share
-        presence with other processes publish it soon after."""
+    def presence_changed(self, socket: Any, room: str | None, present: bool) -> bool:
+        """A connection opened (``room`` None) or joined ``room`` (``present`` True), or the reverse
+        (on the loop). Brokers that share presence with other processes write the change; they
+        return True when they decide ``joined`` / ``left`` across processes, so the connection
+        must not announce them itself. Here: False."""
+        return False
 
     async def presence(self, path: str, room: str | None, local: tuple[Member, ...]) -> tuple[Member, ...]:
         """The members of ``path`` (or of its ``room``) in every process; here, the local ones."""
@@ -186,9 +189,10 @@ def broker_from_url(url: str | None) -> Broker:
     if url.startswith(("redis://", "rediss://", "unix://")):
         try:
             from tornado_websockets.broker_redis import RedisBroker
+            from tornado_websockets.broker_redis_cluster import RedisClusterBroker, is_cluster_url
         except ImportError as error:
             raise ImportError(
                 "The Redis backplane needs the redis package: pip install 'django-tornado-websockets[redis]'"
             ) from error
-        return RedisBroker(url)
+        return RedisClusterBroker(url) if is_cluster_url(url) else RedisBroker(url)
     raise ValueError(f"Unknown backplane URL {url!r}: use memory:// or redis://host:port/db.")

@@ -38,9 +38,10 @@ import redis.retry
 from redis.asyncio.client import PubSub
 from redis.backoff import NoBackoff
 
-from tornado_websockets import codec, delivery, recovery_redis
+from tornado_websockets import codec, delivery, recovery, recovery_redis
 from tornado_websockets.broker import Broker, Deliver, Envelope
 from tornado_websockets.presence import Member
+from tornado_websockets.presence_redis import SharedPresence
 from tornado_websockets.recovery_redis import ReplayKeys, SharedReplay
 
 __all__ = [
@@ -71,10 +72,6 @@ CONNECTED = "connected"
 UNREACHABLE = "unreachable"
 #: Stopped by `RedisBroker.stop`.
 STOPPED = "stopped"
-
-# What processes share under ``<channel>:<kind>:<broker id>``, with a TTL.
-PRESENCE = "presence"
-METRICS = "metrics"
 
 #: Redis errors and socket errors (``asyncio``'s timeouts are ``OSError`` too).
 _CONNECTION_ERRORS = (redis.RedisError, OSError)
@@ -138,12 +135,21 @@ class RedisBroker(Broker):
         with no answer within as long again, the connection counts as lost.
     :param timeout: seconds allowed to connect and for each command.
     :param presence_ttl: seconds after which the members (and the metrics) of a process that
-        stopped refreshing them (killed, frozen, cut off) disappear; refreshed every third of it,
-        and the members within a tenth of a second of any change.
+        stopped refreshing them (killed, frozen, cut off) disappear; refreshed every third of it.
+    :param presence: share this process's members and metrics with the others (see
+        `tornado_websockets.presence_redis`): one Redis write per connection opening, closing,
+        joining or leaving a room, on a connection of its own. False: presence and metrics of
+        this process only, ``joined`` / ``left`` decided per process.
     """
 
     cross_process = True
     shares_replay = True
+    #: Frames read back at most after resubscribing; a longer gap is a ``resync``.
+    FILL_LIMIT = 10_000
+    #: The command that publishes (``SPUBLISH`` on Redis Cluster).
+    PUBLISH_COMMAND = "PUBLISH"
+    #: Whether the URL names a node of a Redis Cluster.
+    CLUSTER = False
 
     def __init__(
         self,
@@ -157,6 +163,7 @@ class RedisBroker(Broker):
         keepalive: float = 15.0,
         timeout: float = 5.0,
         presence_ttl: float = 15.0,
+        presence: bool = True,
     ) -> None:
         super().__init__()
         for name, value in (("queue_size", queue_size), ("batch_size", batch_size)):
@@ -182,7 +189,10 @@ class RedisBroker(Broker):
         self.timeout = timeout
         self.presence_ttl = presence_ttl
         self._client: redis.asyncio.Redis | None = None  # while connected
-        self._presence_dirty: asyncio.Event | None = None
+        #: Members and metrics shared with the other processes, beside the backplane (see
+        #: `tornado_websockets.presence_redis`); None unless ``presence`` and started.
+        self.sharing: SharedPresence | None = None
+        self.share_presence = presence
         #: One of `IDLE`, `CONNECTING`, `CONNECTED`, `UNREACHABLE`, `STOPPED`.
         self.state = IDLE
         #: Connections made again after Redis was lost.
@@ -202,6 +212,8 @@ class RedisBroker(Broker):
         self._read_script: Any = None  # READ_SCRIPT, registered with the loop's client when it connects
         #: Reads of shared recovery waiting for their marker to come back on the channel.
         self._markers: dict[str, asyncio.Future[None]] = {}
+        #: The last number delivered here of each numbered stream with members here: (path, stream) -> seq.
+        self._delivered: dict[tuple[str, str], int] = {}
 
     def __repr__(self) -> str:
         return f"<RedisBroker {self.id[:8]} {_redacted(self.url)} channel={self.channel!r} {self.state}>"
@@ -216,7 +228,12 @@ class RedisBroker(Broker):
         self.state = CONNECTING
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
-        self._presence_dirty = asyncio.Event()
+        if self.share_presence:
+            if self.sharing is None:
+                self.sharing = SharedPresence(
+                    self.url, self.channel, self.id, self.presence_ttl, self.timeout, self.CLUSTER
+                )
+            self.sharing.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self!r} connection")
 
     def publish(self, envelope: Envelope) -> None:
@@ -236,6 +253,8 @@ class RedisBroker(Broker):
 
     async def stop(self, flush: float = 1.0) -> None:
         """Publish what is queued (for up to ``flush`` seconds), then close every connection."""
+        if self.sharing is not None:  # leave presence at once (its last left too), not after the TTL
+            await self.sharing.stop()
         task, self._task = self._task, None
         if task is not None and not task.done():
             if self.state == CONNECTED and self._idle is not None:
@@ -251,8 +270,6 @@ class RedisBroker(Broker):
                 )
         self.state = STOPPED
         self._drop_unsent()
-        with contextlib.suppress(*_CONNECTION_ERRORS):  # leave presence at once, not after the TTL
-            self._sync().delete(self._shared_key(PRESENCE), self._shared_key(METRICS))
         self.close_sync()
         await super().stop()
 
@@ -262,15 +279,8 @@ class RedisBroker(Broker):
         attempt = 0
         lost_at: float | None = None
         while True:
-            client = redis.asyncio.Redis.from_url(
-                self.url,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                socket_keepalive=True,
-                # No retries inside redis-py: this loop owns reconnection, backoff and logging.
-                retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
-            )
-            pubsub = client.pubsub()
+            client = self._new_client()
+            pubsub = self._new_pubsub(client)
             try:
                 await self._subscribe(pubsub)
                 if lost_at is not None:
@@ -308,6 +318,28 @@ class RedisBroker(Broker):
             logger.info("Reconnecting to Redis backplane in %.2fs (attempt %d)", delay, attempt)
             await asyncio.sleep(delay)
 
+    def _new_client(self) -> redis.asyncio.Redis:
+        return redis.asyncio.Redis.from_url(
+            self.url,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            socket_keepalive=True,
+            # No retries inside redis-py: this loop owns reconnection, backoff and logging.
+            retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+        )
+
+    def _new_pubsub(self, client: Any) -> Any:
+        pubsub = client.pubsub()
+
+        async def disconnect_only(connection: Any, *args: Any, **kwargs: Any) -> None:
+            await connection.disconnect()
+
+        # redis-py reconnects a failed pub/sub connection, subscribed again, before it raises the
+        # error; until this loop closed it, that subscription nobody reads would take frames that
+        # PUBLISH counts as received. This loop reconnects by itself, and reads back what it missed.
+        pubsub._reconnect = disconnect_only
+        return pubsub
+
     async def _subscribe(self, pubsub: PubSub) -> None:
         """Subscribe and wait for Redis to confirm: from then on, nothing published is missed."""
         await pubsub.subscribe(self.channel)
@@ -323,16 +355,21 @@ class RedisBroker(Broker):
 
     async def _serve(self, client: redis.asyncio.Redis, pubsub: PubSub) -> None:
         """Publish and receive side by side until either fails; raises what it failed with."""
-        await self._declare_recovery(client)
+        # Ready for reads at once: a connection may join a room as soon as the subscription is
+        # confirmed, and its catch-up needs both.
         self._read_script = client.register_script(recovery_redis.READ_SCRIPT)
+        self._client = client
+        try:
+            await self._declare_recovery(client)
+        except BaseException:
+            self._client = None
+            raise
         self._heard = asyncio.get_running_loop().time()
         tasks = {
-            asyncio.create_task(self._receive(pubsub)),
+            asyncio.create_task(self._receive(pubsub, client)),
             asyncio.create_task(self._send(client)),
             asyncio.create_task(self._watch(pubsub)),
-            asyncio.create_task(self._share_presence(client)),
         }
-        self._client = client
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -357,25 +394,109 @@ class RedisBroker(Broker):
             self._sending = [self._pending.popleft() for _ in range(count)]
             async with client.pipeline(transaction=False) as pipe:
                 for envelope in self._sending:
-                    if envelope.numbered:
-                        keys, args = self._emit_arguments(envelope)
-                        await emit(keys, args, client=pipe)
-                    else:
-                        pipe.publish(self.channel, envelope.pack())
-                await pipe.execute()
+                    await self._queue(pipe, envelope, emit)
+                # Errors of single commands come back as results: a script Redis refuses (at
+                # maxmemory with noeviction, which PUBLISH alone passes) must not cost the rest.
+                results = await pipe.execute(raise_on_error=False)
             _deliver_cancellation()
-            self._sending = []
+            refused = [
+                envelope
+                for envelope, result in zip(self._sending, results, strict=True)
+                if isinstance(result, redis.ResponseError)
+            ]
+            sent, self._sending = self._sending, []
+            if refused:
+                await self._publish_unnumbered(client, refused, results)
+            await self._count_unheard(client, sent, results)
 
-    async def _receive(self, pubsub: PubSub) -> None:
+    async def _queue(self, pipe: Any, envelope: Envelope, emit: Any) -> None:
+        """Add the publication of one envelope to a pipeline: numbered by the script, or not."""
+        if envelope.numbered:
+            keys, args = self._emit_arguments(envelope)
+            await emit(keys, args, client=pipe)
+        else:
+            channel = self._channel_for(envelope.path, envelope.stream)
+            pipe.execute_command(self.PUBLISH_COMMAND, channel, envelope.pack())
+
+    async def _count_unheard(
+        self, client: redis.asyncio.Redis, sent: list[Envelope], results: list[Any]
+    ) -> None:
+        """Count the frames fewer processes received than are alive (resubscribing, frozen, dead
+        but not yet expired): PUBLISH tells how many subscribers got each. Numbered frames are not
+        counted here: a process that missed them reads them back (or counts them itself)."""
+        sharing = self.sharing
+        if sharing is None or not sharing.healthy:
+            return
+        counts = [result for result in results if isinstance(result, int)]
+        if counts and max(counts) > sharing.alive:  # a process started since the last refresh
+            sharing.alive = max(counts)
+        heard = [
+            (envelope, result)
+            for envelope, result in zip(sent, results, strict=True)
+            if not envelope.numbered and isinstance(result, int) and result < sharing.alive
+        ]
+        if not heard:
+            return
+        # The count of live processes may be older than a graceful stop: ask again before counting.
+        try:
+            seconds, microseconds = await client.time()
+            now = int(seconds) * 1000 + int(microseconds) // 1000
+            sharing.alive = int(await client.zcount(sharing.keys.processes, f"({now}", "+inf"))
+        except _CONNECTION_ERRORS:
+            return
+        _deliver_cancellation()
+        for envelope, receivers in heard:
+            if receivers < sharing.alive:
+                delivery.record_drop(delivery.BACKPLANE_MISSED, envelope.path, sharing.alive - receivers)
+
+    async def _publish_unnumbered(
+        self, client: redis.asyncio.Redis, refused: list[Envelope], results: list[Any]
+    ) -> None:
+        """Publish without numbers what Redis refused to number; its clients cannot replay these."""
+        error = next(result for result in results if isinstance(result, redis.ResponseError))
+        logger.warning(
+            "Redis refused %d emits (%s): published without numbers, so without recovery", len(refused), error
+        )
+        unnumbered = [dataclasses.replace(envelope, numbered=False) for envelope in refused]
+        self._deliver_unnumbered(refused)
+        async with client.pipeline(transaction=False) as pipe:
+            for envelope in unnumbered:
+                channel = self._channel_for(envelope.path, envelope.stream)
+                pipe.execute_command(self.PUBLISH_COMMAND, channel, envelope.pack())
+            outcomes = await pipe.execute(raise_on_error=False)
+        _deliver_cancellation()
+        for envelope, outcome in zip(unnumbered, outcomes, strict=True):
+            if isinstance(outcome, redis.ResponseError):
+                delivery.record_drop(delivery.BACKPLANE_UNREACHABLE, envelope.path)
+
+    async def _receive(self, pubsub: PubSub, client: redis.asyncio.Redis) -> None:
         loop = asyncio.get_running_loop()
+        # Subscribed (again): first the frames numbered while this process was not listening.
+        await self._fill_all(client)
         while True:
             # Blocking reads: a timeout on each read would cost a timer per message; _watch
             # looks after silent connections instead.
             message = await pubsub.get_message(timeout=None)
             _deliver_cancellation()
             self._heard = loop.time()
-            if message is not None and message["type"] == "message":
-                self._deliver(message["data"])
+            if message is None or message["type"] != "message":
+                continue
+            await self._on_message(client, message["data"])
+
+    async def _on_message(self, client: redis.asyncio.Redis, data: Any) -> None:
+        """Deliver one message: a numbered frame after the frames before it that this process missed."""
+        envelope = self._envelope(data)
+        if envelope is None:
+            return
+        if envelope.seq is not None:
+            key = (envelope.path, envelope.stream)
+            last = self._delivered.get(key)
+            if last is not None and envelope.seq <= last:
+                return  # delivered already, by a fill
+            if last is not None and envelope.seq > last + 1:
+                await self._fill(client, key, last, envelope.seq - 1)
+            self._track(key, envelope.seq)
+        self._hand_over(envelope)
 
     async def _watch(self, pubsub: PubSub) -> None:
         """PING a subscription silent for `keepalive` seconds; no answer as long again: it is lost."""
@@ -391,17 +512,23 @@ class RedisBroker(Broker):
             if loop.time() - self._heard >= 2 * self.keepalive:
                 raise redis.ConnectionError(f"Redis did not answer a PING within {self.keepalive}s")
 
-    def _deliver(self, data: Any) -> None:
+    def _envelope(self, data: Any) -> Envelope | None:
+        """The envelope a message carries, if this process should deliver it (markers are handled here)."""
         if isinstance(data, bytes) and data.startswith(recovery_redis.MARKER_PREFIX):
             self._marker_arrived(data)
-            return
+            return None
         try:
             envelope = Envelope.unpack(data)
         except (ValueError, TypeError, RecursionError):
             logger.warning("Ignoring a message on Redis channel %r that is not an envelope", self.channel)
-            return
+            return None
         # Ours came back: delivered here already, unless Redis numbered it (then nobody has yet).
         if (envelope.origin == self.id and envelope.seq is None) or self.deliver is None:
+            return None
+        return envelope
+
+    def _hand_over(self, envelope: Envelope) -> None:
+        if self.deliver is None:
             return
         try:
             self.deliver(envelope)
@@ -445,21 +572,38 @@ class RedisBroker(Broker):
             for path, websocket in TornadoWrapper.websockets.items()
             if websocket.replay is not None
         }
-        if paths:
-            await client.hset(ReplayKeys(self.channel, "").conf, mapping=paths)  # type: ignore[arg-type]
+        for path, bounds in paths.items():
+            await client.hset(self._keys(path).conf, path, bounds)
+
+    def _keys(self, path: str) -> ReplayKeys:
+        """The recovery keys of ``path``."""
+        return ReplayKeys(self.channel, path)
+
+    def _channel_for(self, path: str, stream: str) -> str:
+        """The channel frames of ``stream`` travel on: one for everything here."""
+        return self.channel
 
     def _emit_arguments(self, envelope: Envelope) -> tuple[list[str], list[Any]]:
-        keys = ReplayKeys(self.channel, envelope.path)
+        keys = self._keys(envelope.path)
         stream = envelope.stream
+        bounds = ""
+        if envelope.numbered:  # from this server: its own bounds, whatever Redis's hash holds now
+            from tornado_websockets.tornadowrapper import TornadoWrapper
+
+            websocket = TornadoWrapper.websockets.get(envelope.path)
+            if websocket is not None and websocket.replay is not None:
+                bounds = recovery_redis.conf_value(websocket.replay.seconds, websocket.replay.size)
         return (
             [keys.conf, keys.seq(stream), keys.frames(stream)],
             [
-                self.channel,
+                self._channel_for(envelope.path, stream),
                 envelope.header(),
                 envelope.frame,
                 envelope.path,
                 codec.dumps(stream),
                 recovery_redis.HISTORY_SECONDS * 1000,
+                bounds,
+                self.PUBLISH_COMMAND,
             ],
         )
 
@@ -474,7 +618,7 @@ class RedisBroker(Broker):
         client = self._client
         if client is None or self.state != CONNECTED:
             raise ConnectionError(f"the Redis backplane is {self.state}")
-        keys = ReplayKeys(self.channel, path)
+        keys = self._keys(path)
         token = uuid.uuid4().hex
         arrived = self._markers[token] = asyncio.get_running_loop().create_future()
         try:
@@ -483,10 +627,11 @@ class RedisBroker(Broker):
                 [
                     "" if seen is None else f"0-{seen + 1}",
                     seconds,
-                    self.channel,
+                    self._channel_for(path, stream),
                     recovery_redis.marker(token),
-                    uuid.uuid4().hex[:12],
+                    recovery_redis.new_epoch(),
                     recovery_redis.HISTORY_SECONDS * 1000,
+                    self.PUBLISH_COMMAND,
                 ],
             )
             await asyncio.wait_for(arrived, self.timeout)
@@ -495,6 +640,108 @@ class RedisBroker(Broker):
         finally:
             self._markers.pop(token, None)
         return SharedReplay.parse(reply)
+
+    def _track(self, key: tuple[str, str], seq: int) -> None:
+        """Remember the last number delivered of a stream while this process has members in it."""
+        if self._has_members(*key):
+            self._delivered[key] = seq
+        else:
+            self._delivered.pop(key, None)
+
+    @staticmethod
+    def _has_members(path: str, stream: str) -> bool:
+        from tornado_websockets.tornadowrapper import TornadoWrapper
+
+        websocket = TornadoWrapper.websockets.get(path)
+        if websocket is None or websocket.replay is None:
+            return False
+        return bool(websocket.handlers) if stream == recovery.BROADCAST_STREAM else stream in websocket.rooms
+
+    async def _fill_all(self, client: redis.asyncio.Redis) -> None:
+        """After subscribing again: deliver what each stream with members here got meanwhile."""
+        for key, last in list(self._delivered.items()):
+            if not self._has_members(*key):
+                del self._delivered[key]
+                continue
+            current = await client.get(self._keys(key[0]).seq(key[1]))
+            _deliver_cancellation()
+            if current is None:  # Redis lost the stream (restarted, flushed): nothing to read back
+                await self._resync(client, key, None)
+            elif int(current) > last:
+                await self._fill(client, key, last, int(current))
+
+    async def _fill(self, client: redis.asyncio.Redis, key: tuple[str, str], last: int, upto: int) -> None:
+        """Deliver the frames numbered after ``last`` up to ``upto``, read back from Redis; they
+        were published while this process was not subscribed. Those Redis no longer keeps are
+        lost to the members here: they get ``resync`` and the position before the first frame
+        still kept, then the kept ones; the frames lost are counted."""
+        path, stream = key
+        wanted = upto - last
+        frames_key = self._keys(path).frames(stream)
+        # The newest ones, at most FILL_LIMIT: a stream keeps its last frames, not its first.
+        reply = await client.xrevrange(
+            frames_key, f"0-{upto}", f"0-{last + 1}", count=min(wanted, self.FILL_LIMIT)
+        )
+        _deliver_cancellation()
+        entries: list[Any] = list(reply or [])
+        numbers = [recovery_redis.entry_number(entry_id) for entry_id, _ in entries]
+        kept: list[Any] = []
+        if numbers and numbers[0] == upto and numbers == list(range(upto, upto - len(numbers), -1)):
+            kept = list(reversed(entries))
+        first = upto + 1 - len(kept)  # the first frame delivered from Redis
+        if first > last + 1:
+            # How many is unknown when the numbers are far apart (Redis lost its data): one at least.
+            lost = first - 1 - last
+            await self._resync(client, key, first - 1, lost if lost <= self.FILL_LIMIT else 1)
+        if kept:
+            logger.info(
+                "Read back %d frames of %r on %s published while resubscribing", len(kept), stream, path
+            )
+        for entry_id, fields in kept:
+            envelope = _stored_envelope(path, stream, recovery_redis.entry_number(entry_id), fields)
+            self._hand_over(envelope)
+        self._track(key, upto)
+
+    async def _resync(
+        self, client: redis.asyncio.Redis, key: tuple[str, str], upto: int | None, lost: int = 0
+    ) -> None:
+        """Tell the members here of a stream that its frames up to ``upto`` (None: its last) are
+        lost to them: ``resync``, then their new position. ``lost`` frames are counted."""
+        from tornado_websockets.tornadowrapper import TornadoWrapper
+
+        path, stream = key
+        keys = self._keys(path)
+        arguments = [
+            "",
+            0,
+            self._channel_for(path, stream),
+            "",
+            recovery_redis.new_epoch(),
+            recovery_redis.HISTORY_SECONDS * 1000,
+            self.PUBLISH_COMMAND,
+        ]
+        reply = await self._read_script(
+            [keys.seq(stream), keys.frames(stream), keys.epoch], arguments, client=client
+        )
+        _deliver_cancellation()
+        shared = SharedReplay.parse(reply)
+        position = shared.last if upto is None else upto
+        if lost:
+            delivery.record_drop(delivery.BACKPLANE_MISSED, path, lost)
+        logger.warning(
+            "Frames of %r on %s published while this process resubscribed are no longer kept: "
+            "its members here are sent resync",
+            stream,
+            path,
+        )
+        websocket = TornadoWrapper.websockets.get(path)
+        if websocket is not None:
+            members = (
+                websocket.handlers if stream == recovery.BROADCAST_STREAM else websocket.rooms.members(stream)
+            )
+            for handler in tuple(members):
+                handler.write_resync(stream, position, shared.epoch, shared.secret)
+        self._track(key, position)
 
     def _marker_arrived(self, data: bytes) -> None:
         try:
@@ -513,85 +760,47 @@ class RedisBroker(Broker):
             if envelope.numbered:
                 self.deliver(dataclasses.replace(envelope, numbered=False))
 
-    # Presence ------------------------------------------------------------------------------------
+    # Presence and metrics: see tornado_websockets.presence_redis -------------------------------
 
-    def presence_changed(self) -> None:
-        """Share this process's members again soon (on the loop)."""
-        if self._presence_dirty is not None:
-            self._presence_dirty.set()
+    def presence_changed(self, socket: Any, room: str | None, present: bool) -> bool:
+        """Share a connection opening or joining ``room`` (``present``), or the reverse (on the loop).
 
-    async def _share_presence(self, client: redis.asyncio.Redis) -> None:
-        """Keep this process's members (and its metrics, every third of the TTL) in Redis, with a
-        TTL that a dead process cannot refresh."""
-        from tornado_websockets import metrics
-
-        assert self._presence_dirty is not None  # created by start()
-        loop = asyncio.get_running_loop()
-        metrics_due = loop.time()
-        while True:
-            self._presence_dirty.clear()
-            ttl = int(self.presence_ttl * 1000)
-            await client.set(self._shared_key(PRESENCE), codec.dumps(_local_members()), px=ttl)
-            _deliver_cancellation()
-            if loop.time() >= metrics_due:
-                await client.set(self._shared_key(METRICS), codec.dumps(metrics.snapshot()), px=ttl)
-                _deliver_cancellation()
-                metrics_due = loop.time() + self.presence_ttl / 3
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._presence_dirty.wait(), self.presence_ttl / 3)
-            await asyncio.sleep(0.1)  # a burst of joins makes one write
+        Returns True when the ``joined`` / ``left`` events are decided across every process
+        (once per user), so the connection must not decide them alone; False while presence
+        sharing fails, so that they are decided in this process meanwhile.
+        """
+        if self.sharing is None:
+            return False
+        self.sharing.changed(socket, room, present)
+        return self.sharing.healthy
 
     async def presence(self, path: str, room: str | None, local: tuple[Member, ...]) -> tuple[Member, ...]:
-        """This process's members (live) and those every other process last shared."""
-        shared = await self._others_shared(PRESENCE)
-        if shared is None:
-            return local
-        keys, blobs = shared
-        return local + _remote_members(keys, blobs, self.channel, path, room)
+        """This process's members (live) and those of every other live process."""
+        shared = None if self.sharing is None else await self.sharing.members(path, room)
+        return local if shared is None else local + shared
 
     def presence_sync(self, path: str, room: str | None) -> tuple[Member, ...]:
-        """The members every server process last shared, from a process that runs no server."""
-        keys, blobs = self._all_shared_sync(PRESENCE)
-        return _remote_members(keys, blobs, self.channel, path, room)
-
-    # Metrics -------------------------------------------------------------------------------------
+        """The members of every live server process, from a process that runs no server."""
+        return self._sharing().members_sync(path, room)
 
     async def snapshots(self) -> list[dict[str, Any]]:
-        """This process's snapshot (live) and those every other process last shared."""
+        """This process's snapshot (live) and those every other live process last shared."""
         from tornado_websockets import metrics
 
         local = metrics.snapshot()
-        shared = await self._others_shared(METRICS)
-        return [local] if shared is None else [local, *_snapshots(shared[1])]
+        shared = None if self.sharing is None else await self.sharing.snapshots()
+        return [local] if shared is None else [local, *shared]
 
     def snapshots_sync(self) -> list[dict[str, Any]]:
-        """The snapshots every server process last shared (within ``presence_ttl``)."""
-        return _snapshots(self._all_shared_sync(METRICS)[1])
+        """The snapshots every live server process last shared (within ``presence_ttl``)."""
+        return self._sharing().snapshots_sync()
 
-    # What every process shares under its id: its members and its metrics ------------------------
-
-    def _shared_key(self, kind: str) -> str:
-        return f"{self.channel}:{kind}:{self.id}"
-
-    async def _others_shared(self, kind: str) -> tuple[list[Any], list[Any]] | None:
-        """The keys and values the *other* processes share of ``kind``; None when Redis fails."""
-        client = self._client
-        if client is None:
-            logger.warning("%s from this process only: the Redis backplane is %s", kind.title(), self.state)
-            return None
-        try:
-            keys = [key async for key in client.scan_iter(match=f"{self.channel}:{kind}:*", count=1000)]
-            others = [key for key in keys if _text(key) != self._shared_key(kind)]
-            return others, (await client.mget(others) if others else [])
-        except _CONNECTION_ERRORS as error:
-            logger.warning("%s from this process only: Redis failed (%s)", kind.title(), error)
-            return None
-
-    def _all_shared_sync(self, kind: str) -> tuple[list[Any], list[Any]]:
-        """The keys and values every process shares of ``kind``, from a process without a loop."""
-        client = self._sync()
-        keys = list(client.scan_iter(match=f"{self.channel}:{kind}:*", count=1000))
-        return keys, (client.mget(keys) if keys else [])
+    def _sharing(self) -> SharedPresence:
+        if self.sharing is None:  # a process that runs no server: queries only
+            self.sharing = SharedPresence(
+                self.url, self.channel, self.id, self.presence_ttl, self.timeout, self.CLUSTER
+            )
+        return self.sharing
 
     # Thread side ---------------------------------------------------------------------------------
 
@@ -646,50 +855,15 @@ class RedisBroker(Broker):
             client.close()
 
 
-def _snapshots(blobs: list[Any]) -> list[dict[str, Any]]:
-    found = []
-    for blob in blobs:
-        if blob is None:  # expired between SCAN and MGET
-            continue
-        try:
-            found.append(codec.loads(blob))
-        except ValueError:
-            logger.warning("Ignoring an unreadable metrics snapshot in Redis")
-    return found
+def _stored_envelope(path: str, stream: str, seq: int, fields: dict[Any, Any]) -> Envelope:
+    """The envelope of a frame read back from a recovery stream."""
+    frame, header = fields.get(b"f", b""), fields.get(b"h")
+    if header is not None:
+        with contextlib.suppress(ValueError, TypeError):
+            return Envelope.unpack(header + b"\n" + frame)
+    room = None if stream == recovery.BROADCAST_STREAM else stream
+    return Envelope(path, frame, room, seq=seq)
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _local_members() -> list[list[Any]]:
-    """``[path, connection, user, name, rooms]`` for every connection of this process."""
-    from tornado_websockets.presence import display_name
-    from tornado_websockets.tornadowrapper import TornadoWrapper
-
-    return [
-        [path, socket.id, socket.user_id, display_name(socket), sorted(socket.rooms)]
-        for path, websocket in TornadoWrapper.websockets.items()
-        for socket in websocket.handlers
-    ]
-
-
-def _remote_members(
-    keys: list[Any], blobs: list[Any], channel: str, path: str, room: str | None
-) -> tuple[Member, ...]:
-    prefix = f"{channel}:{PRESENCE}:"
-    found: list[Member] = []
-    for key, blob in zip(keys, blobs, strict=True):
-        if blob is None:  # expired between SCAN and MGET
-            continue
-        process = _text(key).removeprefix(prefix)
-        try:
-            rows = codec.loads(blob)
-            found.extend(
-                Member(connection, user, name, process)
-                for member_path, connection, user, name, rooms in rows
-                if member_path == path and (room is None or room in rooms)
-            )
-        except (ValueError, TypeError):
-            logger.warning("Ignoring unreadable presence data of process %s", process)
-    return tuple(found)

@@ -13,6 +13,7 @@ from collections import Counter
 
 __all__ = [
     "BACKLOG_BOUND",
+    "BACKPLANE_MISSED",
     "BACKPLANE_UNREACHABLE",
     "CONNECTION_CLOSED",
     "ENCODING_ERROR",
@@ -42,6 +43,11 @@ UNKNOWN_PATH = "unknown_path"
 UNKNOWN_ROOM = "unknown_room"
 #: The backplane could not be reached, so other processes did not get the frame.
 BACKPLANE_UNREACHABLE = "backplane_unreachable"
+#: Published while a server process was not subscribed (resubscribing, frozen, killed and not yet
+#: expired): counted by the publisher, one per process that should have received the frame and
+#: did not (PUBLISH tells how many did); for a path with recovery, counted instead by the process
+#: that missed frames Redis no longer kept (its clients get ``resync``).
+BACKPLANE_MISSED = "backplane_missed"
 #: A reply the event function returned could not be encoded (the client gets an error instead).
 ENCODING_ERROR = "encoding_error"
 

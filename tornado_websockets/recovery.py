@@ -1,26 +1,32 @@
-"""Missed-message recovery: numbered streams and a bounded replay buffer per `WebSocket`.
+"""Missed-message recovery: numbered streams, signed positions and a bounded replay buffer per `WebSocket`.
 
 With ``WebSocket(path, recover=60)`` every frame sent to the whole path (stream ``"*"``) or to a
 room (stream = the room's name) carries ``"stream"`` and ``"seq"``. The server keeps the frames of
-the last ``recover`` seconds (at most ``size`` per stream). A client that comes back with the
-last ``seq`` it saw of each stream gets exactly the frames it missed, in order, before any new
-one; if they are no longer buffered (or the server restarted: another ``epoch``) it gets a
-``resync`` event instead and reloads its state.
+the last ``recover`` seconds (at most ``size`` per stream, at most ``total`` in all). A client
+that comes back with the last ``seq`` it saw of each stream, and the token the server handed it
+with that stream's position, gets exactly the frames it missed, in order, before any new one; if
+they are no longer kept, if the token does not vouch for the position (a position from before the
+client was there), or the server restarted (another ``epoch``), it gets a ``resync`` event instead
+and reloads its state.
 
 Pure bookkeeping: no Tornado, no Django.
 """
 
 from __future__ import annotations
 
+import base64
+import collections
+import hashlib
+import hmac
+import secrets
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tornado_websockets import codec
 
-__all__ = ["BROADCAST_STREAM", "Replay", "ReplayBuffer", "with_sequence"]
+__all__ = ["BROADCAST_STREAM", "Replay", "ReplayBuffer", "position_token", "token_allows", "with_sequence"]
 
 #: The stream of frames emitted to every client of a path.
 BROADCAST_STREAM = "*"
@@ -29,6 +35,32 @@ BROADCAST_STREAM = "*"
 def with_sequence(frame: bytes, stream: str, seq: int) -> bytes:
     """Add ``"stream"`` and ``"seq"`` to an encoded frame without encoding it again."""
     return frame[:-1] + b',"stream":' + codec.dumps(stream) + b',"seq":' + str(seq).encode() + b"}"
+
+
+def _signature(secret: bytes, path: str, stream: str, epoch: str, seq: int) -> str:
+    message = codec.dumps([path, stream, epoch, seq])
+    digest = hmac.new(secret, message, hashlib.sha256).digest()[:18]
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def position_token(secret: bytes, path: str, stream: str, epoch: str, seq: int) -> str:
+    """The token handed to a client with its position ``seq`` in ``stream``: ``"<seq>.<signature>"``.
+
+    Opaque to the client; only a server holding ``secret`` can make one, so a client can recover
+    only from a position it was given (or a later one).
+    """
+    return f"{seq}.{_signature(secret, path, stream, epoch, seq)}"
+
+
+def token_allows(secret: bytes, path: str, stream: str, epoch: str, token: object, seq: int) -> bool:
+    """Whether ``token`` was made by `position_token` for this stream and epoch, at ``seq`` or before."""
+    if not isinstance(token, str):
+        return False
+    issued, _, signature = token.partition(".")
+    if not issued.isdigit() or len(issued) > 20:
+        return False
+    expected = _signature(secret, path, stream, epoch, int(issued))
+    return hmac.compare_digest(signature, expected) and seq >= int(issued)
 
 
 @dataclass(slots=True)
@@ -42,54 +74,118 @@ class Replay:
 @dataclass(slots=True)
 class _Stream:
     last: int = 0
-    frames: deque[tuple[int, float, bytes]] = field(default_factory=deque)
+    touched: float = 0.0  # when its last frame was appended
+    frames: collections.deque[tuple[int, float, bytes]] = field(default_factory=collections.deque)
 
 
 class ReplayBuffer:
-    """The numbered streams of one path in this process and their recent frames."""
+    """The numbered streams of one path in this process and their recent frames.
 
-    def __init__(self, seconds: float, size: int = 1000, clock: Callable[[], float] = time.monotonic) -> None:
-        if seconds <= 0 or size < 1:
-            raise ValueError("recover should be a positive number of seconds, and size at least 1.")
+    Frames older than ``seconds`` go at the next `expire` (the `WebSocket` calls it on a timer),
+    every stream counted; at most ``size`` frames are kept per stream and ``total`` in all (the
+    oldest streams' frames go first). A stream that nobody is in any more is forgotten at once
+    when it expires; a stream recreated later continues from the highest number this buffer ever
+    gave, so that no position a client holds is ever given again to another frame.
+    """
+
+    def __init__(
+        self,
+        seconds: float,
+        size: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        total: int = 100_000,
+    ) -> None:
+        if seconds <= 0 or size < 1 or total < 1:
+            raise ValueError("recover should be a positive number of seconds, and size and total at least 1.")
         self.seconds = seconds
         self.size = size
+        self.total = total
         self.clock = clock
         #: Changes when the process restarts: positions from another epoch cannot be replayed.
         self.epoch = uuid.uuid4().hex[:12]
-        self._streams: dict[str, _Stream] = {}
+        #: Signs the positions handed to clients (see `position_token`); lives as long as the epoch.
+        self.secret = secrets.token_bytes(32)
+        # Streams with frames, least recently appended first.
+        self._streams: collections.OrderedDict[str, _Stream] = collections.OrderedDict()
+        self._idle: dict[str, int] = {}  # streams kept without frames (someone is in them): last number
+        self._floor = 0  # the highest number of a forgotten stream
+        self._frames = 0  # frames kept, all streams together
 
     def __repr__(self) -> str:
-        return f"<ReplayBuffer {self.seconds}s x {self.size} streams={len(self._streams)}>"
+        return (
+            f"<ReplayBuffer {self.seconds}s x {self.size} streams={len(self._streams)} frames={self._frames}>"
+        )
+
+    def __len__(self) -> int:
+        """How many frames are kept, all streams together."""
+        return self._frames
 
     def append(self, stream: str, frame: bytes) -> bytes:
         """Number an encoded frame of ``stream``, keep it, and return it with its number."""
-        state = self._streams.setdefault(stream, _Stream())
+        state = self._streams.get(stream)
+        if state is None:
+            state = self._streams[stream] = _Stream(self._idle.pop(stream, self._floor))
+        else:
+            self._streams.move_to_end(stream)
         state.last += 1
         numbered = with_sequence(frame, stream, state.last)
         now = self.clock()
+        state.touched = now
         state.frames.append((state.last, now, numbered))
+        self._frames += 1
         self._prune(state, now)
+        while self._frames > self.total:  # the least recently used streams give up their oldest frames
+            oldest = next(iter(self._streams.values()))
+            oldest.frames.popleft()
+            self._frames -= 1
+            if not oldest.frames:
+                self._retire(next(iter(self._streams)), keep=True)
         return numbered
 
     def position(self, stream: str) -> int:
         """The number of the last frame of ``stream`` (0 before the first)."""
         state = self._streams.get(stream)
-        return 0 if state is None else state.last
+        if state is not None:
+            return state.last
+        return self._idle.get(stream, self._floor)
 
     def since(self, stream: str, seq: int) -> Replay:
         """The frames of ``stream`` after ``seq``, or a resync when some are no longer kept."""
-        state = self._streams.get(stream)
-        last = 0 if state is None else state.last
+        last = self.position(stream)
         if seq > last:
             return Replay(resync=True)  # a position this buffer never gave out
-        if seq == last or state is None:
+        if seq == last:
             return Replay()
-        self._prune(state, self.clock())
-        if not state.frames or state.frames[0][0] > seq + 1:
+        state = self._streams.get(stream)
+        if state is not None:
+            self._prune(state, self.clock())
+        if state is None or not state.frames or state.frames[0][0] > seq + 1:
             return Replay(resync=True)
         return Replay([frame for number, _, frame in state.frames if number > seq])
+
+    def expire(self, in_use: Callable[[str], bool]) -> None:
+        """Drop the frames older than ``seconds`` of every stream; forget the streams not ``in_use``."""
+        now = self.clock()
+        for stream, state in tuple(self._streams.items()):
+            if now - state.touched <= self.seconds:
+                break  # the streams after it were appended to later
+            self._retire(stream, keep=in_use(stream))
+        for stream in [stream for stream in self._idle if not in_use(stream)]:
+            self._floor = max(self._floor, self._idle.pop(stream))
+        for state in self._streams.values():
+            self._prune(state, now)
+
+    def _retire(self, stream: str, keep: bool) -> None:
+        state = self._streams.pop(stream)
+        self._frames -= len(state.frames)
+        if keep:
+            self._idle[stream] = state.last
+        else:
+            self._floor = max(self._floor, state.last)
 
     def _prune(self, state: _Stream, now: float) -> None:
         frames = state.frames
         while frames and (len(frames) > self.size or now - frames[0][1] > self.seconds):
             frames.popleft()
+            self._frames -= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 from collections.abc import Callable, Hashable
@@ -16,7 +17,7 @@ from tornado_websockets.exceptions import EmitHandlerError, NotCallableError, We
 from tornado_websockets.limits import Limits
 from tornado_websockets.metrics import PathMetrics
 from tornado_websockets.presence import Member, Presence
-from tornado_websockets.recovery import ReplayBuffer
+from tornado_websockets.recovery import BROADCAST_STREAM, ReplayBuffer
 from tornado_websockets.rooms import Rooms
 from tornado_websockets.routes import Route
 from tornado_websockets.tornadowrapper import TornadoWrapper
@@ -109,6 +110,9 @@ class WebSocket:
         #: Listed in the AsyncAPI document and the explorer (False for the library's own paths).
         self.documented = True
         self._user_states: dict[Hashable, tuple[SimpleNamespace, int]] = {}
+        self._delivering = False  # a fan-out is under way (see deliver)
+        self._deferred: collections.deque[Envelope] = collections.deque()
+        self._expiry: asyncio.TimerHandle | None = None  # the replay buffer's next expiry
         #: The loop the last connection opened on (connections of a loop that has gone are pruned).
         self._last_loop: Any = None
         #: The runtime this path belongs to: its broker, limits, executor and loops.
@@ -293,59 +297,89 @@ class WebSocket:
         With recovery on and the in-process broker, the frame is numbered here. With a broker that
         shares recovery, it comes numbered (or, while the backplane is down, goes out without a
         number: such frames cannot be replayed).
+
+        An emit made while a fan-out is under way (a slow client closed in the middle of it
+        announces its ``left``) waits for the fan-out to end: every member gets the frames of a
+        stream in the order of their numbers.
         """
+        if self._delivering:
+            self._deferred.append(envelope)
+            return
+        self._delivering = True
+        try:
+            self._deliver_now(envelope)
+            while self._deferred:
+                self._deliver_now(self._deferred.popleft())
+        finally:
+            self._delivering = False
+            self._deferred.clear()
+
+    def _deliver_now(self, envelope: Envelope) -> None:
         targets = self.handlers if envelope.room is None else self.rooms.members(envelope.room)
         frame, skip = envelope.frame, envelope.skip
         here = loops.running_loop()
-        elsewhere: list[tuple[WebSocketHandler, bytes]] = []
-        if envelope.seq is not None:
-            stream, seq = envelope.stream, envelope.seq
+        elsewhere: list[WebSocketHandler] = []
+        seq = envelope.seq
+        if seq is None:
+            # Nobody can have it: no member here, none elsewhere (the in-process broker), and no
+            # buffer to replay it from to a member coming back.
+            broker = self.server.broker
+            nobody = not targets and self.replay is None and not broker.cross_process
+            if envelope.room is not None and nobody:
+                delivery.record_drop(delivery.UNKNOWN_ROOM, self.path)
+            if self.replay is not None and not broker.shares_replay:
+                frame = self.replay.append(envelope.stream, frame)
+                self._schedule_expiry()
+                seq = self.replay.position(envelope.stream)
+        if seq is None:  # the common case, kept lean: a fan-out runs this once per member
             for handler in tuple(targets):
-                # The skipped sender gets the number alone: a client takes a jump in seq for a loss.
-                mine = frame if handler.id != skip else _position(stream, seq)
+                if handler.id == skip:
+                    continue
                 if handler.loop is here:
-                    handler.write_numbered(stream, seq, mine)
+                    handler._write(frame)
                 else:
-                    elsewhere.append((handler, mine))
-            self._write_elsewhere(elsewhere)
-            return
-        # Nobody can have it: no member here, none elsewhere (the in-process broker), and no buffer
-        # to replay it from to a member coming back.
-        broker = self.server.broker
-        nobody = not targets and self.replay is None and not broker.cross_process
-        if envelope.room is not None and nobody:
-            delivery.record_drop(delivery.UNKNOWN_ROOM, self.path)
-        position = None
-        if self.replay is not None and not broker.shares_replay:
-            frame = self.replay.append(envelope.stream, frame)
-            position = _position(envelope.stream, self.replay.position(envelope.stream))
-        for handler in tuple(targets):
-            if handler.id != skip:
-                mine = frame
-            elif position is not None:
-                mine = position
-            else:
-                continue
-            if handler.loop is here:
-                handler._write(mine)
-            else:
-                elsewhere.append((handler, mine))
-        self._write_elsewhere(elsewhere)
+                    elsewhere.append(handler)
+        else:
+            for handler in tuple(targets):
+                if handler.loop is here:
+                    _write_numbered(handler, envelope, frame, seq)
+                else:
+                    elsewhere.append(handler)
+        if elsewhere:
+            self._write_elsewhere(elsewhere, envelope, frame, seq)
 
-    def _write_elsewhere(self, writes: list[tuple[WebSocketHandler, bytes]]) -> None:
-        """Hand frames to connections served by other loops than this one (rare: several loops)."""
-        if not writes:
-            return
-        by_loop: dict[Any, list[tuple[WebSocketHandler, bytes]]] = {}
-        for handler, frame in writes:
-            by_loop.setdefault(handler.loop, []).append((handler, frame))
+    def _write_elsewhere(
+        self, handlers: list[WebSocketHandler], envelope: Envelope, frame: bytes, seq: int | None
+    ) -> None:
+        """Hand a frame to connections served by other loops than this one (rare: several loops)."""
+        by_loop: dict[Any, list[WebSocketHandler]] = {}
+        for handler in handlers:
+            by_loop.setdefault(handler.loop, []).append(handler)
         for loop, group in by_loop.items():
             try:
-                loops.call_soon(loop, _write_all, group)
+                loops.call_soon(loop, _write_all, group, envelope, frame, seq)
             except loops.LoopUnavailableError:  # that loop has gone, and its connections with it
                 delivery.record_drop(delivery.CONNECTION_CLOSED, self.path, len(group))
-                for handler, _ in group:
+                for handler in group:
                     handler.forget()
+
+    def _schedule_expiry(self) -> None:
+        """Expire the replay buffer's old frames on a timer while it keeps any, touched or not."""
+        if self._expiry is not None or self.replay is None:
+            return
+        replay = self.replay
+
+        def expire() -> None:
+            self._expiry = None
+            replay.expire(lambda stream: stream == BROADCAST_STREAM or stream in self.rooms)
+            if len(replay):
+                self._schedule_expiry()
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # delivered outside a loop (a test's broadcast): expired at the next one
+            return
+        self._expiry = loop.call_later(max(replay.seconds / 4, 0.05), expire)
 
     def broadcast(self, frame: bytes) -> None:
         """Write an encoded frame to every live connection of this process; call on the loop."""
@@ -431,11 +465,19 @@ class RoomTarget:
         self.websocket.emit(event, data, room=self.room, skip=skip)
 
 
-def _write_all(writes: list[tuple[WebSocketHandler, bytes]]) -> None:
-    for handler, frame in writes:
+def _write_all(handlers: list[WebSocketHandler], envelope: Envelope, frame: bytes, seq: int | None) -> None:
+    for handler in handlers:
+        if seq is not None:
+            _write_numbered(handler, envelope, frame, seq)
+        elif handler.id != envelope.skip:
+            handler._write(frame)
+
+
+def _write_numbered(handler: WebSocketHandler, envelope: Envelope, frame: bytes, seq: int) -> None:
+    """One member's copy of a numbered frame; the sender it skips gets its new position instead."""
+    if handler.id == envelope.skip:  # its numbers must go on without a gap all the same
+        handler.write_position(envelope.stream, seq)
+    elif envelope.seq is not None:  # numbered by the broker: held while the stream's catch-up runs
+        handler.write_numbered(envelope.stream, seq, frame)
+    else:
         handler._write(frame)
-
-
-def _position(stream: str, seq: int) -> bytes:
-    """The ``stream`` event that moves a client past frame ``seq`` it was skipped for (it sent it)."""
-    return protocol.encode("stream", {"stream": stream, "seq": seq})

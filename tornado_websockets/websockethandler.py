@@ -20,7 +20,7 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
-from tornado_websockets import codec, delivery, framereader, loops, protocol, recovery_redis
+from tornado_websockets import codec, delivery, framereader, loops, protocol, recovery, recovery_redis
 from tornado_websockets import websocket as websocket_module
 from tornado_websockets.events import RESERVED_EVENTS, EventFunction, is_async_callable
 from tornado_websockets.exceptions import (
@@ -33,7 +33,6 @@ from tornado_websockets.exceptions import (
 from tornado_websockets.limits import BACKLOG_CLOSE_CODE, RATE_CLOSE_CODE, RateLimiter
 from tornado_websockets.presence import JOINED_EVENT, LEFT_EVENT, display_name, identity
 from tornado_websockets.recovery import BROADCAST_STREAM, Replay
-from tornado_websockets.tornadowrapper import TornadoWrapper
 
 if TYPE_CHECKING:
     from tornado_websockets.server import Server
@@ -107,9 +106,11 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._user_id: Hashable | None = None
         self._opened = False
         self._recovery: dict[str, int] = {}
+        self._tokens: dict[str, object] = {}  # what the client sent with each position
         self._recovery_epoch: str | None = None
         #: Shared recovery: numbered frames held, per stream, until its catch-up is written.
-        self._held: dict[str, list[tuple[int, bytes]]] = {}
+        self._held: dict[str, list[tuple[int, bytes | None]]] = {}  # None: its position only
+        self._signing: tuple[str, bytes] | None = None  # the epoch and secret of the last position
         self._catch_ups: set[asyncio.Future[None]] = set()
         self._too_slow = False  # closed for not reading
         self.limits = websocket.limits or self.runtime.limits
@@ -218,16 +219,18 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._catch_up(room)  # before joining: the missed frames come before any new one
         first = self.websocket.presence_events and not self._identity_in(room)
         self.websocket.rooms.join(room, self)
-        self.runtime.broker.presence_changed()
-        if first:
+        # A broker sharing presence announces once per user across processes, when Redis counted.
+        if not self.runtime.broker.presence_changed(self, room, True) and first:
             self._announce(JOINED_EVENT, room)
 
     def _leave(self, room: str) -> None:
         if room not in self.websocket.rooms.rooms_of(self):
             return
         self.websocket.rooms.leave(room, self)
-        self.runtime.broker.presence_changed()
-        if self.websocket.presence_events and not self._identity_in(room):
+        if self.websocket.replay is not None and not self.is_closed:  # the client forgets its position
+            self.write_frame(protocol.encode(STREAM_EVENT, {"stream": room, "left": True}))
+        shared = self.runtime.broker.presence_changed(self, room, False)
+        if not shared and self.websocket.presence_events and not self._identity_in(room):
             self._announce(LEFT_EVENT, room)
 
     def _identity_in(self, room: str) -> bool:
@@ -244,29 +247,52 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         replay = self.websocket.replay
         if replay is None:
             return
-        if TornadoWrapper.broker.shares_replay:
+        if self.runtime.broker.shares_replay:
             # Frames of the stream that reach this process from now on wait for the catch-up.
             self._held[stream] = []
             task = asyncio.ensure_future(self._catch_up_shared(stream, replay.seconds))
             self._catch_ups.add(task)  # the loop keeps only a weak reference to a task
             task.add_done_callback(self._catch_ups.discard)
             return
-        seen = self._recovery.get(stream)
+        # A position serves once: joining the room again later replays nothing from it.
+        seen, token = self._recovery.pop(stream, None), self._tokens.pop(stream, None)
         missed = None
         if seen is not None:
-            missed = (
-                replay.since(stream, seen) if self._recovery_epoch == replay.epoch else Replay(resync=True)
-            )
-        self._write_catch_up(stream, missed, replay.position(stream), replay.epoch)
+            vouched = self._vouched(stream, seen, token, replay.epoch, replay.secret)
+            missed = replay.since(stream, seen) if vouched else Replay(resync=True)
+        self._write_catch_up(stream, missed, replay.position(stream), replay.epoch, replay.secret)
 
-    def _write_catch_up(self, stream: str, missed: Replay | None, position: int, epoch: str) -> None:
+    def _vouched(self, stream: str, seen: int, token: object, epoch: str, secret: bytes) -> bool:
+        """Whether the client may recover ``stream`` from ``seen``: a position this server gave it."""
+        return self._recovery_epoch == epoch and recovery.token_allows(
+            secret, self.websocket.path, stream, epoch, token, seen
+        )
+
+    def _write_catch_up(
+        self, stream: str, missed: Replay | None, position: int, epoch: str, secret: bytes
+    ) -> None:
         """A returning client's ``resync`` or missed frames (None: it asked for none), then its position."""
         if missed is not None:
             if missed.resync:
                 self.write_frame(protocol.encode(RESYNC_EVENT, {"stream": stream}))
             for frame in missed.frames:
                 self.write_frame(frame)
-        self.write_frame(protocol.encode(STREAM_EVENT, {"stream": stream, "seq": position, "epoch": epoch}))
+        self._signing = (epoch, secret)
+        self._write_position(stream, position)
+
+    def _write_position(self, stream: str, seq: int) -> None:
+        if self._signing is None:  # no position handed out yet (the backplane was down)
+            return
+        epoch, secret = self._signing
+        token = recovery.position_token(secret, self.websocket.path, stream, epoch, seq)
+        data = {"stream": stream, "seq": seq, "epoch": epoch, "token": token}
+        self.write_frame(protocol.encode(STREAM_EVENT, data))
+
+    def _write_held(self, stream: str, seq: int, frame: bytes | None) -> None:
+        if frame is None:
+            self._write_position(stream, seq)
+        else:
+            self.write_frame(frame)
 
     async def _catch_up_shared(self, stream: str, seconds: float) -> None:
         """`_catch_up` with frames numbered and kept by the broker, for every process.
@@ -275,21 +301,21 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         held; once the broker's read is behind them all, the client gets, in order: what it
         missed (or ``resync``), its position, then the held frames it has not had yet.
         """
-        seen = self._recovery.get(stream)
+        seen, token = self._recovery.pop(stream, None), self._tokens.pop(stream, None)
         try:
-            shared = await TornadoWrapper.broker.replay_since(self.websocket.path, stream, seen, seconds)
+            shared = await self.runtime.broker.replay_since(self.websocket.path, stream, seen, seconds)
         except ConnectionError as error:
             logger.warning("Recovery of %r for %r unavailable: %s", stream, self, error)
             if seen is not None:
                 self.write_frame(protocol.encode(RESYNC_EVENT, {"stream": stream}))
-            for _, frame in self._held.pop(stream, []):
-                self.write_frame(frame)
+            for seq, frame in self._held.pop(stream, []):
+                self._write_held(stream, seq, frame)
             return
         held = self._held.pop(stream, [])
         if self.is_closed:  # gone while Redis answered: nothing to write, nothing lost
             return
         frames = None
-        if seen is not None and self._recovery_epoch == shared.epoch:
+        if seen is not None and self._vouched(stream, seen, token, shared.epoch, shared.secret):
             frames = recovery_redis.missed(shared, seen)
         if frames is not None:
             missed: Replay | None = Replay(frames)
@@ -298,9 +324,9 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             missed = None if seen is None else Replay(resync=True)
             # Nothing replayed: the client gets what reached this process after it joined.
             position = held[0][0] - 1 if held else shared.last
-        self._write_catch_up(stream, missed, position, shared.epoch)
-        for _, frame in held:
-            self.write_frame(frame)
+        self._write_catch_up(stream, missed, position, shared.epoch, shared.secret)
+        for seq, frame in held:
+            self._write_held(stream, seq, frame)
 
     def write_numbered(self, stream: str, seq: int, frame: bytes) -> None:
         """Write a frame numbered by the broker, or hold it while the stream's catch-up runs."""
@@ -309,6 +335,22 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self.write_frame(frame)
         else:
             held.append((seq, frame))
+
+    def write_position(self, stream: str, seq: int) -> None:
+        """Tell the client that frame ``seq`` of ``stream``, which it was left out of (``skip``),
+        is behind it: its numbers go on without a gap (or hold it while the catch-up runs)."""
+        held = self._held.get(stream) if self._held else None
+        if held is None:
+            self._write_position(stream, seq)
+        else:
+            held.append((seq, None))
+
+    def write_resync(self, stream: str, position: int, epoch: str, secret: bytes) -> None:
+        """Tell the client that frames of ``stream`` up to ``position`` are lost: ``resync``, then
+        its new position (the broker lost them while it resubscribed and Redis no longer keeps them)."""
+        if stream in self._held:  # its catch-up, still running, will tell the client where it stands
+            return
+        self._write_catch_up(stream, Replay(resync=True), position, epoch, secret)
 
     # Tornado callbacks -------------------------------------------------------------------------
 
@@ -341,7 +383,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._catch_up(BROADCAST_STREAM)
         self.websocket.connection_opened(self)
         self.websocket.metrics.connections_total += 1
-        self.runtime.broker.presence_changed()
+        self.runtime.broker.presence_changed(self, None, True)
         if self._user_id is not None:
             self.websocket.attach_user(self._user_id)
         for module in self.websocket.modules:
@@ -350,7 +392,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         return None if function is None else self._dispatch(function, {}, None)
 
     def _read_recovery_request(self) -> None:
-        """The client's last positions, sent as ``?recover={"epoch": ..., "streams": {...}}``."""
+        """The client's last positions, sent as ``?recover={"epoch": e, "streams": {name: seq},
+        "tokens": {name: token}}`` (a position without its token earns a ``resync``)."""
         raw = self.get_query_argument("recover", None)
         if raw is None or self.websocket.replay is None:
             return
@@ -358,6 +401,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             request = codec.loads(raw)
             streams = request["streams"]
             self._recovery = {str(k): int(v) for k, v in streams.items() if isinstance(v, int)}
+            self._tokens = dict(request.get("tokens") or {})
             self._recovery_epoch = str(request["epoch"])
         except (ValueError, TypeError, KeyError, AttributeError):
             self.write_frame(protocol.warning_frame("The recover parameter could not be read."))
@@ -452,7 +496,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
                 self._leave(room)
             if self._user_id is not None:
                 self.websocket.detach_user(self._user_id)
-            self.runtime.broker.presence_changed()
+            self.runtime.broker.presence_changed(self, None, False)
 
     def forget(self) -> None:
         """Unlink a connection whose loop has gone without closing it (nothing can be written)."""
@@ -462,6 +506,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
                 self.websocket.rooms.leave(room, self)
             if self._user_id is not None:
                 self.websocket.detach_user(self._user_id)
+            self.runtime.broker.presence_changed(self, None, False)
 
     # Dispatch ------------------------------------------------------------------------------------
 

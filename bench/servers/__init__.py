@@ -51,7 +51,9 @@ def _importable(name: str) -> bool:
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
-        ServerSpec("raw", "raw Tornado", "bench.servers.raw_tornado", "json", ("tornado",)),
+        ServerSpec(
+            "raw", "raw Tornado", "bench.servers.raw_tornado", "json", ("tornado",), redis_requires="redis"
+        ),
         ServerSpec(
             "ours",
             "ours (async def)",

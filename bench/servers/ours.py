@@ -5,7 +5,9 @@
 echo's data with a ``msgspec.Struct`` (validated before the call, the ``typed`` extra), to show
 what validation costs beside the untyped path. ``--tornado-reader`` turns our bulk frame reader off
 (`tornado_websockets.framereader`), to show what it saves. ``--redis URL`` sets the cross-process
-backplane.
+backplane (``?cluster=1`` for Redis Cluster with sharded pub/sub). Every variant also answers
+``join`` (enter ``data["room"]``) and ``say`` (``tick`` to ``data["room"]``), for the sharding
+scenario.
 """
 
 from typing import Any
@@ -59,6 +61,14 @@ def build(sync: bool, typed: bool = False) -> WebSocket:
         @ws.on(name="broadcast")
         async def broadcast_async(data: dict[str, Any]) -> None:
             ws.emit("tick", data)
+
+    @ws.on(name="join")
+    async def join(socket: Any, data: dict[str, Any]) -> None:
+        socket.join(data["room"])
+
+    @ws.on(name="say")
+    async def say(data: dict[str, Any]) -> None:
+        ws.emit("tick", data, room=data["room"])
 
     return ws
 

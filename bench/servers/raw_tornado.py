@@ -2,6 +2,10 @@
 
 Same frames, same codec as ours (orjson when installed), nothing else: no event registry, no
 metrics, no limits. The ratio ours / raw is what the library costs on top of Tornado.
+
+With ``--redis URL``, the same work across processes done by hand with ``redis.asyncio`` pub/sub:
+a broadcast is written to this process's clients, then PUBLISHed (one channel, this process's id
+in front); a subscriber task writes what the other processes published to its clients.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class BenchHandler(tornado.websocket.WebSocketHandler):
     """Echo to the sender, broadcast to every open connection; the frame is encoded once."""
 
     clients: ClassVar[set[BenchHandler]] = set()
+    #: With --redis: hands an encoded broadcast to the publishing task.
+    outbox: ClassVar[asyncio.Queue[bytes] | None] = None
 
     def open(self, *args: str, **kwargs: str) -> None:
         self.clients.add(self)
@@ -57,11 +63,45 @@ class BenchHandler(tornado.websocket.WebSocketHandler):
             self.write_message(_dumps({"event": "echo", "data": data}))
         elif event == "broadcast":
             out = _dumps({"event": "tick", "data": data})
-            for client in tuple(self.clients):
-                try:
-                    client.write_message(out)
-                except tornado.websocket.WebSocketClosedError:
-                    self.clients.discard(client)
+            write_all(out)
+            if self.outbox is not None:
+                self.outbox.put_nowait(out)
+
+
+def write_all(out: bytes) -> None:
+    """Write one encoded frame to every open connection of this process."""
+    for client in tuple(BenchHandler.clients):
+        try:
+            client.write_message(out)
+        except tornado.websocket.WebSocketClosedError:
+            BenchHandler.clients.discard(client)
+
+
+async def _relay(url: str) -> None:
+    """Publish this process's broadcasts; write the other processes' ones to this process's clients."""
+    import os
+
+    import redis.asyncio
+
+    channel, me = "bench", f"{os.getpid()}|".encode()
+    client = redis.asyncio.Redis.from_url(url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(channel)
+    outbox: asyncio.Queue[bytes] = asyncio.Queue()
+    BenchHandler.outbox = outbox
+
+    async def publish() -> None:
+        while True:
+            out = await outbox.get()
+            await client.publish(channel, me + out)
+
+    async def receive() -> None:
+        async for message in pubsub.listen():
+            data = message["data"]
+            if message["type"] == "message" and not data.startswith(me):
+                write_all(data.partition(b"|")[2])
+
+    await asyncio.gather(publish(), receive())
 
 
 def make_app() -> tornado.web.Application:
@@ -69,19 +109,22 @@ def make_app() -> tornado.web.Application:
     return tornado.web.Application([("/ws/bench", BenchHandler)])
 
 
-async def _serve(host: str, port: int) -> None:
+async def _serve(host: str, port: int, redis_url: str | None = None) -> None:
+    relay = None if redis_url is None else asyncio.ensure_future(_relay(redis_url))
     make_app().listen(port, host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
+    if relay is not None:
+        relay.cancel()
 
 
 def main(argv: list[str] | None = None) -> None:
     """Serve until SIGTERM."""
     options = parse_options(__doc__ or "", argv)
-    asyncio.run(_serve(options.host, options.port))
+    asyncio.run(_serve(options.host, options.port, options.redis))
 
 
 if __name__ == "__main__":
