@@ -2,7 +2,7 @@
 
 A client takes a jump in ``seq`` for frames lost on the way and reconnects to recover them, so the
 connection an emit skips gets the frame's number alone: ``{"event": "stream", "data": {"stream",
-"seq"}}``. In-process numbering and numbering by Redis (shared recovery) alike.
+"seq", "epoch", "token"}}``. In-process numbering and numbering by Redis (shared recovery) alike.
 """
 
 from __future__ import annotations
@@ -52,9 +52,10 @@ async def positions_of_the_sender(redis_url: str | None) -> None:
             ("said", {"n": n}, start + 1 + n) for n in range(3)
         ]
         told = [await sender.receive() for _ in range(3)]
-        assert [(frame.event, frame.data) for frame in told] == [
-            ("stream", {"stream": "lobby", "seq": start + 1 + n}) for n in range(3)
+        assert [(frame.event, frame.data["stream"], frame.data["seq"]) for frame in told] == [
+            ("stream", "lobby", start + 1 + n) for n in range(3)
         ]
+        assert all(frame.data["token"] for frame in told)  # a position it may recover from
         sender.close()
         other.close()
 

@@ -405,3 +405,53 @@ async def test_quick_starter_says_where_it_listens(tmp_path: Path, address: str)
     text = output.decode()
     assert f"Listening on http://{address or '0.0.0.0'}:{port}/" in text, text
     assert ("every interface" in text) is (address == "")
+
+
+REDIS_SCRIPT = textwrap.dedent(
+    """
+    import logging, sys
+    from tornado_websockets.tornadowrapper import TornadoWrapper
+    from tornado_websockets.websocket import WebSocket
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+    ws = WebSocket("/frozen", presence_events=True)
+
+    @ws.on
+    async def open(socket):
+        socket.join("lobby")
+        socket.emit("ready")
+
+    TornadoWrapper.run(int(sys.argv[1]), address="127.0.0.1", broker=sys.argv[2])
+    print("exited cleanly", flush=True)
+    """
+)
+
+
+async def test_sigterm_with_a_frozen_redis_exits_within_the_grace(tmp_path: Path, redis_server: Any) -> None:
+    from tornado_websockets.tornadowrapper import BROKER_STOP_TIMEOUT, SHUTDOWN_GRACE
+
+    script = tmp_path / "frozen.py"
+    script.write_text(REDIS_SCRIPT)
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(port), redis_server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    try:
+        client = await _connect_with_retry(f"ws://127.0.0.1:{port}/ws/frozen")
+        assert await client.wait_for("ready") == {}
+        redis_server.pause()  # a hung Redis host: connections open, nothing answers
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert await client.wait_closed() == 1001
+        output, _ = await asyncio.to_thread(process.communicate, timeout=60)
+        took = time.monotonic() - signalled
+    finally:
+        redis_server.resume()
+        process.kill()
+    assert process.returncode == 0, output
+    assert b"exited cleanly" in output
+    # The loop never waited on Redis: bounded by the grace and the broker's stop timeout.
+    assert took < SHUTDOWN_GRACE + BROKER_STOP_TIMEOUT + 3, f"exited {took:.1f}s after SIGTERM\n{output!r}"

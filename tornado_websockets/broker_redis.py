@@ -758,7 +758,8 @@ class RedisBroker(Broker):
             return
         for envelope in envelopes:
             if envelope.numbered:
-                self.deliver(dataclasses.replace(envelope, numbered=False))
+                # Still marked numbered (it carries no number): its clients' writes wait for it.
+                self.deliver(envelope)
 
     # Presence and metrics: see tornado_websockets.presence_redis -------------------------------
 

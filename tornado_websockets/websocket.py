@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Hashable
 from types import SimpleNamespace
@@ -286,6 +287,9 @@ class WebSocket:
         """
         broker = self.server.broker
         if self.replay is not None and broker.shares_replay and broker.replay_ready:
+            # What the sending function writes next to these clients waits for this frame.
+            for handler in self.handlers if envelope.room is None else self.rooms.members(envelope.room):
+                handler.expect_numbered(envelope.stream)
             broker.publish(dataclasses.replace(envelope, numbered=True))
             return
         self.deliver(envelope)
@@ -331,7 +335,10 @@ class WebSocket:
                 frame = self.replay.append(envelope.stream, frame)
                 self._schedule_expiry()
                 seq = self.replay.position(envelope.stream)
-        if seq is None:  # the common case, kept lean: a fan-out runs this once per member
+        # One this process sent to be numbered, back (or, Redis refusing, back unnumbered): its
+        # local members wrote nothing since but into their order, which it now takes its place in.
+        own = envelope.origin == self.server.broker.id and (envelope.seq is not None or envelope.numbered)
+        if seq is None and not own:  # the common case, kept lean: a fan-out runs this once per member
             for handler in tuple(targets):
                 if handler.id == skip:
                     continue
@@ -342,14 +349,19 @@ class WebSocket:
         else:
             for handler in tuple(targets):
                 if handler.loop is here:
-                    _write_numbered(handler, envelope, frame, seq)
+                    _write_member(handler, envelope, frame, seq, own)
                 else:
                     elsewhere.append(handler)
         if elsewhere:
-            self._write_elsewhere(elsewhere, envelope, frame, seq)
+            self._write_elsewhere(elsewhere, envelope, frame, seq, own)
 
     def _write_elsewhere(
-        self, handlers: list[WebSocketHandler], envelope: Envelope, frame: bytes, seq: int | None
+        self,
+        handlers: list[WebSocketHandler],
+        envelope: Envelope,
+        frame: bytes,
+        seq: int | None,
+        own: bool,
     ) -> None:
         """Hand a frame to connections served by other loops than this one (rare: several loops)."""
         by_loop: dict[Any, list[WebSocketHandler]] = {}
@@ -357,7 +369,7 @@ class WebSocket:
             by_loop.setdefault(handler.loop, []).append(handler)
         for loop, group in by_loop.items():
             try:
-                loops.call_soon(loop, _write_all, group, envelope, frame, seq)
+                loops.call_soon(loop, _write_all, group, envelope, frame, seq, own)
             except loops.LoopUnavailableError:  # that loop has gone, and its connections with it
                 delivery.record_drop(delivery.CONNECTION_CLOSED, self.path, len(group))
                 for handler in group:
@@ -465,17 +477,27 @@ class RoomTarget:
         self.websocket.emit(event, data, room=self.room, skip=skip)
 
 
-def _write_all(handlers: list[WebSocketHandler], envelope: Envelope, frame: bytes, seq: int | None) -> None:
+def _write_all(
+    handlers: list[WebSocketHandler], envelope: Envelope, frame: bytes, seq: int | None, own: bool
+) -> None:
     for handler in handlers:
-        if seq is not None:
-            _write_numbered(handler, envelope, frame, seq)
-        elif handler.id != envelope.skip:
+        _write_member(handler, envelope, frame, seq, own)
+
+
+def _write_member(
+    handler: WebSocketHandler, envelope: Envelope, frame: bytes, seq: int | None, own: bool
+) -> None:
+    """One member's copy of a frame: in its place in the member's order if this process sent it."""
+    write = functools.partial(_write_one, handler, envelope, frame, seq)
+    if not (own and handler.fill_numbered(envelope.stream, write)):
+        write()
+
+
+def _write_one(handler: WebSocketHandler, envelope: Envelope, frame: bytes, seq: int | None) -> None:
+    if seq is None:
+        if handler.id != envelope.skip:
             handler._write(frame)
-
-
-def _write_numbered(handler: WebSocketHandler, envelope: Envelope, frame: bytes, seq: int) -> None:
-    """One member's copy of a numbered frame; the sender it skips gets its new position instead."""
-    if handler.id == envelope.skip:  # its numbers must go on without a gap all the same
+    elif handler.id == envelope.skip:  # its numbers must go on without a gap all the same
         handler.write_position(envelope.stream, seq)
     elif envelope.seq is not None:  # numbered by the broker: held while the stream's catch-up runs
         handler.write_numbered(envelope.stream, seq, frame)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import functools
@@ -113,6 +114,11 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._signing: tuple[str, bytes] | None = None  # the epoch and secret of the last position
         self._catch_ups: set[asyncio.Future[None]] = set()
         self._too_slow = False  # closed for not reading
+        #: Writes held behind frames this process sent to be numbered by the backplane, so that
+        #: the client gets a function's frames in the order it made them (see `expect_numbered`).
+        self._order: collections.deque[list[Any]] | None = None
+        self._unordered = False
+        self._order_timer: asyncio.TimerHandle | None = None
         self.limits = websocket.limits or self.runtime.limits
         self._limiter = (
             None if self.limits.max_rate is None else RateLimiter(self.limits.max_rate, self.limits.burst)
@@ -350,7 +356,13 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         its new position (the broker lost them while it resubscribed and Redis no longer keeps them)."""
         if stream in self._held:  # its catch-up, still running, will tell the client where it stands
             return
-        self._write_catch_up(stream, Replay(resync=True), position, epoch, secret)
+        # Ahead of any write waiting for a numbered frame: the broker found the loss on its way to
+        # deliver that very frame, which must come after the resync.
+        unordered, self._unordered = self._unordered, True
+        try:
+            self._write_catch_up(stream, Replay(resync=True), position, epoch, secret)
+        finally:
+            self._unordered = unordered
 
     # Tornado callbacks -------------------------------------------------------------------------
 
@@ -724,6 +736,9 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
 
     def _write(self, frame: bytes) -> None:
         """`write_frame` on the connection's loop."""
+        if self._order is not None and not self._unordered:
+            self._order.append([None, functools.partial(self._write, frame)])
+            return
         path = self.websocket.path
         if self.is_closed:
             delivery.record_drop(delivery.CONNECTION_CLOSED, path)
@@ -749,6 +764,62 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self._written(future)
         else:
             future.add_done_callback(self._written)
+
+    # One order of delivery, whatever the broker -------------------------------------------------
+
+    def expect_numbered(self, stream: str) -> None:
+        """A frame for this connection went to the backplane to be numbered (on the loop).
+
+        Until it comes back (`fill_numbered`), or `ORDER_TIMEOUT` passes, what is written to the
+        connection waits behind it: the client sees ``ws.emit`` then ``socket.emit`` then the
+        reply in that order, as it does with the in-process broker.
+        """
+        if self._order is None:
+            self._order = collections.deque()
+            self._order_timer = self.loop.call_later(ORDER_TIMEOUT, self._give_up_order)
+        self._order.append([stream, None])
+
+    def fill_numbered(self, stream: str, write: Callable[[], None]) -> bool:
+        """Write a numbered frame this process sent in its place in the order; False: none awaited."""
+        if self._order is None:
+            return False
+        for entry in self._order:
+            if entry[0] == stream and entry[1] is None:
+                entry[1] = write
+                self._flush_order()
+                return True
+        return False
+
+    def _flush_order(self) -> None:
+        order = self._order
+        assert order is not None
+        self._unordered = True
+        try:
+            while order and order[0][1] is not None:
+                order.popleft()[1]()
+        finally:
+            self._unordered = False
+        if not order:
+            self._order = None
+            if self._order_timer is not None:
+                self._order_timer.cancel()
+                self._order_timer = None
+
+    def _give_up_order(self) -> None:
+        """A numbered frame never came back (the backplane lost it): write what waited behind it."""
+        self._order_timer = None
+        order, self._order = self._order, None
+        if not order:
+            return
+        missing = sum(1 for entry in order if entry[1] is None)
+        logger.warning("%r: %d frame(s) never came back numbered; writing what waited", self, missing)
+        self._unordered = True
+        try:
+            for _, write in order:
+                if write is not None:
+                    write()
+        finally:
+            self._unordered = False
 
     def _written(self, future: asyncio.Future[None]) -> None:
         if not future.cancelled() and future.exception() is not None:
@@ -797,6 +868,9 @@ else:
         """Run an event function's coroutine as a task of its own (Tornado waits for it)."""
         return loop.create_task(coroutine)
 
+
+#: Seconds a connection's writes wait behind a frame sent to the backplane to be numbered.
+ORDER_TIMEOUT = 2.0
 
 #: Bytes and seconds a connection closed for a too large message is still read (and discarded)
 #: so that its close frame reaches the client: a socket closed with unread input is reset, and the
