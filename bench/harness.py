@@ -55,6 +55,9 @@ class Plan:
     shard_rounds: int = 0
     #: Seconds one fan-out round may take; a slower server gets the figures of that round only.
     fanout_timeout: float = 60.0
+    #: Another client's round trips while one client floods (echoes kept in flight): seconds, window.
+    fairness_duration: float = 0.0
+    fairness_window: int = 200
     servers: tuple[str, ...] = tuple(SERVERS)
 
 
@@ -73,6 +76,7 @@ PLANS = {
         redis_rounds=0,
         cross_receivers=200,
         cross_rounds=3,
+        fairness_duration=1.0,
         shard_processes=4,
         shard_rooms=8,
         shard_members=10,
@@ -92,6 +96,7 @@ PLANS = {
         redis_rounds=100,
         cross_receivers=4000,
         cross_rounds=10,
+        fairness_duration=4.0,
         shard_processes=8,
         shard_rooms=64,
         shard_members=50,
@@ -157,6 +162,29 @@ def run_echo(
             recorder.add(spec.name, "echo_cpu_us", clients, rep, result["server_cpu_us"])
             recorder.add(spec.name, "echo_p50_ms", clients, rep, result["p50_ms"])
             recorder.add(spec.name, "echo_p99_ms", clients, rep, result["p99_ms"])
+
+
+def run_fairness(
+    spec: ServerSpec, plan: Plan, rep: int, load: Any, recorder: Recorder, pythonpath: str | None
+) -> None:
+    """Another client's echo round trip while one client keeps ``fairness_window`` echoes in flight."""
+    dialect = DIALECTS[spec.dialect]
+    with server_process(spec, pythonpath=pythonpath) as (port, _):
+        url = dialect.url(port)
+        _warm(load, url, spec.dialect)
+        for group in ("probe", "flood"):
+            opened = load.call("connect", url=url, dialect=spec.dialect, count=1, group=group)
+            if opened["failed"]:
+                raise RuntimeError(f"the {group} connection failed: {opened['error']}")
+        result = load.call(
+            "fairness", warmup=plan.echo_warmup, duration=plan.fairness_duration, window=plan.fairness_window
+        )
+        load.call("close")
+        if not result["probe_round_trips"]:
+            raise RuntimeError(f"the other client got no answer during the flood: {result}")
+        recorder.add(spec.name, "fairness_p50_ms", plan.fairness_window, rep, result["p50_ms"])
+        recorder.add(spec.name, "fairness_p99_ms", plan.fairness_window, rep, result["p99_ms"])
+        recorder.add(spec.name, "fairness_flood_per_s", plan.fairness_window, rep, result["flood_per_s"])
 
 
 def run_fanout(
@@ -304,6 +332,9 @@ def run_plan(plan: Plan, pythonpath: str | None = None, redis: bool = True) -> d
                     recorder,
                     pythonpath,
                 )
+                if plan.fairness_duration and not spec.echo_only:
+                    fairness_args = (spec, plan, rep, load, recorder, pythonpath)
+                    _attempt(recorder, spec.name, "fairness", rep, load, run_fairness, *fairness_args)
                 for size in () if spec.echo_only else plan.fanout_sizes:
                     scenario = f"fanout {size}"
                     args = (spec, plan, size, rep, load, recorder, pythonpath)

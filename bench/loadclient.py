@@ -114,6 +114,44 @@ class EchoRun:
             self._drained.set_result(None)
 
 
+class FairnessRun:
+    """One connection floods ``echo`` (``window`` in flight at all times) while another does closed-loop
+    round trips: how long the other waits while the server is busy with the flood."""
+
+    def __init__(self, probe: Connection, flood: Connection, window: int) -> None:
+        self.probe = probe
+        self.flood = flood
+        self.window = window
+        self.counting = False
+        self.stopped = False
+        self.flooded = 0
+        self.latencies: list[float] = []
+        self.errors = 0
+
+    def start(self) -> None:
+        for _ in range(self.window):
+            self.flood.send("echo", {"n": 0, "text": TEXT})
+        self.send_probe()
+
+    def send_probe(self) -> None:
+        self.probe.sent_at = time.perf_counter()
+        self.probe.send("echo", {"n": 1, "text": TEXT})
+
+    def on_event(self, connection: Connection, incoming: Incoming) -> None:
+        if incoming.event != "echo":
+            return
+        if connection is self.flood:
+            if self.counting:
+                self.flooded += 1
+            if not self.stopped:
+                connection.send("echo", {"n": 0, "text": TEXT})
+            return
+        if self.counting:
+            self.latencies.append(time.perf_counter() - connection.sent_at)
+        if not self.stopped:
+            self.send_probe()
+
+
 class FanoutRun:
     """Rounds of one ``broadcast``: how long until every counted connection has its ``tick``."""
 
@@ -184,7 +222,7 @@ class LoadClient:
 
     def __init__(self) -> None:
         self.groups: dict[str, list[Connection]] = {}
-        self.run: EchoRun | FanoutRun | None = None
+        self.run: EchoRun | FanoutRun | FairnessRun | None = None
 
     def on_event(self, connection: Connection, incoming: Incoming) -> None:
         if self.run is not None:
@@ -338,6 +376,28 @@ class LoadClient:
             "missing": sum(run.expected - r["received"] for r in results),
             "duplicates": run.duplicates,
             "wrong": run.wrong,
+            "p50_ms": _percentile(latencies, 0.50) * 1000,
+            "p99_ms": _percentile(latencies, 0.99) * 1000,
+        }
+
+    async def fairness(self, warmup: float, duration: float, window: int) -> dict[str, Any]:
+        """The ``probe`` group's round trips while the ``flood`` group's connection floods the server."""
+        run = FairnessRun(self.groups["probe"][0], self.groups["flood"][0], window)
+        self.run = run
+        run.start()
+        await asyncio.sleep(warmup)
+        run.counting = True
+        started = time.perf_counter()
+        await asyncio.sleep(duration)
+        run.counting = False
+        seconds = time.perf_counter() - started
+        run.stopped = True
+        await asyncio.sleep(0.5)  # let the last answers come in before the connections close
+        self.run = None
+        latencies = sorted(run.latencies)
+        return {
+            "probe_round_trips": len(latencies),
+            "flood_per_s": run.flooded / seconds,
             "p50_ms": _percentile(latencies, 0.50) * 1000,
             "p99_ms": _percentile(latencies, 0.99) * 1000,
         }

@@ -22,6 +22,7 @@ LABELS = {
     "raw": "raw Tornado",
     "ours": "ours (async def)",
     "ours-sync": "ours (plain def)",
+    "ours-onloop": "ours (plain def, blocking=False)",
     "ours-typed": "ours (typed echo)",
     "ours-tornado-reader": "ours (Tornado's reader)",
     "socketio": "python-socketio",
@@ -46,6 +47,9 @@ METRICS = {
     "echo_cpu_us": Metric("Echo: server CPU time per round trip", "µs", False, 1),
     "echo_p50_ms": Metric("Echo latency p50", "ms", False, 3),
     "echo_p99_ms": Metric("Echo latency p99", "ms", False, 3),
+    "fairness_p50_ms": Metric("Another client's round trip during a flood, p50", "ms", False, 3),
+    "fairness_p99_ms": Metric("Another client's round trip during a flood, p99", "ms", False, 3),
+    "fairness_flood_per_s": Metric("The flooding client's echoes served per second", "echoes/s", True),
     "fanout_deliveries_per_s": Metric("Fan-out deliveries per second", "deliveries/s", True),
     "fanout_cpu_us": Metric("Fan-out: server CPU time per delivery", "µs", False, 2),
     "fanout_last_ms": Metric("Fan-out: time until the last client has it", "ms", False, 1),
@@ -237,6 +241,22 @@ def targets(summary: Summary) -> list[tuple[str, bool | None, str]]:
             [(f"{size:,}", summary.advantage("ours", peer, "fanout_deliveries_per_s", size))],
             3.0,
         )
+    # Issue 14: a task per frame and the thread path without their tax.
+    check(
+        "Echo (plain def) at least 0.75x raw Tornado at 100 clients",
+        [("100 cl.", summary.advantage("ours-sync", "raw", "echo_rps", 100))],
+        0.75,
+    )
+    check(
+        "Echo (async def) at least 0.95x raw Tornado",
+        [(f"{c} cl.", summary.advantage("ours", "raw", "echo_rps", c)) for c in echo],
+        0.95,
+    )
+    check(
+        "Echo (async def) server CPU per round trip at most 1.1x raw Tornado",
+        [(f"{c} cl.", summary.advantage("ours", "raw", "echo_cpu_us", c)) for c in echo],
+        1 / 1.1,
+    )
     # Issue 16: faster than a hand-written Tornado handler.
     check(
         "Echo (async def) at least 1.2x raw Tornado",
@@ -301,6 +321,19 @@ def render(results: dict[str, Any], title: str = "Benchmark results") -> str:
     lines += ["## Echo", ""]
     for metric in ("echo_rps", "echo_cpu_us", "echo_p50_ms", "echo_p99_ms"):
         lines += _metric_table(summary, metric, "clients")
+    fairness = [
+        row
+        for metric in ("fairness_p50_ms", "fairness_p99_ms", "fairness_flood_per_s")
+        for row in _metric_table(summary, metric, "echoes in flight")
+    ]
+    if fairness:
+        lines += ["## Fairness: another client during a flood", ""]
+        lines += [
+            "One client keeps that many echoes in flight; another does closed-loop round trips",
+            "meanwhile. Its round trip is how long a connection waits behind a busy one.",
+            "",
+            *fairness,
+        ]
     lines += ["## Fan-out (one emit to every client)", ""]
     for metric in ("fanout_deliveries_per_s", "fanout_cpu_us", "fanout_last_ms", "fanout_first_ms"):
         lines += _metric_table(summary, metric, "clients")
@@ -345,7 +378,7 @@ def render(results: dict[str, Any], title: str = "Benchmark results") -> str:
     )
     lines += _validation_table(summary)
     lines += _reader_table(summary)
-    lines += ["", "## Targets (issue 6)", ""]
+    lines += ["", "## Targets (issues 6, 14 and 16)", ""]
     rows = [
         [name, {True: "met", False: "**missed**", None: "-"}[met], why] for name, met, why in targets(summary)
     ]

@@ -213,3 +213,37 @@ def test_the_read_path_measure_runs_both_readers_over_a_socket_pair() -> None:
     result = measure(burst=10, messages=200, rounds=1)
     assert set(result) == {"ours", "tornado"}
     assert all(0 < value < float("inf") for value in result.values())
+
+
+def test_the_report_shows_fairness_and_checks_issue_14s_targets() -> None:
+    run = _run(
+        [
+            ("raw", "fairness_p50_ms", 200, 12.0),
+            ("ours", "fairness_p50_ms", 200, 0.4),
+            ("raw", "echo_rps", 100, 10_000.0),
+            ("ours", "echo_rps", 100, 9_000.0),  # 0.90x: under 0.95x, missed
+            ("ours-sync", "echo_rps", 100, 8_000.0),  # 0.80x: at least 0.75x, met
+            ("raw", "echo_cpu_us", 100, 50.0),
+            ("ours", "echo_cpu_us", 100, 52.0),  # 1.04x raw's CPU: within 1.1x, met
+        ]
+    )
+    text = report.render(run)
+    assert "## Fairness: another client during a flood" in text
+    assert "| 200 | 12.000 | 0.400 |" in text
+    verdicts = {name: met for name, met, _ in report.targets(report.summarize(run))}
+    assert verdicts["Echo (plain def) at least 0.75x raw Tornado at 100 clients"] is True
+    assert verdicts["Echo (async def) at least 0.95x raw Tornado"] is False
+    assert verdicts["Echo (async def) server CPU per round trip at most 1.1x raw Tornado"] is True
+    assert "## Fairness" not in report.render(_run([("ours", "echo_rps", 10, 1.0)]))
+
+
+async def test_the_on_loop_variant_runs_plain_def_functions_on_the_loop() -> None:
+    spec = SERVERS["ours-onloop"]
+    assert spec.command(1234)[-1] == "--on-loop"
+    assert parse_options("", ["--port", "1", "--on-loop"]).on_loop
+    ws = ours.build(sync=False, on_loop=True)
+    assert not ws.events["echo"].is_async
+    assert not ws.events["echo"].blocking
+    async with serve() as server, server.connect("/bench") as client:
+        await client.emit("echo", {"n": 1})
+        assert await client.wait_for("echo") == {"n": 1}

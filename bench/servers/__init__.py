@@ -71,6 +71,15 @@ SERVERS: dict[str, ServerSpec] = {
             ("--sync",),
         ),
         ServerSpec(
+            "ours-onloop",
+            "ours (plain def, blocking=False)",
+            "bench.servers.ours",
+            "json",
+            ("tornado_websockets",),
+            ("--on-loop",),
+            echo_only=True,
+        ),
+        ServerSpec(
             "ours-typed",
             "ours (typed echo)",
             "bench.servers.ours",

@@ -20,6 +20,7 @@ class ServerOptions:
     sync: bool
     typed: bool
     tornado_reader: bool = False
+    on_loop: bool = False
 
 
 def parse_options(description: str, argv: list[str] | None = None) -> ServerOptions:
@@ -33,6 +34,11 @@ def parse_options(description: str, argv: list[str] | None = None) -> ServerOpti
     parser.add_argument(
         "--tornado-reader", action="store_true", help="Tornado's frame reader, not ours (ours only)"
     )
+    parser.add_argument(
+        "--on-loop", action="store_true", help="plain def functions bound with blocking=False (ours only)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
-    return ServerOptions(args.port, args.host, args.redis, args.sync, args.typed, args.tornado_reader)
+    return ServerOptions(
+        args.port, args.host, args.redis, args.sync, args.typed, args.tornado_reader, args.on_loop
+    )

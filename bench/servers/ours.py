@@ -1,7 +1,8 @@
 """This library, as a user writes it: ``WebSocket("/bench")`` and two event functions.
 
 ``async def`` functions by default (the headline: they run on the loop); ``--sync`` binds plain
-``def`` ones, which the library runs in its worker threads by design. ``--typed`` annotates the
+``def`` ones, which the library runs in its worker threads by design; ``--on-loop`` binds them
+with ``blocking=False``, which runs them on the loop. ``--typed`` annotates the
 echo's data with a ``msgspec.Struct`` (validated before the call, the ``typed`` extra), to show
 what validation costs beside the untyped path. ``--tornado-reader`` turns our bulk frame reader off
 (`tornado_websockets.framereader`), to show what it saves. ``--redis URL`` sets the cross-process
@@ -20,7 +21,7 @@ from tornado_websockets.websocket import WebSocket
 __all__ = ["build", "main"]
 
 
-def build(sync: bool, typed: bool = False) -> WebSocket:
+def build(sync: bool, typed: bool = False, on_loop: bool = False) -> WebSocket:
     """The bench path with its ``echo`` and ``broadcast`` events."""
     ws = WebSocket("/bench")
     if typed:
@@ -42,13 +43,14 @@ def build(sync: bool, typed: bool = False) -> WebSocket:
         async def broadcast_typed(data: dict[str, Any]) -> None:
             ws.emit("tick", data)
 
-    elif sync:
+    elif sync or on_loop:
+        # Plain def: in the worker threads, or (--on-loop) on the loop with blocking=False.
 
-        @ws.on
+        @ws.on(blocking=not on_loop)
         def echo(socket: Any, data: dict[str, Any]) -> None:
             socket.emit("echo", data)
 
-        @ws.on
+        @ws.on(blocking=not on_loop)
         def broadcast(data: dict[str, Any]) -> None:
             ws.emit("tick", data)
 
@@ -75,7 +77,7 @@ def build(sync: bool, typed: bool = False) -> WebSocket:
 
 def serve(options: ServerOptions) -> None:
     """Build the path, set the backplane if asked, and run until SIGTERM."""
-    build(options.sync, options.typed)
+    build(options.sync, options.typed, options.on_loop)
     if options.redis is not None:
         TornadoWrapper.use_broker(options.redis)
     settings = {FRAME_READER_SETTING: False} if options.tornado_reader else {}
