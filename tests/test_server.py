@@ -49,6 +49,14 @@ def shout_from_thread(socket: Any, data: dict[str, Any]) -> None:
     user_ws.to(data["room"]).emit("shouted", data)
 
 
+def _own_server(ws: WebSocket) -> tuple[tornado.httpserver.HTTPServer, int]:
+    """A user's own Application and HTTPServer serving ``ws`` on a free loopback port."""
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server = tornado.httpserver.HTTPServer(tornado.web.Application([ws.handler_spec()]))
+    server.add_sockets(sockets)
+    return server, sockets[0].getsockname()[1]
+
+
 async def _exercise(port: int) -> None:
     """What a user's test does: echo, join then read the rooms, and emits to the path and a room."""
     url = f"ws://127.0.0.1:{port}/ws/user-echo"
@@ -84,11 +92,9 @@ class TestTornadoAsyncHTTPTestCase(tornado.testing.AsyncHTTPTestCase):
 
 async def _own_application() -> None:
     """A user's own Application and HTTPServer on whatever loop runs this."""
-    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-    server = tornado.httpserver.HTTPServer(tornado.web.Application([user_ws.handler_spec()]))
-    server.add_sockets(sockets)
+    server, port = _own_server(user_ws)
     try:
-        await _exercise(sockets[0].getsockname()[1])
+        await _exercise(port)
     finally:
         server.stop()
         await server.close_all_connections()
@@ -127,10 +133,8 @@ def test_connections_of_a_loop_closed_without_closing_them_are_forgotten() -> No
     ws = WebSocket("/abandoned", add_to_handlers=False)
 
     async def connect() -> None:
-        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-        server = tornado.httpserver.HTTPServer(tornado.web.Application([ws.handler_spec()]))
-        server.add_sockets(sockets)
-        await WebSocketTestClient.connect(f"ws://127.0.0.1:{sockets[0].getsockname()[1]}/ws/abandoned")
+        server, port = _own_server(ws)
+        await WebSocketTestClient.connect(f"ws://127.0.0.1:{port}/ws/abandoned")
         await wait_until(lambda: len(ws.handlers) == 1)
         server.stop()
 
@@ -146,10 +150,8 @@ def test_connections_of_a_loop_closed_without_closing_them_are_forgotten() -> No
 
 
 async def _serve_once(ws: WebSocket) -> None:
-    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-    server = tornado.httpserver.HTTPServer(tornado.web.Application([ws.handler_spec()]))
-    server.add_sockets(sockets)
-    client = await WebSocketTestClient.connect(f"ws://127.0.0.1:{sockets[0].getsockname()[1]}/ws{ws.path}")
+    server, port = _own_server(ws)
+    client = await WebSocketTestClient.connect(f"ws://127.0.0.1:{port}/ws{ws.path}")
     await wait_until(lambda: len(ws.handlers) == 1)
     client.close()
     await wait_until(lambda: not ws.handlers)
@@ -160,10 +162,8 @@ def test_emit_from_another_thread_reaches_clients_of_a_users_own_loop() -> None:
     ws = WebSocket("/from-thread", add_to_handlers=False)
 
     async def main() -> None:
-        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-        server = tornado.httpserver.HTTPServer(tornado.web.Application([ws.handler_spec()]))
-        server.add_sockets(sockets)
-        url = f"ws://127.0.0.1:{sockets[0].getsockname()[1]}/ws/from-thread"
+        server, port = _own_server(ws)
+        url = f"ws://127.0.0.1:{port}/ws/from-thread"
         async with await WebSocketTestClient.connect(url) as client:
             await wait_until(lambda: len(ws.handlers) == 1)
             thread = threading.Thread(target=ws.emit, args=("news", {"n": 1}))

@@ -187,15 +187,8 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_quick_starter_shuts_down_gracefully_on_signals(tmp_path: Path, signum: int) -> None:
-    script = tmp_path / "quick.py"
-    script.write_text(SCRIPT)
     port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
-    )
+    process = _start_script(tmp_path / "quick.py", SCRIPT, port)
     try:
         client = await _connect_with_retry(f"ws://127.0.0.1:{port}/ws/quick")
         assert await client.wait_for("ready") == {}
@@ -206,6 +199,17 @@ async def test_quick_starter_shuts_down_gracefully_on_signals(tmp_path: Path, si
         process.kill()
     assert process.returncode == 0, output
     assert b"exited cleanly" in output
+
+
+def _start_script(path: Path, source: str, *args: object) -> subprocess.Popen[bytes]:
+    """Run ``source`` as a script with ``args``, as a user runs theirs; its output on stdout."""
+    path.write_text(source)
+    return subprocess.Popen(
+        [sys.executable, str(path), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
 
 
 def _free_port() -> int:
@@ -324,15 +328,8 @@ HUNG_SCRIPT = textwrap.dedent(
 async def test_sigterm_with_a_hung_def_exits_within_the_grace(tmp_path: Path) -> None:
     from tornado_websockets.tornadowrapper import SHUTDOWN_GRACE
 
-    script = tmp_path / "hung.py"
-    script.write_text(HUNG_SCRIPT)
     port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
-    )
+    process = _start_script(tmp_path / "hung.py", HUNG_SCRIPT, port)
     try:
         client = await _connect_with_retry(f"ws://127.0.0.1:{port}/ws/hung")
         await client.emit("hang")
@@ -387,15 +384,8 @@ BARE_SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize("address", ["", "127.0.0.1"])
 async def test_quick_starter_says_where_it_listens(tmp_path: Path, address: str) -> None:
-    script = tmp_path / "bare.py"
-    script.write_text(BARE_SCRIPT)
     port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(port), address],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
-    )
+    process = _start_script(tmp_path / "bare.py", BARE_SCRIPT, port, address)
     try:
         (await _connect_with_retry(f"ws://127.0.0.1:{port}/ws/bare")).close()
         process.send_signal(signal.SIGTERM)
@@ -430,15 +420,8 @@ REDIS_SCRIPT = textwrap.dedent(
 async def test_sigterm_with_a_frozen_redis_exits_within_the_grace(tmp_path: Path, redis_server: Any) -> None:
     from tornado_websockets.tornadowrapper import BROKER_STOP_TIMEOUT, SHUTDOWN_GRACE
 
-    script = tmp_path / "frozen.py"
-    script.write_text(REDIS_SCRIPT)
     port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(port), redis_server.url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
-    )
+    process = _start_script(tmp_path / "frozen.py", REDIS_SCRIPT, port, redis_server.url)
     try:
         client = await _connect_with_retry(f"ws://127.0.0.1:{port}/ws/frozen")
         assert await client.wait_for("ready") == {}

@@ -28,6 +28,7 @@ import logging
 import random
 import threading
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -97,6 +98,24 @@ def _deliver_cancellation() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def until_one_fails(*coroutines: Coroutine[Any, Any, Any]) -> None:
+    """Run the coroutines side by side until one ends; then cancel the others and raise.
+
+    The backplane's tasks never return normally: the one that ends raises what it failed with,
+    or `redis.ConnectionError` if it returned.
+    """
+    tasks = {asyncio.ensure_future(coroutine) for coroutine in coroutines}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()
+    raise redis.ConnectionError("the Redis backplane stopped")
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -318,8 +337,11 @@ class RedisBroker(Broker):
             logger.info("Reconnecting to Redis backplane in %.2fs (attempt %d)", delay, attempt)
             await asyncio.sleep(delay)
 
-    def _new_client(self) -> redis.asyncio.Redis:
-        return redis.asyncio.Redis.from_url(
+    #: The client class (`~tornado_websockets.broker_redis_cluster` uses redis-py's cluster client).
+    _client_class: Any = redis.asyncio.Redis
+
+    def _new_client(self) -> Any:
+        return self._client_class.from_url(
             self.url,
             socket_timeout=self.timeout,
             socket_connect_timeout=self.timeout,
@@ -365,21 +387,10 @@ class RedisBroker(Broker):
             self._client = None
             raise
         self._heard = asyncio.get_running_loop().time()
-        tasks = {
-            asyncio.create_task(self._receive(pubsub, client)),
-            asyncio.create_task(self._send(client)),
-            asyncio.create_task(self._watch(pubsub)),
-        }
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await until_one_fails(self._receive(pubsub, client), self._send(client), self._watch(pubsub))
         finally:
             self._client = None
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
-            task.result()
-        raise redis.ConnectionError("the Redis backplane stopped")  # no task returns normally
 
     async def _send(self, client: redis.asyncio.Redis) -> None:
         assert self._wakeup is not None  # both created by start()

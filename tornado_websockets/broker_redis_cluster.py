@@ -40,7 +40,12 @@ from redis.backoff import NoBackoff
 
 from tornado_websockets import recovery, recovery_redis
 from tornado_websockets.broker import Envelope
-from tornado_websockets.broker_redis import _CONNECTION_ERRORS, RedisBroker, _deliver_cancellation
+from tornado_websockets.broker_redis import (
+    _CONNECTION_ERRORS,
+    RedisBroker,
+    _deliver_cancellation,
+    until_one_fails,
+)
 from tornado_websockets.recovery_redis import ReplayKeys
 
 __all__ = ["RedisClusterBroker", "is_cluster_url"]
@@ -131,6 +136,7 @@ class RedisClusterBroker(RedisBroker):
 
     PUBLISH_COMMAND = "SPUBLISH"
     CLUSTER = True
+    _client_class = redis.asyncio.cluster.RedisCluster
 
     def __init__(
         self, url: str = "redis://127.0.0.1:7000/0", channel: str | None = None, **options: Any
@@ -193,15 +199,6 @@ class RedisClusterBroker(RedisBroker):
 
     # Connection ----------------------------------------------------------------------------------
 
-    def _new_client(self) -> Any:
-        return redis.asyncio.cluster.RedisCluster.from_url(
-            self.url,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-            socket_keepalive=True,
-            retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
-        )
-
     def _new_pubsub(self, client: Any) -> Any:
         return _Shards(client, self.timeout)
 
@@ -215,27 +212,16 @@ class RedisClusterBroker(RedisBroker):
         self._read_script = client.register_script(recovery_redis.READ_SCRIPT)
         self._emit_sha = await client.script_load(recovery_redis.EMIT_SCRIPT)  # on every primary
         self._client = client
-        tasks = set()
         try:
             await self._declare_recovery(client)
             await self._fill_all(client)
-            tasks = {
-                asyncio.create_task(self._send(client)),
-                asyncio.create_task(self._reconcile(shards)),
-                *(
-                    asyncio.create_task(self._receive_shard(pubsub, client))
-                    for pubsub in shards.pubsubs.values()
-                ),
-            }
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await until_one_fails(
+                self._send(client),
+                self._reconcile(shards),
+                *(self._receive_shard(pubsub, client) for pubsub in shards.pubsubs.values()),
+            )
         finally:
             self._client = None
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
-            task.result()
-        raise redis.ConnectionError("the Redis backplane stopped")
 
     async def _receive_shard(self, pubsub: PubSub, client: Any) -> None:
         shards = self._shards
