@@ -84,7 +84,7 @@ PLANS = {
     ),
     "full": Plan(
         "full",
-        repetitions=3,
+        repetitions=5,
         echo_clients=(1, 10, 100),
         echo_warmup=1.0,
         echo_duration=4.0,
