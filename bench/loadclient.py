@@ -445,6 +445,7 @@ def worker_main(pipe: Pipe) -> None:
         "connect": client.connect,
         "echo": client.echo,
         "fanout": client.fanout,
+        "fairness": client.fairness,
         "idle": client.idle,
         "close": client.close,
     }
