@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.redis_server import RedisServer
 from tornado_websockets import delivery
 from tornado_websockets.framereader import FRAME_READER_SETTING
 from tornado_websockets.tornadowrapper import TornadoWrapper
+
+if TYPE_CHECKING:
+    from tests.redis_server import RedisServer
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +28,9 @@ def clean_wrapper() -> Iterator[None]:
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A real redis-server on a free loopback port, for this test only."""
+    # Imported here: the core's tests run without the redis extra (tox -e nodjango).
+    from tests.redis_server import RedisServer
+
     with RedisServer.running(tmp_path) as server:
         yield server
 
