@@ -6,9 +6,15 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +35,7 @@ from tornado_websockets.broker_redis import (
     split_url,
 )
 from tornado_websockets.testing import WebSocketTestClient
-from tornado_websockets.tornadowrapper import TornadoWrapper
+from tornado_websockets.tornadowrapper import BROKER_STOP_TIMEOUT, SHUTDOWN_GRACE, TornadoWrapper
 from tornado_websockets.websocket import WebSocket
 
 LOST = (delivery.BACKPLANE_UNREACHABLE, "/p")
@@ -541,3 +547,53 @@ async def test_frames_a_resubscribing_process_did_not_hear_are_counted_by_the_pu
         assert counted >= 21 - len(heard)  # every frame the listener missed is in the count
         for client in (talker, listener):
             client.close()
+
+
+REDIS_SCRIPT = textwrap.dedent(
+    """
+    import logging, sys
+    from tornado_websockets.tornadowrapper import TornadoWrapper
+    from tornado_websockets.websocket import WebSocket
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+    ws = WebSocket("/frozen", presence_events=True)
+
+    @ws.on
+    async def open(socket):
+        socket.join("lobby")
+        socket.emit("ready")
+
+    TornadoWrapper.run(int(sys.argv[1]), address="127.0.0.1", broker=sys.argv[2])
+    print("exited cleanly", flush=True)
+    """
+)
+
+
+async def test_sigterm_with_a_frozen_redis_exits_within_the_grace(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    script = tmp_path / "frozen.py"
+    script.write_text(REDIS_SCRIPT)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(port), redis_server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    try:
+        client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/frozen")
+        assert await client.wait_for("ready") == {}
+        redis_server.pause()  # a hung Redis host: connections open, nothing answers
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert await client.wait_closed() == 1001
+        output, _ = await asyncio.to_thread(process.communicate, timeout=60)
+        took = time.monotonic() - signalled
+    finally:
+        redis_server.resume()
+        process.kill()
+    assert process.returncode == 0, output
+    assert b"exited cleanly" in output
+    # The loop never waited on Redis: bounded by the grace and the broker's stop timeout.
+    assert took < SHUTDOWN_GRACE + BROKER_STOP_TIMEOUT + 3, f"exited {took:.1f}s after SIGTERM\n{output!r}"
