@@ -158,20 +158,26 @@ def _ratio_table(summary: Summary, metrics: list[tuple[str, str]]) -> list[str]:
     return _table(header, rows) if rows else []
 
 
-def _validation_table(summary: Summary) -> list[str]:
-    """What validating the echo's data costs: the typed echo beside the untyped one (issue 10)."""
-    if "ours-typed" not in summary.servers() or "ours" not in summary.servers():
-        return []
-    rows = [
+def _echo_pair(summary: Summary, first: str, second: str, better: str) -> list[list[str]]:
+    """Rows of two echo variants side by side, with ``better``'s advantage over the other."""
+    other = second if better == first else first
+    return [
         [
             f"{METRICS[metric].title}, {clients:,} clients",
-            _number(summary.median("ours", metric, clients), METRICS[metric].digits),
-            _number(summary.median("ours-typed", metric, clients), METRICS[metric].digits),
-            _ratio(summary.advantage("ours-typed", "ours", metric, clients)),
+            _number(summary.median(first, metric, clients), METRICS[metric].digits),
+            _number(summary.median(second, metric, clients), METRICS[metric].digits),
+            _ratio(summary.advantage(better, other, metric, clients)),
         ]
         for metric in ("echo_rps", "echo_cpu_us")
         for clients in summary.params(metric)
     ]
+
+
+def _validation_table(summary: Summary) -> list[str]:
+    """What validating the echo's data costs: the typed echo beside the untyped one (issue 10)."""
+    if "ours-typed" not in summary.servers() or "ours" not in summary.servers():
+        return []
+    rows = _echo_pair(summary, "ours", "ours-typed", better="ours-typed")
     return [
         "",
         "## Typed payloads: what validation costs",
@@ -187,16 +193,7 @@ def _reader_table(summary: Summary) -> list[str]:
     """Our bulk frame reader on (the default) and off (Tornado's reader), issue 16."""
     if "ours-tornado-reader" not in summary.servers() or "ours" not in summary.servers():
         return []
-    rows = [
-        [
-            f"{METRICS[metric].title}, {clients:,} clients",
-            _number(summary.median("ours", metric, clients), METRICS[metric].digits),
-            _number(summary.median("ours-tornado-reader", metric, clients), METRICS[metric].digits),
-            _ratio(summary.advantage("ours", "ours-tornado-reader", metric, clients)),
-        ]
-        for metric in ("echo_rps", "echo_cpu_us")
-        for clients in summary.params(metric)
-    ]
+    rows = _echo_pair(summary, "ours", "ours-tornado-reader", better="ours")
     return [
         "",
         "## Frame reader: ours and Tornado's",
