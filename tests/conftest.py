@@ -39,3 +39,21 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def reader_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     """Tornado settings running the test with our bulk frame reader, then with Tornado's."""
     return {FRAME_READER_SETTING: request.param}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium, one per test module that asks for it (see tests/browser.py)."""
+    from tests.browser import chromium  # Playwright only where a browser test runs
+
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The example project under ``runtornado`` on a free port, with its own database and demo users."""
+    from tests.example_browser import example_server
+
+    with example_server(tmp_path_factory.mktemp("example")) as server:
+        yield server

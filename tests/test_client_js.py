@@ -20,9 +20,8 @@ import pytest
 import tornado.web
 from playwright.sync_api import Browser, expect
 
-from tests.browser import REPOSITORY, STATIC_ROOT, RunTornado, ServerThread, Tab, chromium
+from tests.browser import REPOSITORY, STATIC_ROOT, RunTornado, ServerThread, Tab
 from tests.client_pages import CLASSIC_PAGE, HELPERS
-from tests.example_browser import example_server
 from tests.requirements import require_binary
 from tools import build_js
 from tornado_websockets.modules import Module, ProgressBar
@@ -160,12 +159,6 @@ def register_feed(path: str, recover_size: int) -> None:
     @feed.on
     async def say(data: dict[str, Any]) -> None:
         feed.emit("said", data)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture
@@ -864,13 +857,6 @@ def test_readme_javascript_sample_shows_progress(browser: Browser, server: Serve
 
 #: Milliseconds a page may take to come back after a restart: the backoff's waits add up meanwhile.
 RECONNECT_TIMEOUT = 30_000
-
-
-@pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunTornado]:
-    """The example project on a free port, with its own database and the demo users."""
-    with example_server(tmp_path_factory.mktemp("example")) as server:
-        yield server
 
 
 def example_page(browser: Browser, example: RunTornado, path: str, user: str | None = None) -> Tab:

@@ -18,7 +18,7 @@ import tornado.web
 import tornado.websocket
 from playwright.sync_api import Browser
 
-from tests.browser import STATIC_ROOT, ServerThread, Tab, chromium
+from tests.browser import STATIC_ROOT, ServerThread, Tab
 from tests.client_pages import CLASSIC_PAGE
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
@@ -196,12 +196,6 @@ def register_websockets() -> None:
     @many.on
     async def say(data: dict[str, Any]) -> None:
         many.to(str(data["room"])).emit("said", data)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture

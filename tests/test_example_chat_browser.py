@@ -12,20 +12,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser import RunTornado, Tab, chromium
-from tests.example_browser import EXAMPLE_PROJECT, example_server, logged_in
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture(scope="module")
-def example(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunTornado]:
-    with example_server(tmp_path_factory.mktemp("chat")) as server:
-        yield server
+from tests.browser import RunTornado, Tab
+from tests.example_browser import EXAMPLE_PROJECT, logged_in
 
 
 @pytest.fixture

@@ -19,24 +19,10 @@ from django.test import override_settings
 from playwright.sync_api import Browser, expect
 
 from tests import explorer_urls
-from tests.browser import RunTornado, ServerThread, Tab, chromium
-from tests.example_browser import example_server
+from tests.browser import RunTornado, ServerThread, Tab
 from tornado_websockets import djangoapp
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunTornado]:
-    """The example project (DEBUG on: the explorer is served) with its own database and demo users."""
-    with example_server(tmp_path_factory.mktemp("explorer")) as server:
-        yield server
 
 
 @pytest.fixture
