@@ -253,7 +253,7 @@ class TornadoWrapper(metaclass=_Facade):
     @classmethod
     def live_connections(cls) -> list[Any]:
         """Every open connection of every registered `WebSocket` of this process."""
-        return list(cls.runtime.live_connections())
+        return cls.runtime.live_connections()
 
     @classmethod
     async def shutdown(cls, grace: float = SHUTDOWN_GRACE) -> None:

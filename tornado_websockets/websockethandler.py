@@ -872,10 +872,10 @@ else:
 #: Seconds a connection's writes wait behind a frame sent to the backplane to be numbered.
 ORDER_TIMEOUT = 2.0
 
-#: Bytes and seconds a connection closed for a too large message is still read (and discarded)
-#: so that its close frame reaches the client: a socket closed with unread input is reset, and the
-#: client's kernel then throws the close frame away.
-DRAIN_BYTES = 16 * 1024 * 1024
+#: Seconds a connection closed for a too large message is still read (and discarded, up to the bulk
+#: reader's `~tornado_websockets.framereader.DRAIN_BYTES`) so that its close frame reaches the
+#: client: a socket closed with unread input is reset, and the client's kernel then throws the
+#: close frame away.
 DRAIN_SECONDS = 2.0
 
 
@@ -906,7 +906,7 @@ class _Protocol13(tornado.websocket.WebSocketProtocol13):
         # else: the handler is told the connection closed; the stream goes when the drain ends
 
     async def _drain_then_abort(self, stream: tornado.iostream.IOStream) -> None:
-        left = DRAIN_BYTES
+        left = framereader.DRAIN_BYTES
         with contextlib.suppress(tornado.iostream.StreamClosedError, TimeoutError):
             async with asyncio.timeout(DRAIN_SECONDS):
                 while left > 0:
