@@ -4,8 +4,20 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 EXTRAS ?= test,lint,fast,typed,metrics,django,redis,browser,docs
+# Exact versions of every tool and extra (requirements/README.md says how to refresh them with `make lock`):
+# a release upstream never changes what a fresh clone installs. The package's own ranges stay ranges.
+CONSTRAINTS ?= requirements/constraints.txt
+PIP_INSTALL = $(BIN)/python -m pip install -c $(CONSTRAINTS)
 
-.PHONY: install lint docs test demo soak clean bench bench-quick js
+# The other supported Pythons, where pyenv is how this machine has them: the shims answer `python3.12` and
+# `python3.13` only for the versions PYENV_VERSION names, and tox looks for those names on PATH.
+PYENV_PYTHONS := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null \
+	| grep -E '^3\.1[1-3]\.[0-9]+$$' | sort -t. -k2,2n -k3,3n | tr '\n' ':' | sed 's/:$$//')
+ifneq ($(PYENV_PYTHONS),)
+export PYENV_VERSION := $(PYENV_PYTHONS)
+endif
+
+.PHONY: install lint docs test test-matrix test-latest lock demo soak clean bench bench-quick js
 
 # What the example project imports: Django, and msgspec for the chat's typed payloads.
 DEMO_EXTRAS ?= django,typed
@@ -13,16 +25,16 @@ DEMO_EXTRAS ?= django,typed
 $(BIN)/python:
 	@echo "Creating the virtualenv $(VENV) and upgrading pip in it..."
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) --upgrade pip
 
-$(VENV)/.installed: pyproject.toml setup.py | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+$(VENV)/.installed: pyproject.toml setup.py $(CONSTRAINTS) | $(BIN)/python
+	$(PIP_INSTALL) --quiet -e '.[$(EXTRAS)]' -r requirements/tools.in
 	touch $@
 
 # Only the demo's packages (tens of MB, not the test, lint, browser and docs tools), with pip's progress shown.
-$(VENV)/.installed-demo: pyproject.toml setup.py | $(BIN)/python
+$(VENV)/.installed-demo: pyproject.toml setup.py $(CONSTRAINTS) | $(BIN)/python
 	@echo "Installing the demo's packages into $(VENV): the library with the [$(DEMO_EXTRAS)] extras..."
-	$(BIN)/python -m pip install --progress-bar on -e '.[$(DEMO_EXTRAS)]'
+	$(PIP_INSTALL) --progress-bar on -e '.[$(DEMO_EXTRAS)]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -37,6 +49,24 @@ docs: install
 
 test: lint docs
 	$(BIN)/python -m pytest
+
+# The suite on the other supported Pythons and on the oldest supported set (Tornado's floor, Django 4.2),
+# each from the same constraints: tox.ini. `.ci/run` runs this after `make test`.
+MATRIX ?= py312,py313,lowest
+test-matrix: install
+	$(BIN)/tox run -e $(MATRIX)
+
+# On purpose, not in CI: the newest releases every range allows, no constraints, fresh environments.
+test-latest: install
+	$(BIN)/tox run -r -e latest
+
+# Re-resolve the constraints (after changing a range in pyproject.toml, or to take new releases on purpose).
+lock: install
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) uv
+	$(BIN)/uv pip compile --quiet --universal --python-version 3.11 --all-extras pyproject.toml \
+		requirements/tools.in -o requirements/constraints.txt
+	$(BIN)/uv pip compile --quiet --universal --python-version 3.11 --all-extras pyproject.toml \
+		requirements/tools.in requirements/lowest.in -o requirements/constraints-lowest.txt
 
 # client.js (the classic script) is generated from client.mjs; tests/test_client_js.py checks they agree.
 js:

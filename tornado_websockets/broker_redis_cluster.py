@@ -44,6 +44,7 @@ from tornado_websockets.broker_redis import (
     _CONNECTION_ERRORS,
     RedisBroker,
     _deliver_cancellation,
+    close_pubsub,
     until_one_fails,
 )
 from tornado_websockets.recovery_redis import ReplayKeys
@@ -118,8 +119,7 @@ class _Shards:
 
     async def close(self) -> None:
         for pubsub in self.pubsubs.values():
-            with contextlib.suppress(*_CONNECTION_ERRORS):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await close_pubsub(pubsub)
             with contextlib.suppress(*_CONNECTION_ERRORS):
                 await pubsub.connection_pool.disconnect()
         self.pubsubs.clear()
