@@ -17,7 +17,7 @@ ifneq ($(PYENV_PYTHONS),)
 export PYENV_VERSION := $(PYENV_PYTHONS)
 endif
 
-.PHONY: install lint docs test test-matrix test-latest lock demo soak clean bench bench-quick js
+.PHONY: install lint docs test test-matrix test-latest lock demo soak clean bench bench-quick bench-echo js
 
 # What the example project imports: Django, and msgspec for the chat's typed payloads.
 DEMO_EXTRAS ?= django,typed
@@ -88,7 +88,9 @@ soak: install
 # The benchmark against raw Tornado and the peers (bench/README.md), in its own venv: the peers
 # are never dependencies of the package. `make bench` rewrites bench/RESULTS.md (tens of minutes);
 # `make bench-quick` prints a smaller run (under two minutes).
-BENCH_VENV := bench/.venv
+# One bench venv per Python (`make bench PYTHON=python3.13`); the report names the Python it ran on.
+BENCH_PY := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+BENCH_VENV := bench/.venv-$(BENCH_PY)
 $(BENCH_VENV)/.installed: bench/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
@@ -100,6 +102,11 @@ bench: $(BENCH_VENV)/.installed
 
 bench-quick: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench run --mode quick
+
+# Echo at 1, 10 and 100 clients alone (5 repetitions, about 8 minutes), into bench/RESULTS-echo-<python>.md:
+# run it once per Python to compare them (`make bench-echo PYTHON=python3.13`).
+bench-echo: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m bench run --mode echo --no-redis --output bench/RESULTS-echo-$(BENCH_PY).md
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

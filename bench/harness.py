@@ -82,6 +82,20 @@ PLANS = {
         shard_members=10,
         shard_rounds=3,
     ),
+    # Echo alone, as the full run measures it: what `make bench-echo PYTHON=...` runs on each Python.
+    "echo": Plan(
+        "echo",
+        repetitions=5,
+        echo_clients=(1, 10, 100),
+        echo_warmup=1.0,
+        echo_duration=4.0,
+        fanout_sizes=(),
+        fanout_rounds=0,
+        fanout_pause=0.0,
+        idle_seconds=0.0,
+        redis_receivers=0,
+        redis_rounds=0,
+    ),
     "full": Plan(
         "full",
         repetitions=5,
