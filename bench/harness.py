@@ -95,6 +95,7 @@ PLANS = {
         idle_seconds=0.0,
         redis_receivers=0,
         redis_rounds=0,
+        servers=("raw", "ours", "ours-sync", "socketio", "channels"),
     ),
     "full": Plan(
         "full",
