@@ -89,7 +89,8 @@ soak: install
 # are never dependencies of the package. `make bench` rewrites bench/RESULTS.md (tens of minutes);
 # `make bench-quick` prints a smaller run (under two minutes).
 # One bench venv per Python (`make bench PYTHON=python3.13`); the report names the Python it ran on.
-BENCH_PY := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+BENCH_PY := $(shell $(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS)) $(PYTHON) \
+	-c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 BENCH_VENV := bench/.venv-$(BENCH_PY)
 $(BENCH_VENV)/.installed: bench/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
