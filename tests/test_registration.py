@@ -60,6 +60,24 @@ def test_websocket_registers_its_spec_through_tornadowrapper_add_handlers(monkey
     assert own.handlers == [elsewhere.handler_spec()]
 
 
+def test_register_websocket_serves_a_websocket_made_without_handlers(monkeypatch: Any) -> None:
+    seen: list[list[Any]] = []
+    original = TornadoWrapper.add_handlers
+    monkeypatch.setattr(
+        TornadoWrapper, "add_handlers", lambda handlers: seen.append(handlers) or original(handlers)
+    )
+    ws = WebSocket("/late", add_to_handlers=False)
+    TornadoWrapper.register_websocket(ws)
+    TornadoWrapper.register_websocket(ws)  # served already: nothing more
+    assert seen == [[ws.handler_spec()]]
+    assert TornadoWrapper.handlers == [ws.handler_spec()]
+    replacement = WebSocket("/late", add_to_handlers=False)
+    with pytest.raises(PathAlreadyRegistered):
+        TornadoWrapper.register_websocket(replacement)
+    TornadoWrapper.register_websocket(replacement, replace=True)
+    assert TornadoWrapper.handlers == [replacement.handler_spec()]
+
+
 def test_websockets_made_while_add_handlers_is_replaced_claim_nothing(monkeypatch: Any) -> None:
     # The original project's own tests replace TornadoWrapper.add_handler(s) and then make
     # WebSocket("path") in test after test: what the replacement did not register is not claimed.

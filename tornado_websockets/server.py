@@ -156,7 +156,7 @@ class Server:
 
     def websocket_for(self, path: str) -> WebSocket | None:
         """The `WebSocket` that serves ``path`` here (see `websockets`), or None."""
-        served = self._served_by_spec(path)
+        served = self.served(path)
         return served if served is not None else self._mounted.get(path)
 
     def add_handlers(self, handlers: Sequence[Any]) -> list[Any]:
@@ -183,7 +183,7 @@ class Server:
 
         :raise PathAlreadyRegistered: another `WebSocket` serves the path and ``replace`` is False.
         """
-        existing = self._served_by_spec(websocket.path)
+        existing = self.served(websocket.path)
         if existing is None or existing is websocket:
             return
         if not replace:
@@ -197,7 +197,7 @@ class Server:
     def register_websocket(self, websocket: WebSocket, replace: bool = False) -> None:
         """Serve ``websocket`` here: add its handler spec (see `make_way` for ``replace``)."""
         self.make_way(websocket, replace)
-        if self._served_by_spec(websocket.path) is not websocket:
+        if self.served(websocket.path) is not websocket:
             self.add_handlers([websocket.handler_spec()])
 
     def mount(self, websocket: WebSocket) -> None:
@@ -209,7 +209,8 @@ class Server:
         if self._mounted.get(websocket.path) is not websocket:
             self._mounted[websocket.path] = websocket
 
-    def _served_by_spec(self, path: str) -> WebSocket | None:
+    def served(self, path: str) -> WebSocket | None:
+        """The `WebSocket` a handler spec of ``handlers`` serves ``path`` with (the path's claim)."""
         for spec in self.handlers:
             websocket = _spec_websocket(spec)
             if websocket is not None and websocket.path == path:

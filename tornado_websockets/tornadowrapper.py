@@ -119,8 +119,10 @@ class TornadoWrapper(metaclass=_Facade):
 
     @classmethod
     def register_websocket(cls, websocket: WebSocket, replace: bool = False) -> None:
-        """Serve ``websocket``: add its handler spec (see `Server.register_websocket`)."""
-        cls.runtime.register_websocket(websocket, replace)
+        """Serve ``websocket``: add its handler spec through `add_handlers` (see `Server.make_way`)."""
+        cls.runtime.make_way(websocket, replace)
+        if cls.runtime.served(websocket.path) is not websocket:
+            cls.add_handlers([websocket.handler_spec()])
 
     @classmethod
     def use_broker(cls, broker: Broker | str | None) -> Broker:
