@@ -71,9 +71,10 @@ class Server:
     """Everything one server needs at run time, in one object.
 
     ``Server()`` is independent of every other; `TornadoWrapper` uses a default one. Attributes:
-    ``handlers`` (specs for the application), ``websockets`` (path -> `WebSocket`), ``broker``,
-    ``limits``, ``executor`` (plain ``def`` functions), ``tornado_app``, ``tornado_server``,
-    ``tornado_port``, ``io_loop`` (the loop `listen` or `loop` last ran on) and ``in_flight``.
+    ``handlers`` (specs for the application), ``websockets`` (path -> `WebSocket`, computed
+    from ``handlers``), ``broker``, ``limits``, ``executor`` (plain ``def`` functions),
+    ``tornado_app``, ``tornado_server``, ``tornado_port``, ``io_loop`` (the loop `listen` or
+    `loop` last ran on) and ``in_flight``.
     """
 
     def __init__(self, *, broker: Broker | str | None = None, limits: Limits | None = None) -> None:
@@ -126,7 +127,8 @@ class Server:
         `WebSocket` made with ``add_to_handlers=False`` and mounted by hand is listed too (it gets
         the backplane's deliveries) but claims nothing: a spec for its path takes precedence.
         """
-        served: dict[str, WebSocket] = dict(self._mounted)
+        # items(), not dict(): a WebSocket collected meanwhile is skipped, not a KeyError.
+        served: dict[str, WebSocket] = dict(self._mounted.items())
         claimed: set[str] = set()
         for spec in self.handlers:
             websocket = _spec_websocket(spec)
