@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -62,11 +62,11 @@ class _Facade(type):
     tornado_app: tornado.web.Application | None = _forward("tornado_app", "The Tornado application.")  # type: ignore[assignment]
     tornado_server: tornado.httpserver.HTTPServer | None = _forward("tornado_server", "The HTTP server.")  # type: ignore[assignment]
     tornado_port: int | None = _forward("tornado_port", "The port listened on.")  # type: ignore[assignment]
-    handlers: list[Any] = _forward("handlers", "Registered handler specs.")  # type: ignore[assignment]
+    handlers: list[Any] = _forward("handlers", "Registered handler specs; the paths follow them.")  # type: ignore[assignment]
     io_loop: tornado.ioloop.IOLoop | None = _forward("io_loop", "The loop listen() or loop() ran on.")  # type: ignore[assignment]
     executor: Executor | None = _forward("executor", "Runs plain def event functions.")  # type: ignore[assignment]
     max_workers: int = _forward("max_workers", "Threads of the default executor.")  # type: ignore[assignment]
-    websockets: dict[str, WebSocket] = _forward("websockets", "Every WebSocket by path.")  # type: ignore[assignment]
+    websockets: Mapping[str, WebSocket] = _forward("websockets", "Every WebSocket by path, from handlers.")  # type: ignore[assignment]
     broker: Broker = _forward("broker", "The backplane.")  # type: ignore[assignment]
     in_flight: int = _forward("in_flight", "Event functions running now.")  # type: ignore[assignment]
     limits: Limits = _forward("limits", "Limits of paths that set none.")  # type: ignore[assignment]
@@ -98,7 +98,13 @@ class TornadoWrapper(metaclass=_Facade):
 
     @classmethod
     def add_handlers(cls, handlers: Sequence[Any]) -> list[Any]:
-        """Register handler specs; added to the running application at once if there is one."""
+        """Register handler specs; added to the running application at once if there is one.
+
+        ``WebSocket(path)`` registers its spec here, ``('/ws' + path, WebSocketHandler,
+        {'websocket': ws})``, as in the original library.
+
+        :raise PathAlreadyRegistered: a spec carries a `WebSocket` for a path another one serves.
+        """
         return cls.runtime.add_handlers(handlers)
 
     @classmethod
@@ -113,8 +119,10 @@ class TornadoWrapper(metaclass=_Facade):
 
     @classmethod
     def register_websocket(cls, websocket: WebSocket, replace: bool = False) -> None:
-        """Make ``websocket`` reachable by path (see `Server.register_websocket`)."""
-        cls.runtime.register_websocket(websocket, replace)
+        """Serve ``websocket``: add its handler spec through `add_handlers` (see `Server.make_way`)."""
+        cls.runtime.make_way(websocket, replace)
+        if cls.runtime.served(websocket.path) is not websocket:
+            cls.add_handlers([websocket.handler_spec()])
 
     @classmethod
     def use_broker(cls, broker: Broker | str | None) -> Broker:
@@ -267,7 +275,11 @@ class TornadoWrapper(metaclass=_Facade):
 
     @classmethod
     def reset(cls) -> None:
-        """Forget everything: application, server, port, loop and registered handlers (for tests)."""
+        """Forget everything: application, server, port, loop, handlers and paths, broker, limits.
+
+        For tests: call it before each one (see the Testing page). Assigning ``handlers = []``,
+        as the original library's tests do, frees every path too.
+        """
         cls.runtime.reset()
 
     @classmethod

@@ -57,17 +57,19 @@ class WebSocket:
     functions from ``socket.path_params``.
 
     :param path: the path below ``/ws``; stripped and given a leading ``/``.
-    :param add_to_handlers: register ``('/ws' + path, WebSocketHandler, {'websocket': self})`` with
-        `TornadoWrapper`; pass False to mount `handler_spec` yourself.
+    :param add_to_handlers: register ``('/ws' + path, WebSocketHandler, {'websocket': self})``
+        through `TornadoWrapper.add_handlers` (or the ``server``'s ``add_handlers``); the path is
+        claimed as long as that spec stays in ``handlers``. Pass False to mount `handler_spec`
+        yourself: nothing is registered and no path claimed.
     :param limits: this path's `~tornado_websockets.limits.Limits`; by default `TornadoWrapper.limits`.
     :param recover: keep the frames sent to the path and its rooms for this many seconds (at most
         ``recover_size`` per room), so that clients coming back after a drop get what they missed
         (see `tornado_websockets.recovery`).
     :param presence_events: send ``joined`` and ``left`` to a room's members when a user's first
         connection joins it and when their last one leaves (see `tornado_websockets.presence`).
-    :param replace: replace the `WebSocket` that serves ``path`` already (its connections are
-        closed with 1012); without it, a second `WebSocket` for a path raises
-        `~tornado_websockets.exceptions.PathAlreadyRegistered`.
+    :param replace: replace the `WebSocket` that serves ``path`` already (its spec goes, its
+        connections are closed with 1012); without it, a second `WebSocket` for a served path
+        raises `~tornado_websockets.exceptions.PathAlreadyRegistered`.
     :param server: the `~tornado_websockets.server.Server` to register with; by default
         `TornadoWrapper`'s.
     """
@@ -118,8 +120,17 @@ class WebSocket:
         self._last_loop: Any = None
         #: The runtime this path belongs to: its broker, limits, executor and loops.
         self.server: Server = server if server is not None else TornadoWrapper.runtime
-        self.server.register_websocket(self, replace)
-        if add_to_handlers:
+        if not add_to_handlers:
+            # The user mounts handler_spec() where they like: the claim, if any, is that
+            # application's. Known to the server only for the backplane's deliveries.
+            self.server.mount(self)
+            return
+        self.server.make_way(self, replace)
+        if self.server is TornadoWrapper.runtime:
+            # The seed's documented path for every registration: a user or a test that wraps
+            # TornadoWrapper.add_handlers sees it (and what it does not register is not claimed).
+            TornadoWrapper.add_handlers([self.handler_spec()])
+        else:
             self.server.add_handlers([self.handler_spec()])
 
     def __repr__(self) -> str:
@@ -273,6 +284,10 @@ class WebSocket:
             for stale in [h for h in self.handlers if h.loop.is_closed()]:
                 stale.forget()
             self._last_loop = handler.loop
+        if self.server.websocket_for(self.path) is None:
+            # Served by an application of the user's, unknown to the server (reset since): known
+            # again, for the backplane's deliveries and shutdown, claiming nothing.
+            self.server.mount(self)
         self.handlers.append(handler)
 
     def to(self, room: str) -> RoomTarget:
