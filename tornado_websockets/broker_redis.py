@@ -608,7 +608,7 @@ class RedisBroker(Broker):
         if envelope.numbered:  # from this server: its own bounds, whatever Redis's hash holds now
             from tornado_websockets.tornadowrapper import TornadoWrapper
 
-            websocket = TornadoWrapper.websockets.get(envelope.path)
+            websocket = TornadoWrapper.runtime.websocket_for(envelope.path)
             if websocket is not None and websocket.replay is not None:
                 bounds = recovery_redis.conf_value(websocket.replay.seconds, websocket.replay.size)
         return (
@@ -670,7 +670,7 @@ class RedisBroker(Broker):
     def _has_members(path: str, stream: str) -> bool:
         from tornado_websockets.tornadowrapper import TornadoWrapper
 
-        websocket = TornadoWrapper.websockets.get(path)
+        websocket = TornadoWrapper.runtime.websocket_for(path)
         if websocket is None or websocket.replay is None:
             return False
         return bool(websocket.handlers) if stream == recovery.BROADCAST_STREAM else stream in websocket.rooms
@@ -752,7 +752,7 @@ class RedisBroker(Broker):
             stream,
             path,
         )
-        websocket = TornadoWrapper.websockets.get(path)
+        websocket = TornadoWrapper.runtime.websocket_for(path)
         if websocket is not None:
             members = (
                 websocket.handlers if stream == recovery.BROADCAST_STREAM else websocket.rooms.members(stream)

@@ -160,7 +160,7 @@ class _Pusher:
 
 def register() -> WebSocket:
     """The dashboard's `WebSocket`, registered on first call (idempotent); call on the server loop."""
-    existing = TornadoWrapper.websockets.get(DASHBOARD_PATH)
+    existing = TornadoWrapper.runtime.websocket_for(DASHBOARD_PATH)
     if existing is not None:
         return existing
     websocket = WebSocket(DASHBOARD_PATH)

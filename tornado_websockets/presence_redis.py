@@ -444,7 +444,7 @@ def _announce(path: str, event: str, data: dict[str, Any], change: _Change | Non
     """Send ``joined`` or ``left`` to the room, through the backplane (so to every process)."""
     from tornado_websockets.tornadowrapper import TornadoWrapper
 
-    websocket = TornadoWrapper.websockets.get(path)
+    websocket = TornadoWrapper.runtime.websocket_for(path)
     if websocket is None:
         return
     skip = change.connection if change is not None else None
