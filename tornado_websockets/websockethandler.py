@@ -698,7 +698,13 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         frame = protocol.encode_emit(event, data)
         if self.is_closed:
             raise tornado.websocket.WebSocketClosedError()
-        self._on_loop(self._write, frame)
+        if loops.running_loop() is self.loop:
+            self._write(frame)
+            return
+        try:
+            self._inbox.put(self._write, frame, size=len(frame))
+        except loops.LoopUnavailableError:
+            raise tornado.websocket.WebSocketClosedError() from None
 
     def emit_warning(self, message: str) -> None:
         """Send a ``warning`` event, as the server does for frames it cannot understand.
@@ -730,7 +736,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self._write(frame)
         else:
             try:
-                self._inbox.put(self._write, frame)
+                self._inbox.put(self._write, frame, size=len(frame))
             except loops.LoopUnavailableError:
                 delivery.record_drop(delivery.CONNECTION_CLOSED, self.websocket.path)
 
