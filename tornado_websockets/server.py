@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from tornado_websockets.websocket import WebSocket
     from tornado_websockets.websockethandler import WebSocketHandler
 
-__all__ = ["BROKER_STOP_TIMEOUT", "SHUTDOWN_GRACE", "Server"]
+__all__ = ["BROKER_STOP_TIMEOUT", "CONNECT_WORKERS", "SHUTDOWN_GRACE", "Server"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ _CATCH_ALL_PATTERNS = frozenset({".*", "/.*", "(.*)", "/(.*)", ".*$", "^.*$", "/
 SHUTDOWN_GRACE = 5.0
 #: Seconds that shutdown() waits for the backplane to flush and disconnect.
 BROKER_STOP_TIMEOUT = 2.0
+#: Worker threads of the connect pool: plain ``def`` guards and the Django session load run there,
+#: so a new client is never queued behind slow event functions.
+CONNECT_WORKERS = 4
 
 
 def _is_catch_all(spec: Any) -> bool:
@@ -82,6 +85,9 @@ class Server:
         #: Runs plain ``def`` event functions and guards; a `WorkerPool` made on first use.
         self.executor: Executor | None = None
         self.max_workers = DEFAULT_WORKERS
+        #: Runs what a connection needs before its upgrade (plain ``def`` guards, the Django
+        #: session load): a small `WorkerPool` of its own, made on first use.
+        self.connect_executor: Executor | None = None
         self.tornado_app: tornado.web.Application | None = None
         self.tornado_server: tornado.httpserver.HTTPServer | None = None
         self.tornado_port: int | None = None
@@ -247,6 +253,21 @@ class Server:
             self.executor = WorkerPool(self.max_workers, thread_name_prefix="tornado-websockets")
         return self.executor
 
+    def get_connect_executor(self) -> Executor:
+        """The executor of connects (plain ``def`` guards, the session load), made on first use.
+
+        Separate from `get_executor`'s, so that a client's upgrade never waits for event functions
+        that keep every worker busy. Its threads wrap each call as the event pool's do (with
+        Django: fresh database connections around it).
+        """
+        if self.connect_executor is None:
+            events = self.get_executor()
+            around = events.around if isinstance(events, WorkerPool) else None
+            self.connect_executor = WorkerPool(
+                CONNECT_WORKERS, thread_name_prefix="tornado-websockets-connect", around=around
+            )
+        return self.connect_executor
+
     def run_in_worker(self, fn: Callable[[], Any], done: Done) -> None:
         """Call ``fn()`` in a worker thread, then ``done(result, error)`` in that thread."""
         executor = self.get_executor()
@@ -347,8 +368,10 @@ class Server:
         if self.tornado_server is not None:
             self.tornado_server.stop()
         executor, max_workers = self.executor, self.max_workers  # threads are reused, not leaked
+        connect_executor = self.connect_executor
         self.__init__()  # type: ignore[misc]
         self.executor, self.max_workers = executor, max_workers
+        self.connect_executor = connect_executor
 
 
 def _spec_websocket(spec: Any) -> Any:

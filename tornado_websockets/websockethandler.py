@@ -523,12 +523,13 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
     # Dispatch ------------------------------------------------------------------------------------
 
     async def _run(self, callback: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-        """Call a guard: ``async def`` on the loop, plain ``def`` in a worker thread."""
+        """Call a guard: ``async def`` on the loop, plain ``def`` in a thread of the connect pool."""
         if is_async_callable(callback):
             return await callback(**kwargs)
-        # A plain def may block or use the Django ORM, which refuses to run on the loop.
+        # A plain def may block or use the Django ORM, which refuses to run on the loop. Not in
+        # the event functions' pool: a new client must not wait for slow functions to finish.
         call = functools.partial(contextvars.copy_context().run, callback, **kwargs)
-        result = await self.loop.run_in_executor(self.runtime.get_executor(), call)
+        result = await self.loop.run_in_executor(self.runtime.get_connect_executor(), call)
         return await result if inspect.isawaitable(result) else result
 
     def _dispatch(
