@@ -94,6 +94,8 @@ class Server:
         self.io_loop: tornado.ioloop.IOLoop | None = None
         #: Event functions running now, on a loop or in a worker (shutdown waits for them).
         self.in_flight = 0
+        #: The same, per loop their connection belongs to: shutdown waits only for its own loop's.
+        self._running_on: dict[asyncio.AbstractEventLoop, int] = {}
         #: Tasks nobody awaits (``close`` functions): the loop keeps only weak references.
         self._background: set[asyncio.Task[Any]] = set()
         #: The loop each broker was started on (a broker receives on one loop at a time).
@@ -282,6 +284,34 @@ class Server:
         # Any other Executor a user set: the same contract through its future.
         executor.submit(fn).add_done_callback(finished)
 
+    def function_started(self, loop: asyncio.AbstractEventLoop) -> None:
+        """An event function of a connection of ``loop`` starts (on that loop)."""
+        self.in_flight += 1
+        running = self._running_on
+        running[loop] = running.get(loop, 0) + 1
+
+    def function_ended(self, loop: asyncio.AbstractEventLoop) -> None:
+        """It ended: on ``loop``, or in any thread once ``loop`` has stopped (a plain ``def`` that
+        outlived its loop must not stay counted, nor keep a later shutdown waiting)."""
+        running = self._running_on
+        count = running.get(loop)
+        if count is None:  # started before reset(), which forgot it
+            return
+        left = count - 1
+        if left > 0:
+            running[loop] = left
+        else:
+            running.pop(loop, None)
+        if loops.running_loop() is loop or not self.call_in_loop(self._one_fewer):
+            self.in_flight -= 1
+
+    def _one_fewer(self) -> None:
+        self.in_flight -= 1
+
+    def running_on(self, loop: asyncio.AbstractEventLoop) -> int:
+        """Event functions of connections of ``loop`` running now."""
+        return self._running_on.get(loop, 0)
+
     def spawn(self, loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Run ``coroutine`` as a task on ``loop`` (this thread's or handed over), kept until done."""
 
@@ -339,11 +369,11 @@ class Server:
         connections = [c for c in self.live_connections() if c.loop is loop]
         for connection in connections:
             connection.close(1001, "Server shutting down")
-        while self.in_flight or any(c.ws_connection is not None for c in connections):
+        while self.running_on(loop) or any(c.ws_connection is not None for c in connections):
             if loop.time() > deadline:
                 logger.warning(
                     "Shutting down with %d event functions running and %d connections open after %.1fs",
-                    self.in_flight,
+                    self.running_on(loop),
                     sum(c.ws_connection is not None for c in connections),
                     grace,
                 )

@@ -544,7 +544,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         kwargs = self._arguments(function, data, frame_id)
         if kwargs is None:
             return None
-        self.runtime.in_flight += 1
+        self.runtime.function_started(self.loop)
         started = time.perf_counter()
         if function.is_async:
             return _start_task(self.loop, self._await(function, kwargs, frame_id, started))
@@ -602,12 +602,15 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         future: asyncio.Future[None] = self.loop.create_future()
         inbox = self._inbox
         finish = self._finish_in_loop
+        loop, runtime = self.loop, self.runtime
 
         def done(result: Any, error: BaseException | None) -> None:  # in the worker thread
             # One hand-over for the completion; emits the call made are queued before it in the
             # same inbox, so they and the reply usually reach the loop in one wake-up.
-            with contextlib.suppress(loops.LoopUnavailableError):  # the loop went: so did the client
+            try:
                 inbox.put(finish, future, function, frame_id, started, result, error)
+            except loops.LoopUnavailableError:  # the loop went, and the client with it: no reply
+                runtime.function_ended(loop)
 
         # A context of its own, as a task has: what one call sets is not seen by the next one.
         call = functools.partial(contextvars.copy_context().run, function.callback, **kwargs)
@@ -642,7 +645,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self._finish(function, frame_id, started, result, None)
 
     def _done(self, started: float) -> None:
-        self.runtime.in_flight -= 1
+        self.runtime.function_ended(self.loop)
         self.websocket.metrics.latency.observe(time.perf_counter() - started)
 
     def _finish(
