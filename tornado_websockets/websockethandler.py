@@ -233,6 +233,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         if room not in self.websocket.rooms.rooms_of(self):
             return
         self.websocket.rooms.leave(room, self)
+        if self.awaits_numbered(room):  # emitted to the room, then left: that frame is still its own
+            self.websocket.await_after_leave(room, self)
         if self.websocket.replay is not None and not self.is_closed:  # the client forgets its position
             self.write_frame(protocol.encode(STREAM_EVENT, {"stream": room, "left": True}))
         shared = self.runtime.broker.presence_changed(self, room, False)
@@ -788,6 +790,11 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self._order = collections.deque()
             self._order_timer = self.loop.call_later(ORDER_TIMEOUT, self._give_up_order)
         self._order.append([stream, None])
+
+    def awaits_numbered(self, stream: str) -> bool:
+        """Whether a frame of ``stream`` sent to the backplane to be numbered is still awaited."""
+        order = self._order
+        return order is not None and any(entry[0] == stream and entry[1] is None for entry in order)
 
     def fill_numbered(self, stream: str, write: Callable[[], None]) -> bool:
         """Write a numbered frame this process sent in its place in the order; False: none awaited."""
