@@ -357,8 +357,11 @@ class Server:
     async def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop accepting, close every WebSocket with 1001, stop the broker, and forget the server.
 
-        Event functions still running get ``grace`` seconds; after that shutdown goes on without
-        them (worker threads are daemon threads: a hung ``def`` cannot keep the process alive).
+        Within ``grace`` seconds, each connection's frames already accepted are written, then its
+        close frame, and the client's answer is awaited (a client on a slow link gets them all and
+        its 1001, not an EOF); event functions of this loop's connections still running get the
+        same ``grace``. After it, shutdown goes on without them (worker threads are daemon
+        threads: a hung ``def`` cannot keep the process alive).
         The broker gets `BROKER_STOP_TIMEOUT` seconds more. Registered handlers are kept, so
         `start_app` can build the application again.
         """
@@ -367,14 +370,21 @@ class Server:
         if self.tornado_server is not None:
             self.tornado_server.stop()
         connections = [c for c in self.live_connections() if c.loop is loop]
+        # Each connection's stream: open until the frames it accepted and its close frame are
+        # written and the client answered (or Tornado's close timeout aborted it).
+        streams = [
+            stream
+            for stream in (getattr(c.ws_connection, "stream", None) for c in connections)
+            if stream is not None
+        ]
         for connection in connections:
             connection.close(1001, "Server shutting down")
-        while self.running_on(loop) or any(c.ws_connection is not None for c in connections):
+        while self.running_on(loop) or any(not stream.closed() for stream in streams):
             if loop.time() > deadline:
                 logger.warning(
                     "Shutting down with %d event functions running and %d connections open after %.1fs",
                     self.running_on(loop),
-                    sum(c.ws_connection is not None for c in connections),
+                    sum(not stream.closed() for stream in streams),
                     grace,
                 )
                 break

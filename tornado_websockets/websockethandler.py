@@ -609,10 +609,11 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         def done(result: Any, error: BaseException | None) -> None:  # in the worker thread
             # One hand-over for the completion; emits the call made are queued before it in the
             # same inbox, so they and the reply usually reach the loop in one wake-up.
+            ended = functools.partial(runtime.function_ended, loop)  # if the loop never runs finish
             try:
-                inbox.put(finish, future, function, frame_id, started, result, error)
+                inbox.put(finish, future, function, frame_id, started, result, error, on_lost=ended)
             except loops.LoopUnavailableError:  # the loop went, and the client with it: no reply
-                runtime.function_ended(loop)
+                ended()
 
         # A context of its own, as a task has: what one call sets is not seen by the next one.
         call = functools.partial(contextvars.copy_context().run, function.callback, **kwargs)
@@ -708,7 +709,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self._write(frame)
             return
         try:
-            self._inbox.put(self._write, frame, size=len(frame))
+            self._inbox.put(self._write, frame, size=len(frame), path=self.websocket.path)
         except loops.LoopUnavailableError:
             raise tornado.websocket.WebSocketClosedError() from None
 
@@ -742,7 +743,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self._write(frame)
         else:
             try:
-                self._inbox.put(self._write, frame, size=len(frame))
+                self._inbox.put(self._write, frame, size=len(frame), path=self.websocket.path)
             except loops.LoopUnavailableError:
                 delivery.record_drop(delivery.CONNECTION_CLOSED, self.websocket.path)
 
