@@ -9,8 +9,11 @@ fragment, failing with 1007 on the fragment where the bytes stop being UTF-8.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
+import contextlib
 import struct
+import tracemalloc
 from dataclasses import dataclass, field
 
 import pytest
@@ -21,8 +24,11 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from tests.polling import wait_until
+from tests.rawclient import RawClient
 from tests.wsframes import client_frame, close_payload
 from tornado_websockets.frames import (
+    MAX_FRAGMENTS,
     Close,
     Event,
     Failure,
@@ -381,3 +387,116 @@ def test_the_frame_that_failed_is_never_read_as_the_clients_close() -> None:
     ]
     assert not parser.closed
     assert parser.feed(client_frame(0x8, close_payload(1000))) == [Close(1000, "")]
+
+
+# Fragments: one buffer per message, and a bound on how many frames it comes in ---------------
+
+
+def fragmented(payloads: list[bytes], opcode: int = 0x2) -> bytes:
+    """One message in ``len(payloads)`` frames."""
+    last = len(payloads) - 1
+    return b"".join(
+        client_frame(opcode if i == 0 else 0x0, payload, fin=i == last) for i, payload in enumerate(payloads)
+    )
+
+
+@pytest.mark.parametrize(
+    ("payloads", "max_fragments", "expected"),
+    [
+        ([b"a", b"b", b"c"], 3, [b"abc"]),
+        ([b"a", b"b", b"c", b"d"], 3, [Failure(1009, "too many fragments")]),
+        ([b"a"] + [b""] * 3, 3, [Failure(1009, "too many fragments")]),  # empty ones count too
+        ([b"a", b""], 2, [b"a"]),
+        ([b"x"] * MAX_FRAGMENTS, MAX_FRAGMENTS, [b"x" * MAX_FRAGMENTS]),
+        ([b"x"] * (MAX_FRAGMENTS + 1), MAX_FRAGMENTS, [Failure(1009, "too many fragments")]),
+        ([b""] * 5000, None, [b""]),
+    ],
+)
+@pytest.mark.parametrize("chunk", [None, 1, 7])
+def test_a_message_in_too_many_fragments_fails_with_1009(
+    payloads: list[bytes], max_fragments: int | None, expected: list[Event], chunk: int | None
+) -> None:
+    parser = FrameParser(max_fragments=max_fragments)
+    stream = fragmented(payloads)
+    events: list[Event] = []
+    for start in range(0, len(stream), chunk or len(stream)):
+        events += parser.feed(stream[start : start + (chunk or len(stream))])
+    assert events == expected
+
+
+def test_the_default_bound_on_fragments_is_max_fragments() -> None:
+    assert FrameParser().max_fragments == MAX_FRAGMENTS
+    with pytest.raises(ValueError, match="max_fragments should be 1 or more"):
+        FrameParser(max_fragments=0)
+
+
+@pytest.mark.parametrize("opcode", [0x1, 0x2])
+def test_text_split_anywhere_in_fragments_is_one_message(opcode: int) -> None:
+    text = "héllo wörld €".encode()
+    payloads = [text[i : i + 1] for i in range(len(text))]
+    expected = text.decode() if opcode == 0x1 else text
+    assert parse(fragmented(payloads, opcode), chunk=3) == [expected]
+    # A parser reused for the next message starts from an empty buffer.
+    parser = FrameParser()
+    assert parser.feed(fragmented(payloads, opcode) + fragmented([b"a", b"b"], opcode)) == [
+        expected,
+        "ab" if opcode == 0x1 else b"ab",
+    ]
+
+
+def retained_by(parser: FrameParser, stream: bytes, step: int = 60_000) -> int:
+    """Bytes the parser still holds after reading ``stream`` (the message is not finished)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for start in range(0, len(stream), step):
+            assert parser.feed(stream[start : start + step]) == []
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_empty_fragments_hold_no_memory() -> None:
+    """Issue 22 item 4: 3,000,000 empty continuations grew the server by 23 MiB (a list entry each)."""
+    count = 300_000
+    stream = client_frame(0x1, b"x", fin=False) + client_frame(0x0, b"", fin=False, key=b"abcd") * count
+    held = retained_by(FrameParser(max_fragments=None), stream)
+    print(f"\n{count} empty fragments: the parser holds {held / 2**10:.1f} KiB")  # noqa: T201 - the figure the issue asks for
+    assert held < 64 * 1024  # a list of 300,000 references alone is 2.3 MiB
+
+
+def test_a_message_in_4_byte_fragments_costs_its_bytes() -> None:
+    """Issue 22 item 4: 1,000,000 bytes in 4-byte fragments cost 13 MiB (an object per fragment)."""
+    size = 1_000_000
+    stream = client_frame(0x2, b"abcd", fin=False) + client_frame(0x0, b"abcd", fin=False) * (size // 4 - 1)
+    held = retained_by(FrameParser(max_message_size=None, max_fragments=None), stream)
+    print(f"\n{size} bytes in 4-byte fragments: the parser holds {held / 2**20:.2f} MiB")  # noqa: T201 - the figure the issue asks for
+    assert held < 2 * size
+
+
+async def test_a_flood_of_empty_fragments_is_closed_with_1009_over_a_real_socket() -> None:
+    """A flood of empty continuation frames: the server closes the message at `MAX_FRAGMENTS`."""
+    from tornado_websockets.testing import serve
+    from tornado_websockets.websocket import WebSocket
+
+    ws = WebSocket("/fragments")
+    sent = 200_000  # 1.2 MB of headers, far past the bound (the server drains 16 MiB at most)
+    tracemalloc.start()
+    try:
+        async with serve() as server:
+            client = await RawClient.connect(server.port, "/fragments")
+            await wait_until(lambda: len(ws.handlers) == 1)
+            before = tracemalloc.get_traced_memory()[0]
+            client.writer.write(client_frame(0x1, b"{", fin=False))
+            client.writer.write(client_frame(0x0, b"", fin=False, key=b"abcd") * sent)
+            with contextlib.suppress(ConnectionError):  # the server may stop reading once it closed
+                await asyncio.wait_for(client.writer.drain(), 10)
+            grown = tracemalloc.get_traced_memory()[0] - before
+            opcode, payload = await asyncio.wait_for(client.read_frame(), 10)
+            assert (opcode, payload[:2]) == (0x8, struct.pack("!H", 1009))
+            assert payload[2:] == b"too many fragments"
+            print(f"\n{sent} empty fragments sent: the server process grew by {grown / 2**20:.2f} MiB")  # noqa: T201 - the figure the issue asks for
+            client.close()
+            await wait_until(lambda: not ws.handlers)
+    finally:
+        tracemalloc.stop()

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from typing import Any
 
 import pytest
 
+from tests.rawclient import RawClient
 from tornado_websockets import loops
+from tornado_websockets.limits import Limits
+from tornado_websockets.testing import serve
+from tornado_websockets.websocket import WebSocket
+from tornado_websockets.websockethandler import WebSocketHandler
 
 
 async def test_calls_from_threads_run_on_the_loop_in_the_order_they_were_made() -> None:
@@ -77,3 +84,93 @@ def test_a_loop_that_has_stopped_or_closed_refuses_calls() -> None:
     loop.close()
     with pytest.raises(loops.LoopUnavailableError):
         loops.call_wait(loop, print)
+
+
+def test_a_full_inbox_blocks_a_plain_thread_but_never_the_loops_own() -> None:
+    """Issue 22 item 4: past its bound the inbox makes a producing thread wait, never a loop."""
+    loop = asyncio.new_event_loop()
+    box = loops.Inbox(loop, max_queued=4 * loops.CALL_COST)
+    busy, returned, own = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_the_loop() -> None:  # the loop is busy: nothing it was handed runs meanwhile
+        busy.wait(10)
+
+    def producer() -> None:
+        for _ in range(5):
+            box.put(time.sleep, 0)
+        returned.set()
+
+    def over_the_bound_on_the_loop() -> None:
+        for _ in range(10):
+            box.put(time.sleep, 0)  # the loop's own thread: queued at once, never waiting
+        own.set()
+
+    loop.call_soon(hold_the_loop)
+    loop.call_soon(over_the_bound_on_the_loop)
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    try:
+        while not loop.is_running():
+            time.sleep(0.01)
+        thread = threading.Thread(target=producer, daemon=True)
+        thread.start()
+        assert not returned.wait(0.3)  # the fifth call waits: the loop has taken none
+        assert len(box) == 4
+        busy.set()
+        assert returned.wait(10)
+        assert own.wait(10)
+    finally:
+        busy.set()
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()
+
+
+async def read_until_end(client: RawClient) -> None:
+    """Read the server's frames, unparsed, until the ``end`` event."""
+    tail = b""
+    while b'"event":"end"' not in tail:
+        chunk = await asyncio.wait_for(client.reader.read(65536), 30)
+        assert chunk, "the server closed the connection"
+        tail = tail[-32:] + chunk
+
+
+async def test_a_streaming_def_waits_at_the_bound_and_the_loop_keeps_serving() -> None:
+    """Issue 22 item 4: a plain ``def`` emitting 100,000 rows queued 58,000-80,000 calls and
+    stalled the loop for 0.7-1.4 s; another client's round trips are printed while it streams."""
+    rows = 100_000
+    ws = WebSocket("/stream", limits=Limits(max_backlog=256 * 1024 * 1024))
+    longest = [0]
+
+    @ws.on
+    def stream(socket: WebSocketHandler, data: dict[str, Any]) -> None:
+        box = loops.inbox(socket.loop)
+        for i in range(rows):
+            socket.emit("row", {"i": i})
+            longest[0] = max(longest[0], len(box))
+        socket.emit("end")
+
+    @ws.on
+    async def echo(socket: WebSocketHandler, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    async with serve() as server:
+        streamer = await RawClient.connect(server.port, "/stream")
+        async with server.connect("/stream") as other:
+            streamer.send_text(b'{"event":"stream","data":{}}')
+            round_trips: list[float] = []
+            reading = asyncio.ensure_future(read_until_end(streamer))
+            while not reading.done():
+                started = time.perf_counter()
+                await other.request("echo", {})
+                round_trips.append(time.perf_counter() - started)
+                await asyncio.sleep(0.01)
+            await reading
+            round_trips.sort()
+            print(  # noqa: T201 - the figure the issue asks for
+                f"\n{rows} rows streamed; another client's round trips: {len(round_trips)}, median "
+                f"{round_trips[len(round_trips) // 2] * 1000:.1f} ms, max {round_trips[-1] * 1000:.1f} ms; "
+                f"longest inbox {longest[0]} calls"
+            )
+        streamer.close()
+    assert longest[0] <= loops.MAX_QUEUED // loops.CALL_COST

@@ -16,8 +16,6 @@ from django.conf import settings
 from django.contrib.auth import get_user
 from django.db import close_old_connections
 
-from tornado_websockets.tornadowrapper import TornadoWrapper
-
 if TYPE_CHECKING:
     from tornado_websockets.websockethandler import WebSocketHandler
 
@@ -40,7 +38,8 @@ async def load_user(socket: WebSocketHandler) -> None:
     """Connect hook: set ``socket.session``, ``socket.user`` and ``socket.user_id``."""
     key = socket.get_cookie(settings.SESSION_COOKIE_NAME)
     loop = asyncio.get_running_loop()
-    session, user = await loop.run_in_executor(TornadoWrapper.get_executor(), load_user_sync, key)
+    # The connect pool, not the event functions': an upgrade never waits for slow functions.
+    session, user = await loop.run_in_executor(socket.runtime.get_connect_executor(), load_user_sync, key)
     socket.session = session
     socket.user = user
     if user.is_authenticated:

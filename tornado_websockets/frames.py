@@ -17,7 +17,14 @@ parser only looks for the client's close frame):
 - a text message, or a close reason, that is not UTF-8 (8.1): 1007, checked fragment by
   fragment, so a client fails as soon as its bytes cannot be text any more;
 - a message longer than ``max_message_size``: 1009, decided from the frame's header, before
-  its payload is read or kept.
+  its payload is read or kept;
+- a message in more than ``max_fragments`` frames (`MAX_FRAGMENTS` by default): 1009 as well,
+  "too many fragments". An empty continuation adds nothing to the size, so without a count a
+  client could keep one message open forever, one 6-byte frame at a time.
+
+A fragmented message is kept in one ``bytearray`` (a text message's UTF-8 is checked fragment by
+fragment as it arrives, then the whole is decoded once): the memory it holds is its bytes, not an
+object per fragment.
 
 Checks run in the reference's order, but at the header: a frame that the header already
 condemns fails before its payload arrives.
@@ -33,6 +40,7 @@ from typing import Final
 
 __all__ = [
     "INVALID_DATA",
+    "MAX_FRAGMENTS",
     "MESSAGE_TOO_BIG",
     "PROTOCOL_ERROR",
     "SENDABLE_CLOSE_CODES",
@@ -51,6 +59,10 @@ __all__ = [
 PROTOCOL_ERROR: Final = 1002
 INVALID_DATA: Final = 1007
 MESSAGE_TOO_BIG: Final = 1009
+
+#: Frames one message may come in, by default (a browser sends one; a client streaming a 1 MiB
+#: message in 1 KiB fragments sends 1024).
+MAX_FRAGMENTS: Final = 1024
 
 #: Close codes a peer may send (RFC 6455 section 7.4 and the IANA registry), besides 3000-4999.
 SENDABLE_CLOSE_CODES: Final = frozenset(
@@ -128,40 +140,48 @@ class FrameParser:
 
     :param max_message_size: bytes in one message (all its fragments); None: no limit.
     :param mask: the unmasking function (`default_mask` when None).
+    :param max_fragments: frames in one message (the first and its continuations); None: no limit.
     """
 
     __slots__ = (
         "_buffer",
         "_decoder",
         "_failed",
+        "_fragment_count",
         "_fragment_opcode",
-        "_fragment_size",
         "_mask",
+        "_message",
         "_needed",
-        "_parts",
         "_skip",
         "_skip_current",
         "_state",
-        "_texts",
         "discarded",
+        "max_fragments",
         "max_message_size",
     )
 
-    def __init__(self, max_message_size: int | None = 2**20, mask: MaskFunction | None = None) -> None:
+    def __init__(
+        self,
+        max_message_size: int | None = 2**20,
+        mask: MaskFunction | None = None,
+        max_fragments: int | None = MAX_FRAGMENTS,
+    ) -> None:
         if max_message_size is not None and max_message_size < 0:
             raise ValueError("max_message_size should be positive, or None for no limit.")
+        if max_fragments is not None and max_fragments < 1:
+            raise ValueError("max_fragments should be 1 or more, or None for no limit.")
         self.max_message_size = max_message_size
+        self.max_fragments = max_fragments
         self._mask = mask or default_mask()
         self._buffer = bytearray()
         #: Bytes the frame at the start of the buffer needs before it can be parsed.
         self._needed = 2
         self._state = _OPEN
-        # The fragmented message in progress: its opcode (None: no message), size, parts.
+        # The fragmented message in progress: its opcode (None: no message), frames so far, bytes.
         self._fragment_opcode: int | None = None
-        self._fragment_size = 0
-        self._parts: list[bytes] = []
-        self._decoder: codecs.IncrementalDecoder | None = None  # text: the parts are checked here
-        self._texts: list[str] = []  # text: what the decoder gave so far
+        self._fragment_count = 0
+        self._message = bytearray()
+        self._decoder: codecs.IncrementalDecoder | None = None  # text: each fragment is checked here
         self._failed = False
         # Draining after a failure: payload bytes still to drop, and whether the frame at the
         # start of the buffer is the one that failed (skipped, never read as the client's close).
@@ -233,7 +253,7 @@ class FrameParser:
                 (length,) = _unpack_long(data, position + 2)
                 header = 14
             fragmented = self._fragment_opcode is not None
-            if limit is not None and length > (limit - self._fragment_size if fragmented else limit):
+            if limit is not None and length > (limit - len(self._message) if fragmented else limit):
                 return self._fail(events, position, MESSAGE_TOO_BIG, "message too big")
             if first & 0x70:
                 return self._fail(events, position, PROTOCOL_ERROR, "reserved bits must be 0")
@@ -246,6 +266,8 @@ class FrameParser:
             elif opcode == _CONTINUATION:
                 if not fragmented:
                     return self._fail(events, position, PROTOCOL_ERROR, "unexpected continuation frame")
+                if self.max_fragments is not None and self._fragment_count >= self.max_fragments:
+                    return self._fail(events, position, MESSAGE_TOO_BIG, "too many fragments")
             elif fragmented:
                 return self._fail(events, position, PROTOCOL_ERROR, "expected a continuation frame")
             end = position + header + length
@@ -280,37 +302,39 @@ class FrameParser:
 
     def _start_fragments(self, opcode: int, payload: bytes, events: list[Event], position: int) -> bool:
         self._fragment_opcode = opcode
-        self._fragment_size = len(payload)
+        self._fragment_count = 1
+        self._message += payload
         if opcode == _TEXT:
             self._decoder = _Utf8Decoder()
             try:
-                self._texts = [self._decoder.decode(payload)]
+                self._decoder.decode(payload)  # checked now, decoded once at the end
             except UnicodeDecodeError as error:
                 self._fail(events, position, INVALID_DATA, _utf8_reason(error), whole=True)
                 return False
-        else:
-            self._parts = [payload]
         return True
 
     def _continue_fragments(self, payload: bytes, fin: bool, events: list[Event], position: int) -> bool:
-        self._fragment_size += len(payload)
+        self._fragment_count += 1
+        self._message += payload
         decoder = self._decoder
         if decoder is not None:
             try:
-                self._texts.append(decoder.decode(payload, fin))
+                decoder.decode(payload, fin)
             except UnicodeDecodeError as error:
                 self._fail(events, position, INVALID_DATA, _utf8_reason(error), whole=True)
                 return False
-        else:
-            self._parts.append(payload)
         if fin:
-            events.append("".join(self._texts) if decoder is not None else b"".join(self._parts))
-            self._fragment_opcode = None
-            self._fragment_size = 0
-            self._parts = []
-            self._texts = []
-            self._decoder = None
+            message = self._message
+            events.append(message.decode() if decoder is not None else bytes(message))
+            self._end_message()
         return True
+
+    def _end_message(self) -> None:
+        """Forget the fragmented message in progress (a new buffer: the old one may be large)."""
+        self._fragment_opcode = None
+        self._fragment_count = 0
+        self._message = bytearray()
+        self._decoder = None
 
     def _read_close(self, payload: bytes, events: list[Event], position: int) -> None:
         """The client's close frame: a `Close`, or a `Failure` if its payload is malformed."""
@@ -340,8 +364,7 @@ class FrameParser:
         """Record a `Failure`; the frame at ``position`` (if not ``whole``ly read) is skipped."""
         events.append(Failure(code, reason))
         self._failed = True
-        self._parts = []
-        self._texts = []
+        self._message = bytearray()
         self._decoder = None
         if self._state == _OPEN:
             self._state = _DRAINING

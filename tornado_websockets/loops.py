@@ -12,13 +12,28 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["DEFAULT_WAIT", "Inbox", "LoopUnavailableError", "call_soon", "call_wait", "inbox", "running_loop"]
+from tornado_websockets import delivery
+
+__all__ = [
+    "CALLS_PER_WAKE",
+    "CALL_COST",
+    "DEFAULT_WAIT",
+    "MAX_QUEUED",
+    "Inbox",
+    "LoopUnavailableError",
+    "call_soon",
+    "call_wait",
+    "inbox",
+    "running_loop",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +41,22 @@ T = TypeVar("T")
 
 #: Seconds a thread waits for the loop to run a call it needs the result of.
 DEFAULT_WAIT = 10.0
+#: Calls one wake-up of the loop runs at most; the rest wait for the loop's next iteration.
+CALLS_PER_WAKE = 256
+#: What one queued call weighs in the inbox, in bytes, besides the frame it writes.
+CALL_COST = 1024
+#: Bytes the inbox may hold (a connection's default ``max_backlog``) before a producing thread
+#: waits: 4096 calls at most, fewer when they carry frames.
+MAX_QUEUED = 4 * 1024 * 1024
+# How often a waiting thread checks that the loop still runs.
+_WAIT_SLICE = 0.1
 
 # asyncio's own fast check for "is a loop running in this thread", without raising when none is
 # (``asyncio.get_running_loop`` raises, which costs far more on the hot path).
 running_loop: Callable[[], asyncio.AbstractEventLoop | None] = asyncio._get_running_loop
+
+
+_Call = tuple[Callable[..., Any], tuple[Any, ...], int, "str | None", "Callable[[], Any] | None"]
 
 
 class LoopUnavailableError(RuntimeError):
@@ -37,38 +64,121 @@ class LoopUnavailableError(RuntimeError):
 
 
 class Inbox:
-    """Calls queued for one loop from other threads, run in order, many per wake-up."""
+    """Calls queued for one loop from other threads, run in order, many per wake-up (bounded)."""
 
-    __slots__ = ("__weakref__", "_calls", "_lock", "_scheduled", "loop")
+    __slots__ = (
+        "__weakref__",
+        "_calls",
+        "_lock",
+        "_room",
+        "_scheduled",
+        "_weight",
+        "loop",
+        "lost",
+        "max_queued",
+    )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_queued: int = MAX_QUEUED) -> None:
         self.loop = loop
-        self._calls: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = collections.deque()
+        #: Bytes the inbox may hold before a producing thread (that runs no loop) waits.
+        self.max_queued = max_queued
+        # (callback, args, weight, the path of the frame it writes if any, what to do if lost)
+        self._calls: collections.deque[_Call] = collections.deque()
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # notified when the loop took calls
         self._scheduled = False
+        self._weight = 0
+        #: Calls (other than frame writes, counted as drops) abandoned because the loop stopped.
+        self.lost = 0
 
-    def put(self, callback: Callable[..., Any], *args: Any) -> None:
-        """Queue ``callback(*args)`` for the loop; raises `LoopUnavailableError` if it no longer runs."""
-        if not self.loop.is_running():
+    def __len__(self) -> int:
+        """Calls queued now."""
+        return len(self._calls)
+
+    def put(
+        self,
+        callback: Callable[..., Any],
+        *args: Any,
+        size: int = 0,
+        path: str | None = None,
+        on_lost: Callable[[], Any] | None = None,
+    ) -> None:
+        """Queue ``callback(*args)`` for the loop; raises `LoopUnavailableError` if it no longer runs.
+
+        ``size`` and ``path``: the bytes of the frame it writes and the path it is for, if it writes
+        one (they count against `max_queued`, and as a drop should the loop stop before running it).
+        ``on_lost()`` is called, in whichever thread finds it, if the loop stops before running it.
+        Past `max_queued`, a thread that runs no loop waits here until the loop has caught up.
+        """
+        loop = self.loop
+        if not loop.is_running():
+            self.abandon()
             raise LoopUnavailableError("The loop serving this connection has stopped.")
+        weight = CALL_COST + size
         with self._lock:
-            self._calls.append((callback, args))
+            if self._weight + weight > self.max_queued and self._calls and running_loop() is None:
+                self._wait_for_room(weight)
+            self._calls.append((callback, args, weight, path, on_lost))
+            self._weight += weight
             if self._scheduled:
                 return  # the wake-up already asked for runs this call too
             self._scheduled = True
         try:
-            self.loop.call_soon_threadsafe(self._run)
+            loop.call_soon_threadsafe(self._run)
         except RuntimeError:  # closed between the check and now
-            with self._lock:
-                self._scheduled = False
-                self._calls.clear()
+            self.abandon()
             raise LoopUnavailableError("The loop serving this connection is closed.") from None
+
+    def _wait_for_room(self, weight: int) -> None:
+        """Wait (holding the lock between waits) until ``weight`` fits, or the queue is empty."""
+        while self._calls and self._weight + weight > self.max_queued:
+            self._room.wait(_WAIT_SLICE)
+            if not self.loop.is_running():
+                raise LoopUnavailableError("The loop serving this connection has stopped.")
+
+    def abandon(self) -> int:
+        """The loop stopped: drop every queued call, counting each (frames as drops); returns how many."""
+        with self._lock:
+            calls, self._calls = self._calls, collections.deque()
+            self._weight = 0
+            self._scheduled = False
+            self._room.notify_all()
+        if not calls:
+            return 0
+        frames: collections.Counter[str] = collections.Counter(
+            entry[3] for entry in calls if entry[3] is not None
+        )
+        for path, count in frames.items():
+            delivery.record_drop(delivery.CONNECTION_CLOSED, path, count)
+        others = len(calls) - sum(frames.values())
+        self.lost += others
+        for *_, on_lost in calls:
+            if on_lost is not None:
+                try:
+                    on_lost()
+                except Exception:
+                    logger.exception("Accounting for a call the loop never ran raised: %r", on_lost)
+        logger.warning(
+            "%d call(s) handed to %r were never run: it stopped first (%d frame(s) among them)",
+            len(calls),
+            self.loop,
+            len(calls) - others,
+        )
+        return len(calls)
 
     def _run(self) -> None:
         with self._lock:
-            calls, self._calls = self._calls, collections.deque()
-            self._scheduled = False
-        for callback, args in calls:
+            calls = self._calls
+            if len(calls) <= CALLS_PER_WAKE:
+                batch, self._calls = calls, collections.deque()
+                self._weight = 0
+                self._scheduled = False
+            else:  # the rest at the next iteration: the loop serves its sockets in between
+                batch = collections.deque(calls.popleft() for _ in range(CALLS_PER_WAKE))
+                self._weight -= sum(entry[2] for entry in batch)
+                self.loop.call_soon(self._run)
+            self._room.notify_all()
+        for callback, args, *_ in batch:
             try:
                 callback(*args)
             except Exception:
@@ -121,8 +231,20 @@ def call_wait(
         except BaseException as error:
             future.set_exception(error)
 
-    inbox(loop).put(run)
-    try:
-        return future.result(timeout)
-    except concurrent.futures.TimeoutError:
-        raise TimeoutError(f"The server loop did not run {callback!r} within {timeout}s.") from None
+    def lost() -> None:  # the loop stopped with the call still queued
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            future.set_exception(LoopUnavailableError("The loop stopped before running the call."))
+
+    box = inbox(loop)
+    box.put(run, on_lost=lost)
+    deadline = time.monotonic() + timeout
+    while True:
+        # In slices: a loop that stops with the call still queued will never run it.
+        try:
+            return future.result(max(0.0, min(_WAIT_SLICE, deadline - time.monotonic())))
+        except concurrent.futures.TimeoutError:
+            pass
+        if not loop.is_running():
+            box.abandon()  # ours among them, if still queued: it fails the future
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"The server loop did not run {callback!r} within {timeout}s.")

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from tornado_websockets.websocket import WebSocket
     from tornado_websockets.websockethandler import WebSocketHandler
 
-__all__ = ["BROKER_STOP_TIMEOUT", "SHUTDOWN_GRACE", "Server"]
+__all__ = ["BROKER_STOP_TIMEOUT", "CONNECT_WORKERS", "SHUTDOWN_GRACE", "Server"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ _CATCH_ALL_PATTERNS = frozenset({".*", "/.*", "(.*)", "/(.*)", ".*$", "^.*$", "/
 SHUTDOWN_GRACE = 5.0
 #: Seconds that shutdown() waits for the backplane to flush and disconnect.
 BROKER_STOP_TIMEOUT = 2.0
+#: Worker threads of the connect pool: plain ``def`` guards and the Django session load run there,
+#: so a new client is never queued behind slow event functions.
+CONNECT_WORKERS = 4
 
 
 def _is_catch_all(spec: Any) -> bool:
@@ -86,12 +89,17 @@ class Server:
         #: Runs plain ``def`` event functions and guards; a `WorkerPool` made on first use.
         self.executor: Executor | None = None
         self.max_workers = DEFAULT_WORKERS
+        #: Runs what a connection needs before its upgrade (plain ``def`` guards, the Django
+        #: session load): a small `WorkerPool` of its own, made on first use.
+        self.connect_executor: Executor | None = None
         self.tornado_app: tornado.web.Application | None = None
         self.tornado_server: tornado.httpserver.HTTPServer | None = None
         self.tornado_port: int | None = None
         self.io_loop: tornado.ioloop.IOLoop | None = None
         #: Event functions running now, on a loop or in a worker (shutdown waits for them).
         self.in_flight = 0
+        #: The same, per loop their connection belongs to: shutdown waits only for its own loop's.
+        self._running_on: dict[asyncio.AbstractEventLoop, int] = {}
         #: Tasks nobody awaits (``close`` functions): the loop keeps only weak references.
         self._background: set[asyncio.Task[Any]] = set()
         #: The loop each broker was started on (a broker receives on one loop at a time).
@@ -340,6 +348,21 @@ class Server:
             self.executor = WorkerPool(self.max_workers, thread_name_prefix="tornado-websockets")
         return self.executor
 
+    def get_connect_executor(self) -> Executor:
+        """The executor of connects (plain ``def`` guards, the session load), made on first use.
+
+        Separate from `get_executor`'s, so that a client's upgrade never waits for event functions
+        that keep every worker busy. Its threads wrap each call as the event pool's do (with
+        Django: fresh database connections around it).
+        """
+        if self.connect_executor is None:
+            events = self.get_executor()
+            around = events.around if isinstance(events, WorkerPool) else None
+            self.connect_executor = WorkerPool(
+                CONNECT_WORKERS, thread_name_prefix="tornado-websockets-connect", around=around
+            )
+        return self.connect_executor
+
     def run_in_worker(self, fn: Callable[[], Any], done: Done) -> None:
         """Call ``fn()`` in a worker thread, then ``done(result, error)`` in that thread."""
         executor = self.get_executor()
@@ -353,6 +376,34 @@ class Server:
 
         # Any other Executor a user set: the same contract through its future.
         executor.submit(fn).add_done_callback(finished)
+
+    def function_started(self, loop: asyncio.AbstractEventLoop) -> None:
+        """An event function of a connection of ``loop`` starts (on that loop)."""
+        self.in_flight += 1
+        running = self._running_on
+        running[loop] = running.get(loop, 0) + 1
+
+    def function_ended(self, loop: asyncio.AbstractEventLoop) -> None:
+        """It ended: on ``loop``, or in any thread once ``loop`` has stopped (a plain ``def`` that
+        outlived its loop must not stay counted, nor keep a later shutdown waiting)."""
+        running = self._running_on
+        count = running.get(loop)
+        if count is None:  # started before reset(), which forgot it
+            return
+        left = count - 1
+        if left > 0:
+            running[loop] = left
+        else:
+            running.pop(loop, None)
+        if loops.running_loop() is loop or not self.call_in_loop(self._one_fewer):
+            self.in_flight -= 1
+
+    def _one_fewer(self) -> None:
+        self.in_flight -= 1
+
+    def running_on(self, loop: asyncio.AbstractEventLoop) -> int:
+        """Event functions of connections of ``loop`` running now."""
+        return self._running_on.get(loop, 0)
 
     def spawn(self, loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Run ``coroutine`` as a task on ``loop`` (this thread's or handed over), kept until done."""
@@ -399,8 +450,11 @@ class Server:
     async def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop accepting, close every WebSocket with 1001, stop the broker, and forget the server.
 
-        Event functions still running get ``grace`` seconds; after that shutdown goes on without
-        them (worker threads are daemon threads: a hung ``def`` cannot keep the process alive).
+        Within ``grace`` seconds, each connection's frames already accepted are written, then its
+        close frame, and the client's answer is awaited (a client on a slow link gets them all and
+        its 1001, not an EOF); event functions of this loop's connections still running get the
+        same ``grace``. After it, shutdown goes on without them (worker threads are daemon
+        threads: a hung ``def`` cannot keep the process alive).
         The broker gets `BROKER_STOP_TIMEOUT` seconds more. Registered handlers are kept, so
         `start_app` can build the application again.
         """
@@ -409,14 +463,21 @@ class Server:
         if self.tornado_server is not None:
             self.tornado_server.stop()
         connections = [c for c in self.live_connections() if c.loop is loop]
+        # Each connection's stream: open until the frames it accepted and its close frame are
+        # written and the client answered (or Tornado's close timeout aborted it).
+        streams = [
+            stream
+            for stream in (getattr(c.ws_connection, "stream", None) for c in connections)
+            if stream is not None
+        ]
         for connection in connections:
             connection.close(1001, "Server shutting down")
-        while self.in_flight or any(c.ws_connection is not None for c in connections):
+        while self.running_on(loop) or any(not stream.closed() for stream in streams):
             if loop.time() > deadline:
                 logger.warning(
                     "Shutting down with %d event functions running and %d connections open after %.1fs",
-                    self.in_flight,
-                    sum(c.ws_connection is not None for c in connections),
+                    self.running_on(loop),
+                    sum(not stream.closed() for stream in streams),
                     grace,
                 )
                 break
@@ -440,8 +501,10 @@ class Server:
         if self.tornado_server is not None:
             self.tornado_server.stop()
         executor, max_workers = self.executor, self.max_workers  # threads are reused, not leaked
+        connect_executor = self.connect_executor
         self.__init__()  # type: ignore[misc]
         self.executor, self.max_workers = executor, max_workers
+        self.connect_executor = connect_executor
 
 
 def _spec_websocket(spec: Any) -> WebSocket | None:

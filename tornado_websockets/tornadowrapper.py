@@ -15,6 +15,7 @@ import tornado.httpserver
 import tornado.ioloop
 import tornado.web
 
+from tornado_websockets import loops
 from tornado_websockets.broker import Broker, Envelope
 from tornado_websockets.limits import Limits
 from tornado_websockets.server import BROKER_STOP_TIMEOUT, SHUTDOWN_GRACE, Server
@@ -185,10 +186,15 @@ class TornadoWrapper(metaclass=_Facade):
 
     @classmethod
     def loop(cls) -> None:
-        """Run the IOLoop until `stop` is called."""
+        """Run the IOLoop until `stop` is called.
+
+        Calls other threads handed to the loop in its last iteration never run: they are counted
+        (frames as drops) as the loop stops.
+        """
         io_loop = tornado.ioloop.IOLoop.current()
         cls.io_loop = io_loop
         io_loop.start()
+        loops.inbox(io_loop.asyncio_loop).abandon()  # type: ignore[attr-defined]
 
     @classmethod
     def stop(cls) -> None:
@@ -247,7 +253,15 @@ class TornadoWrapper(metaclass=_Facade):
         asyncio_loop = tornado.ioloop.IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
 
         def on_signal(signum: int) -> None:
-            logger.info("Received %s, shutting down", signal.Signals(signum).name)
+            name = signal.Signals(signum).name
+            task = cls._shutdown_task
+            if task is not None and not task.done():
+                # A second Ctrl-C: the user does not want to wait for the grace.
+                logger.warning("Received %s again: stopping now, without waiting for the grace", name)
+                task.cancel()
+                cls.stop()
+                return
+            logger.info("Received %s, shutting down (again to stop at once)", name)
             cls._shutdown_task = asyncio_loop.create_task(cls._shutdown_then_stop())
 
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -115,6 +115,9 @@ class WebSocket:
         self._user_states: dict[Hashable, tuple[SimpleNamespace, int]] = {}
         self._delivering = False  # a fan-out is under way (see deliver)
         self._deferred: collections.deque[Envelope] = collections.deque()
+        #: Connections that left a room while a frame sent to it as members was being numbered by
+        #: the backplane (emit to the room, then leave): it still comes to them, in its place.
+        self._left_awaiting: dict[str, list[WebSocketHandler]] = {}
         self._expiry: asyncio.TimerHandle | None = None  # the replay buffer's next expiry
         #: The loop the last connection opened on (connections of a loop that has gone are pruned).
         self._last_loop: Any = None
@@ -290,6 +293,13 @@ class WebSocket:
             self.server.mount(self)
         self.handlers.append(handler)
 
+    def await_after_leave(self, room: str, handler: WebSocketHandler) -> None:
+        """``handler`` left ``room`` with frames sent to it still being numbered: they come to it."""
+        waiting = [h for h in self._left_awaiting.get(room, ()) if h.awaits_numbered(room)]
+        if handler not in waiting:
+            waiting.append(handler)
+        self._left_awaiting[room] = waiting
+
     def to(self, room: str) -> RoomTarget:
         """The clients of ``room``: ``ws.to("lobby").emit("news", data)``."""
         return RoomTarget(self, room)
@@ -362,11 +372,22 @@ class WebSocket:
                 else:
                     elsewhere.append(handler)
         else:
+            left = self._left_awaiting.pop(envelope.stream, None) if own and self._left_awaiting else None
+            if left:
+                members = set(targets)
+                targets = [
+                    *targets,
+                    *(h for h in left if h not in members and h.awaits_numbered(envelope.stream)),
+                ]
             for handler in tuple(targets):
                 if handler.loop is here:
                     _write_member(handler, envelope, frame, seq, own)
                 else:
                     elsewhere.append(handler)
+            if left:  # those still waiting for a later frame of the stream
+                for handler in left:
+                    if handler.awaits_numbered(envelope.stream):
+                        self.await_after_leave(envelope.stream, handler)
         if elsewhere:
             self._write_elsewhere(elsewhere, envelope, frame, seq, own)
 

@@ -233,6 +233,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         if room not in self.websocket.rooms.rooms_of(self):
             return
         self.websocket.rooms.leave(room, self)
+        if self.awaits_numbered(room):  # emitted to the room, then left: that frame is still its own
+            self.websocket.await_after_leave(room, self)
         if self.websocket.replay is not None and not self.is_closed:  # the client forgets its position
             self.write_frame(protocol.encode(STREAM_EVENT, {"stream": room, "left": True}))
         shared = self.runtime.broker.presence_changed(self, room, False)
@@ -523,12 +525,13 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
     # Dispatch ------------------------------------------------------------------------------------
 
     async def _run(self, callback: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-        """Call a guard: ``async def`` on the loop, plain ``def`` in a worker thread."""
+        """Call a guard: ``async def`` on the loop, plain ``def`` in a thread of the connect pool."""
         if is_async_callable(callback):
             return await callback(**kwargs)
-        # A plain def may block or use the Django ORM, which refuses to run on the loop.
+        # A plain def may block or use the Django ORM, which refuses to run on the loop. Not in
+        # the event functions' pool: a new client must not wait for slow functions to finish.
         call = functools.partial(contextvars.copy_context().run, callback, **kwargs)
-        result = await self.loop.run_in_executor(self.runtime.get_executor(), call)
+        result = await self.loop.run_in_executor(self.runtime.get_connect_executor(), call)
         return await result if inspect.isawaitable(result) else result
 
     def _dispatch(
@@ -543,7 +546,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         kwargs = self._arguments(function, data, frame_id)
         if kwargs is None:
             return None
-        self.runtime.in_flight += 1
+        self.runtime.function_started(self.loop)
         started = time.perf_counter()
         if function.is_async:
             return _start_task(self.loop, self._await(function, kwargs, frame_id, started))
@@ -601,12 +604,16 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         future: asyncio.Future[None] = self.loop.create_future()
         inbox = self._inbox
         finish = self._finish_in_loop
+        loop, runtime = self.loop, self.runtime
 
         def done(result: Any, error: BaseException | None) -> None:  # in the worker thread
             # One hand-over for the completion; emits the call made are queued before it in the
             # same inbox, so they and the reply usually reach the loop in one wake-up.
-            with contextlib.suppress(loops.LoopUnavailableError):  # the loop went: so did the client
-                inbox.put(finish, future, function, frame_id, started, result, error)
+            ended = functools.partial(runtime.function_ended, loop)  # if the loop never runs finish
+            try:
+                inbox.put(finish, future, function, frame_id, started, result, error, on_lost=ended)
+            except loops.LoopUnavailableError:  # the loop went, and the client with it: no reply
+                ended()
 
         # A context of its own, as a task has: what one call sets is not seen by the next one.
         call = functools.partial(contextvars.copy_context().run, function.callback, **kwargs)
@@ -641,7 +648,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self._finish(function, frame_id, started, result, None)
 
     def _done(self, started: float) -> None:
-        self.runtime.in_flight -= 1
+        self.runtime.function_ended(self.loop)
         self.websocket.metrics.latency.observe(time.perf_counter() - started)
 
     def _finish(
@@ -698,7 +705,13 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         frame = protocol.encode_emit(event, data)
         if self.is_closed:
             raise tornado.websocket.WebSocketClosedError()
-        self._on_loop(self._write, frame)
+        if loops.running_loop() is self.loop:
+            self._write(frame)
+            return
+        try:
+            self._inbox.put(self._write, frame, size=len(frame), path=self.websocket.path)
+        except loops.LoopUnavailableError:
+            raise tornado.websocket.WebSocketClosedError() from None
 
     def emit_warning(self, message: str) -> None:
         """Send a ``warning`` event, as the server does for frames it cannot understand.
@@ -730,7 +743,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self._write(frame)
         else:
             try:
-                self._inbox.put(self._write, frame)
+                self._inbox.put(self._write, frame, size=len(frame), path=self.websocket.path)
             except loops.LoopUnavailableError:
                 delivery.record_drop(delivery.CONNECTION_CLOSED, self.websocket.path)
 
@@ -778,6 +791,11 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             self._order = collections.deque()
             self._order_timer = self.loop.call_later(ORDER_TIMEOUT, self._give_up_order)
         self._order.append([stream, None])
+
+    def awaits_numbered(self, stream: str) -> bool:
+        """Whether a frame of ``stream`` sent to the backplane to be numbered is still awaited."""
+        order = self._order
+        return order is not None and any(entry[0] == stream and entry[1] is None for entry in order)
 
     def fill_numbered(self, stream: str, write: Callable[[], None]) -> bool:
         """Write a numbered frame this process sent in its place in the order; False: none awaited."""
