@@ -417,6 +417,9 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
 
     def open(self, *args: str, **kwargs: str) -> Awaitable[None] | None:
         """Register the connection, then run the ``open`` event function if one is bound."""
+        # No Nagle delay: a second small frame (an emit, then the reply) would otherwise wait for
+        # the client's delayed ACK, 40 ms and more, as Tornado's docs warn.
+        self.set_nodelay(True)
         self.runtime.ensure_broker(self.loop)
         self._opened = True
         self._read_recovery_request()
