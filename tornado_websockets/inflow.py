@@ -24,26 +24,12 @@ import tornado.websocket
 
 from tornado_websockets import delivery
 
-__all__ = ["INBOX_BYTES", "INBOX_MESSAGES", "QueuingProtocol", "settle"]
+__all__ = ["INBOX_BYTES", "INBOX_MESSAGES", "QueuingProtocol"]
 
 #: Data messages held while an event function of the connection runs.
 INBOX_MESSAGES = 100
 #: Bytes of data messages held while an event function runs.
 INBOX_BYTES = 1024 * 1024
-
-
-async def settle(awaitable: Awaitable[Any]) -> None:
-    """Wait for what ``on_message`` returned; only a cancellation of the caller goes through.
-
-    An event function's task that ended cancelled (its own business, or ``cancel_on_close``)
-    must not stop the messages queued behind it.
-    """
-    try:
-        await awaitable
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
 
 
 class QueuingProtocol(tornado.websocket.WebSocketProtocol13):
@@ -59,8 +45,8 @@ class QueuingProtocol(tornado.websocket.WebSocketProtocol13):
         # Data messages waiting for the running event function, and their size in bytes.
         self._inbox: collections.deque[str | bytes] = collections.deque()
         self._inbox_bytes = 0
-        # Hands the queued messages over one after the other; None when no function runs.
-        self._runner: asyncio.Future[None] | None = None
+        # The running function's task or future; None when none runs.
+        self._running: asyncio.Future[Any] | None = None
         # Set when the queue has room again, while the reader waits for it.
         self._room: asyncio.Event | None = None
 
@@ -77,16 +63,43 @@ class QueuingProtocol(tornado.websocket.WebSocketProtocol13):
         return asyncio.ensure_future(self._wait_for_room()) if self._inbox_full() else None
 
     def _deliver(self, message: str | bytes) -> None:
-        idle = self._runner is None or self._runner.done()
-        if idle and not self._inbox:
-            handled = self._call(message)
-            if handled is not None:
-                self._runner = asyncio.ensure_future(self._run_inbox(handled))
+        if self._running is None and not self._inbox:
+            self._start(message)
             return
         self._inbox.append(message)
         self._inbox_bytes += len(message)
-        if idle:  # the runner was cancelled with messages left: a new one takes them, in order
-            self._runner = asyncio.ensure_future(self._run_inbox(None))
+
+    def _start(self, message: str | bytes) -> None:
+        """Hand ``message`` over; what finishes at once lets the next queued one go at once too."""
+        handled = self._call(message)
+        while handled is None:
+            if not self._inbox or self._client_gone():
+                self._running = None
+                self._wake()
+                return
+            handled = self._call(self._take())
+        # No task of our own per message: a callback on the function's task (or future) chains.
+        running = asyncio.ensure_future(handled)
+        self._running = running
+        running.add_done_callback(self._function_done)
+
+    def _take(self) -> str | bytes:
+        message = self._inbox.popleft()
+        self._inbox_bytes -= len(message)
+        self._wake()
+        return message
+
+    def _function_done(self, running: asyncio.Future[Any]) -> None:
+        self._running = None
+        # A cancelled task is its own business (cancel_on_close): the next message goes on.
+        error = None if running.cancelled() else running.exception()
+        if error is not None:  # a coroutine returned by a subclass's on_message: as Tornado does
+            self.handler.log_exception(type(error), error, error.__traceback__)
+            self._abort()
+        if self._inbox and not self._client_gone():
+            self._start(self._take())
+        else:
+            self._wake()
 
     def _call(self, message: str | bytes) -> Awaitable[Any] | None:
         """``on_message``; an exception it raises aborts the connection, as with Tornado."""
@@ -97,46 +110,24 @@ class QueuingProtocol(tornado.websocket.WebSocketProtocol13):
             self._abort()
             return None
 
-    async def _run_inbox(self, running: Awaitable[Any] | None) -> None:
-        """Wait for the running function, then hand over the queued messages one at a time."""
-        inbox = self._inbox
-        try:
-            if running is not None:
-                await self._settle(running)
-            while inbox and not self._client_gone():
-                message = inbox.popleft()
-                self._inbox_bytes -= len(message)
-                if self._room is not None:
-                    self._room.set()
-                handled = self._call(message)
-                if handled is not None:
-                    await self._settle(handled)
-        finally:
-            if self._room is not None:
-                self._room.set()
-
-    async def _settle(self, awaitable: Awaitable[Any]) -> None:
-        try:
-            await settle(awaitable)
-        except Exception:  # a coroutine returned by a subclass's on_message: as Tornado does
-            self.handler.log_exception(*sys.exc_info())
-            self._abort()
+    def _wake(self) -> None:
+        if self._room is not None:
+            self._room.set()
 
     def _inbox_full(self) -> bool:
         return bool(self._inbox) and (len(self._inbox) >= INBOX_MESSAGES or self._inbox_bytes >= INBOX_BYTES)
 
     async def _wait_for_room(self) -> None:
         """Stop reading (TCP pushes back) until the running function took a queued message."""
-        while self._inbox_full() and self._runner is not None and not self._runner.done():
+        while self._inbox_full() and self._running is not None:
             self._room = asyncio.Event()
             await self._room.wait()
         self._room = None
 
     async def _idle(self) -> None:
         """Wait until the running function and the queued messages are done."""
-        runner = self._runner
-        if runner is not None and not runner.done():
-            await asyncio.wait([runner])
+        while self._running is not None:
+            await asyncio.wait([self._running])
 
     def _client_gone(self) -> bool:
         return self.client_terminated or self.stream is None or self.stream.closed()
