@@ -71,7 +71,9 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
     instantiate it yourself. Frames of one connection are handled one at a time, in order: each
     ``async def`` event function runs as an asyncio task of its own (``asyncio.timeout``,
     ``TaskGroup``, anyio and ``ContextVar`` behave as anywhere else), each plain ``def`` in a
-    worker thread, and the connection's next frame is read once it has returned.
+    worker thread, and the connection's next message is handed over once it has returned. The
+    connection is read meanwhile (`tornado_websockets.inflow`): pings, pongs and the client's
+    close are handled at once; `closed` tells a running function that its client left.
 
     The connection belongs to ``loop``, the asyncio loop that accepted it. Every public method is
     safe from any thread: called from another thread (a plain ``def`` function's worker, a view),
