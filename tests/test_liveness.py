@@ -54,16 +54,16 @@ def raw_request(event: str, frame_id: int) -> bytes:
 
 async def test_a_client_with_its_own_keepalive_stays_connected_past_several_pings() -> None:
     """Tornado 6.5 has no ``_send_pong``: the bulk reader must answer pings without it."""
-    ws = WebSocket("/alive", limits=Limits(ping_interval=0.2, ping_timeout=0.2))
+    ws = WebSocket("/alive", limits=Limits(ping_interval=0.25, ping_timeout=0.25))
 
     @ws.on
     async def echo(data: dict[str, Any]) -> dict[str, Any]:
         return data
 
     async with serve() as server:
-        async with connect(server.url("/alive"), ping_interval=0.1, ping_timeout=0.5) as client:
-            for n in range(1, 8):  # 1.4 s: 14 pings from the client, 7 from the server
-                await asyncio.sleep(0.2)
+        async with connect(server.url("/alive"), ping_interval=0.1, ping_timeout=1.0) as client:
+            for n in range(1, 8):  # 1.75 s: 17 pings from the client, 7 from the server
+                await asyncio.sleep(0.25)
                 await client.send(request("echo", n, {"n": n}))
                 assert (await ack(client, n))["data"] == {"n": n}
             assert client.latency > 0  # the client's pings were answered
@@ -85,7 +85,7 @@ async def test_a_long_function_keeps_its_connection_alive_and_its_reply(reader: 
 
     async with (
         serve(tornado_settings={FRAME_READER_SETTING: reader}) as server,
-        connect(server.url("/long"), ping_interval=0.3, ping_timeout=0.5) as client,
+        connect(server.url("/long"), ping_interval=0.3, ping_timeout=1.0) as client,
     ):
         await client.send(request("report", 1))
         assert (await ack(client, 1))["data"] == {"report": "done"}
