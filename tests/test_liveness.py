@@ -347,3 +347,18 @@ async def test_a_users_own_application_hears_a_close_while_a_function_runs() -> 
         await wait_until(lambda: "finished" in events)
     finally:
         server.stop()
+
+
+async def test_cancel_on_close_on_the_close_function_itself_lets_it_run() -> None:
+    ws = WebSocket("/cancel-close")
+    seen: list[str] = []
+
+    @ws.on(cancel_on_close=True)
+    async def close(socket: WebSocketHandler) -> None:
+        await asyncio.sleep(0.05)
+        seen.append("close ran to its end")
+
+    async with serve() as server:
+        async with connect(server.url("/cancel-close")):
+            await wait_until(lambda: len(ws.handlers) == 1)
+        await wait_until(lambda: seen == ["close ran to its end"])

@@ -593,12 +593,10 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         started = time.perf_counter()
         if function.is_async:
             task = _start_task(self.loop, self._await(function, kwargs, frame_id, started))
-            if task is not None and function.cancel_on_close:
-                if self._ended:
-                    task.cancel()
-                else:
-                    self._cancel_on_close.add(task)
-                    task.add_done_callback(self._cancel_on_close.discard)
+            # Started after the end (only ``close`` can be): nothing left to cancel it for.
+            if task is not None and function.cancel_on_close and not self._ended:
+                self._cancel_on_close.add(task)
+                task.add_done_callback(self._cancel_on_close.discard)
             return task
         if not function.blocking:
             try:
