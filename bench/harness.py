@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 #: The servers of the cross-process fan-out: ours, the same work by hand, and python-socketio.
 CROSS = ("raw", "ours", "socketio")
+#: The servers of the emit-then-reply round trip (their ``post`` event).
+POST = ("raw", "ours")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,8 @@ class Plan:
     #: Another client's round trips while one client floods (echoes kept in flight): seconds, window.
     fairness_duration: float = 0.0
     fairness_window: int = 200
+    #: Emit then reply (``post``: two frames back): one client's closed-loop round trips, seconds.
+    post_duration: float = 0.0
     servers: tuple[str, ...] = tuple(SERVERS)
 
 
@@ -77,6 +81,7 @@ PLANS = {
         cross_receivers=200,
         cross_rounds=3,
         fairness_duration=1.0,
+        post_duration=1.0,
         shard_processes=4,
         shard_rooms=8,
         shard_members=10,
@@ -112,6 +117,7 @@ PLANS = {
         cross_receivers=4000,
         cross_rounds=10,
         fairness_duration=4.0,
+        post_duration=4.0,
         shard_processes=8,
         shard_rooms=64,
         shard_members=50,
@@ -200,6 +206,32 @@ def run_fairness(
         recorder.add(spec.name, "fairness_p50_ms", plan.fairness_window, rep, result["p50_ms"])
         recorder.add(spec.name, "fairness_p99_ms", plan.fairness_window, rep, result["p99_ms"])
         recorder.add(spec.name, "fairness_flood_per_s", plan.fairness_window, rep, result["flood_per_s"])
+
+
+def run_post(
+    spec: ServerSpec, plan: Plan, rep: int, load: Any, recorder: Recorder, pythonpath: str | None
+) -> None:
+    """One client's emit-then-reply round trip: ``post`` answered by ``receipt`` then ``posted``.
+
+    Two small frames back to back are what Nagle's algorithm holds until the client's delayed ACK
+    (about 40 ms on Linux) on a socket without TCP_NODELAY.
+    """
+    dialect = DIALECTS[spec.dialect]
+    with server_process(spec, pythonpath=pythonpath) as (port, process):
+        url = dialect.url(port)
+        _warm(load, url, spec.dialect)
+        opened = load.call("connect", url=url, dialect=spec.dialect, count=1)
+        if opened["failed"]:
+            raise RuntimeError(f"the connection failed: {opened['error']}")
+        result = load.call(
+            "echo", warmup=plan.echo_warmup, duration=plan.post_duration, server_pid=process.pid, event="post"
+        )
+        load.call("close")
+        if result["errors"] or result["unanswered"]:
+            raise RuntimeError(f"emit then reply: {result}")
+        recorder.add(spec.name, "post_p50_ms", 1, rep, result["p50_ms"])
+        recorder.add(spec.name, "post_p99_ms", 1, rep, result["p99_ms"])
+        recorder.add(spec.name, "post_rps", 1, rep, result["rps"])
 
 
 def run_fanout(
@@ -350,6 +382,9 @@ def run_plan(plan: Plan, pythonpath: str | None = None, redis: bool = True) -> d
                 if plan.fairness_duration and not spec.echo_only:
                     fairness_args = (spec, plan, rep, load, recorder, pythonpath)
                     _attempt(recorder, spec.name, "fairness", rep, load, run_fairness, *fairness_args)
+                if plan.post_duration and spec.name in POST:
+                    post_args = (spec, plan, rep, load, recorder, pythonpath)
+                    _attempt(recorder, spec.name, "post", rep, load, run_post, *post_args)
                 for size in () if spec.echo_only else plan.fanout_sizes:
                     scenario = f"fanout {size}"
                     args = (spec, plan, size, rep, load, recorder, pythonpath)

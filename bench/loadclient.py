@@ -72,10 +72,16 @@ class Connection(WSListener):
 
 
 class EchoRun:
-    """Closed loops: each connection sends ``echo``, waits for it, sends the next."""
+    """Closed loops: each connection sends ``echo``, waits for it, sends the next.
 
-    def __init__(self, connections: list[Connection]) -> None:
+    With ``event="post"`` it waits for ``posted``, the second of the two frames the server
+    writes back (``receipt`` first): the emit-then-reply round trip.
+    """
+
+    def __init__(self, connections: list[Connection], event: str = "echo") -> None:
         self.connections = connections
+        self.event = event
+        self.answer = "posted" if event == "post" else event
         self.counting = False
         self.stopped = False
         self.count = 0
@@ -95,10 +101,10 @@ class EchoRun:
         connection.seq += 1
         connection.sent_at = time.perf_counter()
         self.outstanding += 1
-        connection.send("echo", {"n": connection.seq, "text": TEXT})
+        connection.send(self.event, {"n": connection.seq, "text": TEXT})
 
     def on_event(self, connection: Connection, incoming: Incoming) -> None:
-        if incoming.event != "echo":
+        if incoming.event != self.answer:
             return
         now = time.perf_counter()
         self.outstanding -= 1
@@ -272,13 +278,19 @@ class LoadClient:
         return {"opened": len(opened), "failed": len(errors), "seconds": seconds, "error": errors[:1]}
 
     async def echo(
-        self, warmup: float, duration: float, group: str = "main", server_pid: int | None = None
+        self,
+        warmup: float,
+        duration: float,
+        group: str = "main",
+        server_pid: int | None = None,
+        event: str = "echo",
     ) -> dict[str, Any]:
         """Closed-loop echo on every connection of ``group``: round trips per second and latency.
 
         With ``server_pid``, also the server's CPU time per round trip over the same window.
+        ``event="post"``: the emit-then-reply round trip instead (see `EchoRun`).
         """
-        run = EchoRun(self.groups[group])
+        run = EchoRun(self.groups[group], event)
         self.run = run
         for connection in run.connections:
             run.send(connection)

@@ -50,6 +50,9 @@ METRICS = {
     "fairness_p50_ms": Metric("Another client's round trip during a flood, p50", "ms", False, 3),
     "fairness_p99_ms": Metric("Another client's round trip during a flood, p99", "ms", False, 3),
     "fairness_flood_per_s": Metric("The flooding client's echoes served per second", "echoes/s", True),
+    "post_p50_ms": Metric("Emit then reply: round trip p50", "ms", False, 3),
+    "post_p99_ms": Metric("Emit then reply: round trip p99", "ms", False, 3),
+    "post_rps": Metric("Emit then reply: round trips per second, one client", "round trips/s", True),
     "fanout_deliveries_per_s": Metric("Fan-out deliveries per second", "deliveries/s", True),
     "fanout_cpu_us": Metric("Fan-out: server CPU time per delivery", "µs", False, 2),
     "fanout_last_ms": Metric("Fan-out: time until the last client has it", "ms", False, 1),
@@ -330,6 +333,19 @@ def render(results: dict[str, Any], title: str = "Benchmark results") -> str:
             "meanwhile. Its round trip is how long a connection waits behind a busy one.",
             "",
             *fairness,
+        ]
+    post = [
+        row
+        for metric in ("post_p50_ms", "post_p99_ms", "post_rps")
+        for row in _metric_table(summary, metric, "clients")
+    ]
+    if post:
+        lines += ["## Emit then reply", ""]
+        lines += [
+            "An event function that emits, then replies: two small frames back to back. Without",
+            "TCP_NODELAY, Nagle's algorithm holds the second until the client's delayed ACK (40 ms).",
+            "",
+            *post,
         ]
     lines += ["## Fan-out (one emit to every client)", ""]
     for metric in ("fanout_deliveries_per_s", "fanout_cpu_us", "fanout_last_ms", "fanout_first_ms"):

@@ -15,8 +15,10 @@ __all__ = [
     "BACKLOG_BOUND",
     "BACKPLANE_MISSED",
     "BACKPLANE_UNREACHABLE",
+    "CLIENT_LEFT",
     "CONNECTION_CLOSED",
     "ENCODING_ERROR",
+    "SERVER_CLOSED",
     "SLOW_CONSUMER",
     "UNKNOWN_PATH",
     "UNKNOWN_ROOM",
@@ -48,6 +50,12 @@ BACKPLANE_UNREACHABLE = "backplane_unreachable"
 #: did not (PUBLISH tells how many did); for a path with recovery, counted instead by the process
 #: that missed frames Redis no longer kept (its clients get ``resync``).
 BACKPLANE_MISSED = "backplane_missed"
+#: Inbound: a message the client sent, queued behind its running event function, when the client
+#: left (its close frame, or the end of the TCP connection) before the function could take it.
+CLIENT_LEFT = "client_left"
+#: Inbound: a message the client sent after the server closed its connection (``socket.close``,
+#: a limit): no event function sees it.
+SERVER_CLOSED = "server_closed"
 #: A reply the event function returned could not be encoded (the client gets an error instead).
 ENCODING_ERROR = "encoding_error"
 

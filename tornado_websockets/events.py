@@ -45,9 +45,13 @@ class EventFunction:
     reply: Converter | None = None
     #: A plain ``def`` that may block runs in a worker thread; False runs it on the loop.
     blocking: bool = True
+    #: An ``async def`` whose task is cancelled when its connection closes.
+    cancel_on_close: bool = False
 
     @classmethod
-    def inspect(cls, name: str, callback: Callable[..., Any], blocking: bool = True) -> EventFunction:
+    def inspect(
+        cls, name: str, callback: Callable[..., Any], blocking: bool = True, cancel_on_close: bool = False
+    ) -> EventFunction:
         """Read which of ``self``, ``socket`` and ``data`` the callback takes."""
         try:
             parameters = inspect.signature(callback).parameters
@@ -67,6 +71,7 @@ class EventFunction:
             payload=payload,
             reply=reply_encoder(callback),
             blocking=blocking,
+            cancel_on_close=cancel_on_close,
         )
 
     def arguments(self, context: Any, socket: Any, data: Any) -> dict[str, Any]:

@@ -10,16 +10,26 @@ next message is handed over.
 
 Where it differs from Tornado's reader, on purpose:
 
+- While an event function runs, the connection still hears its client: pings are answered and
+  pongs recorded at once, a close frame or the end of the TCP connection closes it at once (the
+  ``close`` event function runs; what was queued is dropped and counted as
+  `~tornado_websockets.delivery.CLIENT_LEFT`). Data messages wait in a bounded queue, in order
+  (`tornado_websockets.inflow`); beyond its bound the socket is not read until the queue has
+  room, so TCP pushes back on a client that sends faster than its functions run.
 - A protocol error is answered with a close frame, 1002 (or 1007 for text that is not UTF-8)
   where Tornado drops the TCP connection without one; a message over ``max_message_size`` gets
   1009, as with Tornado.
-- After such a close frame, what the client still sends is read and dropped (at most
-  `DRAIN_BYTES`, and for at most Tornado's close timeout of 5 s) until the client's own close
-  frame, so that the close frame reaches a client that is still writing instead of being lost
-  in a TCP reset.
+- After such a close frame, what the client still sends is read and dropped, however much it is
+  (reading to discard costs no memory), until the client's own close frame or TCP close, or for
+  at most `DRAIN_SECONDS`: the close frame reaches a client that is still writing instead of
+  being lost in a TCP reset.
 
 Where permessage-deflate will be negotiated, Tornado's own reader runs. Set the Tornado application setting
 `FRAME_READER_SETTING` to False to use Tornado's reader for every connection.
+
+Every private name of Tornado the library uses is listed in `TORNADO_PRIVATE_NAMES` (the test of
+this module checks them against the installed Tornado); ``_send_pong`` (Tornado 6.6) is used where
+it exists (`TORNADO_OPTIONAL_NAMES`).
 """
 
 from __future__ import annotations
@@ -31,12 +41,15 @@ import tornado.websocket
 from tornado.iostream import StreamClosedError
 
 from tornado_websockets.frames import Close, Failure, FrameParser, Ping, Pong
+from tornado_websockets.inflow import QueuingProtocol
 
 __all__ = [
-    "DRAIN_BYTES",
+    "DRAIN_SECONDS",
     "FRAME_READER_SETTING",
     "READ_SIZE",
     "RECV_SIZE",
+    "TORNADO_OPTIONAL_NAMES",
+    "TORNADO_PRIVATE_NAMES",
     "BulkFrameProtocol",
     "frame_protocol",
 ]
@@ -50,15 +63,38 @@ READ_SIZE = 64 * 1024
 #: Bytes the stream asks of the socket per call: it allocates and zeroes a buffer this large for
 #: every call, which at Tornado's 64 KiB costs more than parsing a small frame (1.8 µs, not 0.3).
 RECV_SIZE = 16 * 1024
-#: Bytes read and dropped after a protocol error before the connection is dropped without waiting.
-DRAIN_BYTES = 16 * 1024 * 1024
+#: Seconds a connection closed for a protocol error or a too large message is still read (and
+#: what it sends dropped) waiting for the client's close; Tornado's own close timeout is 5 s.
+DRAIN_SECONDS = 5.0
+#: Every private name of Tornado the library uses, by what has it: ``tornado.websocket`` the module,
+#: ``protocol`` a server connection's ``WebSocketProtocol13``, ``stream`` its ``IOStream``.
+#: tests/test_framereader.py checks each against the installed Tornado (6.5 and 6.6 have them all).
+TORNADO_PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
+    "tornado.websocket": ("_WebSocketParams",),
+    "protocol": (
+        "_abort",
+        "_compressor",
+        "_decompressor",
+        "_message_bytes_in",
+        "_message_bytes_out",
+        "_received_pong",
+        "_receive_frame_loop",
+        "_run_callback",
+        "_wire_bytes_in",
+        "_write_frame",
+    ),
+    "stream": ("_total_write_done_index", "_total_write_index"),
+}
+#: Private names used where the installed Tornado has them: ``_send_pong`` (6.6) answers pings
+#: with at most one pong outstanding; without it, pongs are written as Tornado 6.5 writes them.
+TORNADO_OPTIONAL_NAMES: dict[str, tuple[str, ...]] = {"protocol": ("_send_pong",)}
 # Let other connections run after this much work, counting each message as 1 KiB: Tornado's
 # own fairness rule (its _YIELD_THRESHOLD and _FRAME_YIELD_COST).
 _YIELD_AFTER = 256 * 1024
 _MESSAGE_COST = 1024
 
 
-class BulkFrameProtocol(tornado.websocket.WebSocketProtocol13):
+class BulkFrameProtocol(QueuingProtocol):
     """``WebSocketProtocol13`` reading frames in bulk (see the module's docstring)."""
 
     async def _receive_frame_loop(self) -> None:
@@ -87,32 +123,45 @@ class BulkFrameProtocol(tornado.websocket.WebSocketProtocol13):
                     if self.client_terminated:
                         break
                     self._message_bytes_in += len(event)
-                    handled = self._run_callback(handler.on_message, event)
-                    if handled is not None:
-                        await handled
+                    self._deliver(event)
                     work += _MESSAGE_COST
-                    if work >= _YIELD_AFTER:  # within a chunk too: it may hold thousands of messages
+                    if self._inbox_full():
+                        await self._wait_for_room()
+                        work = 0
+                    elif work >= _YIELD_AFTER:  # within a chunk too: it may hold thousands of messages
                         work = 0
                         await asyncio.sleep(0)
                 elif isinstance(event, Ping):
-                    self._send_pong(event.data)
+                    self._pong(event.data)
                     self._run_callback(handler.on_ping, event.data)
                 elif isinstance(event, Pong):
                     self._received_pong = True
-                    handled = self._run_callback(handler.on_pong, event.data)
-                    if handled is not None:
-                        await handled
+                    self._run_callback(handler.on_pong, event.data)
                 elif isinstance(event, Close):
                     self._closed_by_client(event)
                 else:
+                    # What came before the offending frame is handled first, as it was sent.
+                    await self._idle()
                     self._fail(event, parser.closed)
-            if parser.failed and parser.discarded > DRAIN_BYTES:
-                logger.info("Dropping a connection that sent %d bytes after its close frame", DRAIN_BYTES)
-                self._abort()
-                return
             if work >= _YIELD_AFTER:
                 work = 0
                 await asyncio.sleep(0)
+
+    # Control frames ------------------------------------------------------------------------------
+
+    def _pong(self, data: bytes) -> None:
+        """Answer a ping: through Tornado's ``_send_pong`` where it has one (6.6: at most one pong
+        outstanding, RFC 6455 5.5.3), else by writing the pong frame, as Tornado 6.5 does."""
+        send_pong = getattr(self, "_send_pong", None)
+        if send_pong is not None:
+            send_pong(data)
+            return
+        if self.server_terminated:  # no frame may follow a close frame
+            return
+        try:
+            self._write_frame(True, 0xA, data)
+        except StreamClosedError:
+            self._abort()
 
     def _closed_by_client(self, event: Close) -> None:
         """The client's close frame: echo its code (as Tornado does), then close the stream."""
@@ -125,10 +174,18 @@ class BulkFrameProtocol(tornado.websocket.WebSocketProtocol13):
         """Close with the failure's code; reading goes on, dropping frames, until the client's close.
 
         ``client_closed``: the failure is in the client's own close frame, so none will follow.
+        The drain lasts `DRAIN_SECONDS` at most, whatever the client keeps sending.
         """
         logger.debug("Closing %r with %d: %s", self.handler, failure.code, failure.reason)
         self.client_terminated = self.client_terminated or client_closed
         self.close(failure.code, failure.reason)
+        if not self.client_terminated:
+            self.stream.io_loop.call_later(DRAIN_SECONDS, self._drain_ended)
+
+    def _drain_ended(self) -> None:
+        if not self.stream.closed():
+            logger.info("Dropping %r: no close frame %s s after its own", self.handler, DRAIN_SECONDS)
+            self._abort()
 
 
 def frame_protocol(

@@ -36,7 +36,8 @@ class Limits:
 
     :param max_message_size: bytes in one inbound message; a larger one closes the connection with 1009.
     :param ping_interval: seconds between keepalive pings; ``None`` or 0 turns keepalive off.
-    :param ping_timeout: seconds to wait for the pong before closing (at most ``ping_interval``).
+    :param ping_timeout: seconds to wait for the pong before closing (at most ``ping_interval``);
+        pongs are read while an event function runs, so a long function never trips it.
     :param max_backlog: bytes written to a connection but not yet flushed to its socket; a client
         that stops reading is closed with `BACKLOG_CLOSE_CODE` once it passes this bound.
     :param max_rate: inbound events per second (``None``: no limit). Above it a frame is refused

@@ -145,7 +145,9 @@ class WebSocket:
 
     # Binding ------------------------------------------------------------------------------------
 
-    def add_event(self, name: str, callback: Callable[..., Any], *, blocking: bool = True) -> None:
+    def add_event(
+        self, name: str, callback: Callable[..., Any], *, blocking: bool = True, cancel_on_close: bool = False
+    ) -> None:
         """Bind ``callback`` to the event ``name``: the plain call behind `on`."""
         if not callable(callback):
             raise NotCallableError(callback)
@@ -153,19 +155,39 @@ class WebSocket:
             raise TypeError(f"An event name should be a non-empty str, not {name!r}.")
         if not isinstance(blocking, bool):
             raise TypeError(f"blocking should be True or False, not {blocking!r}.")
+        if not isinstance(cancel_on_close, bool):
+            raise TypeError(f"cancel_on_close should be True or False, not {cancel_on_close!r}.")
         if name in self.events:
             raise WebSocketEventAlreadyBinded(name, self.path)
-        self.events[name] = EventFunction.inspect(name, callback, blocking)
+        function = EventFunction.inspect(name, callback, blocking, cancel_on_close)
+        if cancel_on_close and not function.is_async:
+            raise TypeError(
+                f'cancel_on_close=True needs an async def function ("{name}" is a plain def, which '
+                "cannot be cancelled): make it async def, or check socket.closed.done() in it."
+            )
+        self.events[name] = function
 
     @overload
     def on(self, callback: F) -> F: ...
 
     @overload
     def on(
-        self, callback: None = None, *, name: str | None = None, blocking: bool = True
+        self,
+        callback: None = None,
+        *,
+        name: str | None = None,
+        blocking: bool = True,
+        cancel_on_close: bool = False,
     ) -> Callable[[F], F]: ...
 
-    def on(self, callback: Any = _DECORATE, *, name: str | None = None, blocking: bool = True) -> Any:
+    def on(
+        self,
+        callback: Any = _DECORATE,
+        *,
+        name: str | None = None,
+        blocking: bool = True,
+        cancel_on_close: bool = False,
+    ) -> Any:
         """Decorator binding a function or method to the event named by its ``__name__``.
 
         ``@ws.on(name="chat.message")`` binds a name that is not a Python identifier. The function
@@ -178,13 +200,19 @@ class WebSocket:
         plain ``def`` in a worker thread (blocking calls and the Django ORM are fine there);
         a plain ``def`` bound with ``@ws.on(blocking=False)`` on the loop itself, which saves the
         hand-over to a thread but must never block (no I/O, no ORM, no sleep).
+
+        A function goes on running when its client leaves (its emits to it are counted drops);
+        ``@ws.on(cancel_on_close=True)`` cancels an ``async def`` function's task instead, as soon
+        as the connection closes.
         """
         if callback is _DECORATE:  # @ws.on(name=..., blocking=...): a decorator to apply next
 
             def decorator(function: F) -> F:
                 if not callable(function):
                     raise NotCallableError(function)
-                self.add_event(name or function.__name__, function, blocking=blocking)
+                self.add_event(
+                    name or function.__name__, function, blocking=blocking, cancel_on_close=cancel_on_close
+                )
                 return function
 
             return decorator

@@ -8,7 +8,8 @@ what validation costs beside the untyped path. ``--tornado-reader`` turns our bu
 (`tornado_websockets.framereader`), to show what it saves. ``--redis URL`` sets the cross-process
 backplane (``?cluster=1`` for Redis Cluster with sharded pub/sub). Every variant also answers
 ``join`` (enter ``data["room"]``) and ``say`` (``tick`` to ``data["room"]``), for the sharding
-scenario.
+scenario, and ``post`` (``receipt``, then ``posted``: two small frames back to back, as a function
+that emits and then replies), for the emit-then-reply scenario.
 """
 
 from typing import Any
@@ -71,6 +72,11 @@ def build(sync: bool, typed: bool = False, on_loop: bool = False) -> WebSocket:
     @ws.on(name="say")
     async def say(data: dict[str, Any]) -> None:
         ws.emit("tick", data, room=data["room"])
+
+    @ws.on(name="post")
+    async def post(socket: Any, data: dict[str, Any]) -> None:
+        socket.emit("receipt", data)
+        socket.emit("posted", data)
 
     return ws
 

@@ -61,6 +61,9 @@ class BenchHandler(tornado.websocket.WebSocketHandler):
             return
         if event == "echo":
             self.write_message(_dumps({"event": "echo", "data": data}))
+        elif event == "post":  # emit, then reply: two small frames back to back
+            self.write_message(_dumps({"event": "receipt", "data": data}))
+            self.write_message(_dumps({"event": "posted", "data": data}))
         elif event == "broadcast":
             out = _dumps({"event": "tick", "data": data})
             write_all(out)
