@@ -23,6 +23,7 @@ E007 = "tornado_websockets.E007"  # bad allowed_origins
 E008 = "tornado_websockets.E008"  # bad explorer
 E009 = "tornado_websockets.E009"  # bad metrics
 E010 = "tornado_websockets.E010"  # bad xheaders
+E011 = "tornado_websockets.E011"  # bad session_check_interval
 W001 = "tornado_websockets.W001"  # unknown key
 W002 = "tornado_websockets.W002"  # deploy: metrics open to everyone
 W003 = "tornado_websockets.W003"  # deploy: DEBUG opens metrics, explorer and AsyncAPI to everyone
@@ -106,6 +107,16 @@ def check_tornado_setting(app_configs: Sequence[Any] | None = None, **kwargs: An
                 f"TORNADO['xheaders'] should be True or False, not {xheaders!r}.",
                 hint="True only behind a proxy that sets X-Forwarded-For and X-Forwarded-Proto itself.",
                 id=E010,
+            )
+        )
+    interval = value.get("session_check_interval", DEFAULTS["session_check_interval"])
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
+        errors.append(
+            Error(
+                "TORNADO['session_check_interval'] should be a positive number of seconds, "
+                f"not {interval!r}.",
+                hint="It bounds how long a socket acts for a session that ended: 30 is the default.",
+                id=E011,
             )
         )
     errors.extend(
