@@ -115,3 +115,47 @@ def test_a_final_close_for_a_sign_out_says_what_to_do(pair: tuple[Tab, Tab], exa
     expect(alice.page.locator("#notice a")).to_have_text("Sign in again")
     expect(alice.page.locator("#online li")).to_have_count(0)
     expect(alice.page.locator("#whoami")).to_have_text("You are signed out.")
+
+
+def test_changing_your_own_password_keeps_your_tabs_and_signs_out_your_other_browser(
+    browser: Browser, example: RunTornado
+) -> None:
+    """Django's password change keeps this browser signed in: its other tab reconnects without a word,
+    while alice's second browser is signed out (4001)."""
+    here, elsewhere = logged_in(browser, example, "alice"), logged_in(browser, example, "alice")
+    try:
+        for tab in (here, elsewhere):
+            tab.page.goto(example.url("/chat/"))
+            expect(tab.page.locator("#status")).to_have_text("connected")
+        # Record every close the chat tab's client sees.
+        here.page.evaluate("window.closes = []; ws.on('close', (e) => closes.push(e.code));")
+        changing = here.page.context.new_page()  # a second tab of the same browser
+        changing.goto(example.url("/accounts/password_change/"))
+        changing.fill("input[name=old_password]", "alice")
+        changing.fill("input[name=new_password1]", "a-new-Passw0rd-2")
+        changing.fill("input[name=new_password2]", "a-new-Passw0rd-2")
+        changing.get_by_role("button", name="Change my password").click()
+        changing.wait_for_url(example.url("/accounts/password_change/done/"))
+
+        notice = elsewhere.page.locator("#notice")
+        expect(notice).to_contain_text("You were signed out")
+        expect(elsewhere.page.locator("#chat-input")).to_be_disabled()
+
+        here.page.wait_for_function("() => closes.length > 0")
+        assert here.page.evaluate("closes") == [4100]  # "reconnect now", not "signed out"
+        expect(here.page.locator("#status")).to_have_text("connected")
+        expect(here.page.locator("#notice")).to_be_hidden()
+        expect(here.page.locator("#chat-input")).to_be_enabled()
+        say(here, "still here")
+        expect(here.page.locator("#chat-log li")).to_have_text(["alice: still here"])
+        assert here.page.evaluate("ws.websocket.readyState") == 1
+        assert here.page.request.get(example.url("/chat/")).status == 200
+    finally:
+        example.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User\n"
+            "u = User.objects.get(username='alice')\nu.set_password('alice')\nu.save()",
+        )
+        here.close()
+        elsewhere.close()
