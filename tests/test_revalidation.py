@@ -180,3 +180,41 @@ async def test_a_cache_session_cleared_behind_the_servers_back(tmp_path: Path) -
         since = time.monotonic()
         manage(site.env, "shell", "-c", "from django.core.cache import cache\ncache.clear()")
         await closes_with_4001(client, since, "cache session cleared in another process", site)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_one_read_per_session_however_many_sockets() -> None:
+    """In-process: check_now() reads each session once, and closes only the stale one's sockets."""
+    import importlib
+
+    from asgiref.sync import sync_to_async
+    from django.contrib.auth.models import User
+    from django.contrib.sessions.models import Session
+    from django.test import Client
+
+    import tests.djangotestapp.websockets
+    from tornado_websockets import revalidation
+    from tornado_websockets.testing import serve
+
+    importlib.reload(tests.djangotestapp.websockets)  # the suite's clean_wrapper forgot its WebSocket
+
+    def sign_in(name: str) -> Client:
+        browser = Client()
+        browser.force_login(User.objects.create_user(name))
+        return browser
+
+    ann, bob = await sync_to_async(sign_in)("ann"), await sync_to_async(sign_in)("bob")
+    async with serve(django=True) as server:
+        anns = [await server.connect("/discovered", user=ann) for _ in range(3)]
+        bobs = await server.connect("/discovered", user=bob)
+        for client in [*anns, bobs]:
+            assert (await client.request("whoami"))["authenticated"]
+        assert await revalidation.check_now() == 2  # two sessions read, for four sockets
+        key = ann.cookies["sessionid"].value
+        await sync_to_async(Session.objects.filter(session_key=key).delete)()  # no signal
+        assert await revalidation.check_now() == 2
+        for client in anns:
+            assert await client.wait_closed() == SESSION_ENDED_CLOSE_CODE
+        assert (await bobs.request("whoami"))["username"] == "bob"
+        assert await revalidation.check_now() == 1
+        bobs.close()
