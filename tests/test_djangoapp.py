@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
-from typing import Any
-
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tornado.httpclient
@@ -17,9 +16,9 @@ import tornado.web
 from django.contrib.auth.models import User
 
 import tests.djangotestapp.websockets
+import tornado_websockets
 from tests.servers import ROOT
 from tests.serving import runtornado, serving_env
-import tornado_websockets
 from tornado_websockets import djangoapp
 from tornado_websockets.djangoapp import DjangoExecutor
 from tornado_websockets.testing import TestServer, serve
