@@ -16,7 +16,9 @@ A refused metrics request gets 404, as the explorer's do: a production site does
 its admin URLs. The dashboard page, which the site links to, sends a visitor who is not active
 staff to the login page instead (the admin's when it is installed, as ``/admin/websockets/``
 does; else ``LOGIN_URL``), and answers 404 only when ``TORNADO["metrics"]`` is False. Without
-prometheus-client, ``metrics`` answers 501 naming the extra to install. The dashboard's page updates over a WebSocket of its own, ``/tws-dashboard``, registered by
+prometheus-client, ``metrics`` answers 501 naming the extra to install.
+
+The dashboard's page updates over a WebSocket of its own, ``/tws-dashboard``, registered by
 the first request to the page (so that projects that never open it serve no such path), whose
 guard refuses non-staff users with 403 and which pushes `tornado_websockets.metrics.snapshot`
 every second while any client is connected.
@@ -115,7 +117,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 def _to_login(request: HttpRequest) -> HttpResponse:
-    """Off to sign in as staff: the admin's login page (it says when a user is not staff), else ``LOGIN_URL``."""
+    """To the login page: the admin's when installed (it tells a non-staff user why), else ``LOGIN_URL``."""
     from django.contrib.auth.views import redirect_to_login
     from django.urls import NoReverseMatch, reverse
 
