@@ -26,6 +26,7 @@ every second while any client is connected.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import tornado.ioloop
@@ -123,10 +124,8 @@ def _to_login(request: HttpRequest) -> HttpResponse:
 
     login_url = None
     if "django.contrib.admin" in settings.INSTALLED_APPS:
-        try:
+        with contextlib.suppress(NoReverseMatch):  # the admin is installed but not in the URLconf
             login_url = reverse("admin:login")
-        except NoReverseMatch:  # the admin is installed but not in the URLconf
-            pass
     return redirect_to_login(request.get_full_path(), login_url)
 
 
