@@ -159,3 +159,35 @@ def test_changing_your_own_password_keeps_your_tabs_and_signs_out_your_other_bro
         )
         here.close()
         elsewhere.close()
+
+
+def test_a_flood_is_cut_by_the_rate_limit_and_logged_once(pair: tuple[Tab, Tab], example: RunTornado) -> None:
+    """10,000 messages in a burst: the others get a handful, the flooder is closed (1008), one log line."""
+    demo, alice = pair
+    before = example.log.read_text(errors="replace").count("kept sending past the rate limit")
+    demo.page.evaluate("for (let n = 0; n < 10000; n++) ws.emit('message', {message: `flood ${n}`});")
+    expect(demo.page.locator("#status")).to_have_text("closed")
+    expect(demo.page.locator("#notice")).to_contain_text("1008")
+    say(alice, "after the flood")
+    expect(alice.page.locator("#chat-log li").last).to_have_text("alice: after the flood")
+    received = alice.page.locator("#chat-log li").count() - 1
+    print(f"\nalice received {received} of the 10000 flooded messages")  # noqa: T201 - the figure
+    assert received <= 40
+    assert example.log.read_text(errors="replace").count("kept sending past the rate limit") - before == 1
+
+
+def test_a_signed_out_chat_page_no_longer_shows_the_user_nor_a_send_button(
+    pair: tuple[Tab, Tab], example: RunTornado
+) -> None:
+    _, alice = pair
+    expect(alice.page.locator("header")).to_contain_text("alice")
+    other = alice.page.context.new_page()
+    other.goto(example.url("/"))
+    other.get_by_role("button", name="Log out").click()
+    other.wait_for_load_state()
+    expect(alice.page.locator("#notice")).to_contain_text("You were signed out")
+    expect(alice.page.locator("header")).not_to_contain_text("alice")
+    expect(alice.page.get_by_role("button", name="Log out")).to_have_count(0)
+    expect(alice.page.locator("#account a")).to_have_text("Log in")
+    expect(alice.page.locator("#chat-form button")).to_be_disabled()
+    expect(alice.page.locator("#chat-input")).to_be_disabled()
