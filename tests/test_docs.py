@@ -283,7 +283,6 @@ TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-LOGIN_REDIRECT_URL = "/lobby/"
 """
 
 MANAGE_PY = """
@@ -321,10 +320,17 @@ def test_readme_django_quick_start_is_a_working_page_in_chromium(tmp_path: Path)
     settings = QUICK_START_SETTINGS + settings_sample.replace("[...,", "[*DEFAULT_APPS,")
     (tmp_path / "mysite" / "settings.py").write_text(settings)
     (tmp_path / "manage.py").write_text(MANAGE_PY)
-    server = RunTornado(tmp_path, free_port(), env={"DJANGO_SETTINGS_MODULE": "mysite.settings"})
+    # The README's commands, in its order (createsuperuser needs migrate's tables), without prompts.
+    commands = re.findall(r"^ {4}python manage\.py (\w+)", django_part, re.M)
+    assert commands == ["migrate", "createsuperuser", "runtornado"]
+    superuser = {
+        "DJANGO_SUPERUSER_USERNAME": "ann",
+        "DJANGO_SUPERUSER_PASSWORD": "pw",
+        "DJANGO_SUPERUSER_EMAIL": "",
+    }
+    server = RunTornado(tmp_path, free_port(), env={"DJANGO_SETTINGS_MODULE": "mysite.settings", **superuser})
     server.manage("migrate", "--noinput")
-    create = "from django.contrib.auth.models import User; User.objects.create_user('ann', password='pw')"
-    server.manage("shell", "-c", create)
+    server.manage("createsuperuser", "--noinput")
     server.start()
     try:
         with chromium() as browser:
@@ -336,6 +342,14 @@ def test_readme_django_quick_start_is_a_working_page_in_chromium(tmp_path: Path)
             page.press("input[name=password]", "Enter")
             page.wait_for_url(server.url("/lobby/"))
             expect(page.locator("#status")).to_have_text("connected")
+            # Signing in from the login page itself (no ?next=) lands on the lobby, not a 404.
+            other = browser.new_context().new_page()
+            other.goto(server.url("/accounts/login/"))
+            other.fill("input[name=username]", "ann")
+            other.fill("input[name=password]", "pw")
+            other.press("input[name=password]", "Enter")
+            other.wait_for_url(server.url("/lobby/"))
+            other.context.close()
             expect(page.locator("body")).to_contain_text("You are ann")
             page.fill("#text", "hello <b>all</b>")
             page.press("#text", "Enter")
