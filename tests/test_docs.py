@@ -155,6 +155,20 @@ def run_under_pytest_django(page: Path, blocks: list[str], tmp_path: Path) -> No
     assert result.returncode == 0, f"{page.name} samples failed:\n{result.stdout}\n{result.stderr}"
     tests = len(re.findall(r"^\s*(?:async )?def test_", "\n".join(blocks), re.M))
     assert result.stdout.count(" PASSED") == tests, result.stdout
+    # The TestCase classes run with Django's own test runner too, as `manage.py test` runs them.
+    cases = len(re.findall(r"^class \w+\((?:Transaction|LiveServer)?TestCase\)", "\n".join(blocks), re.M))
+    if cases:
+        django_runner = subprocess.run(
+            [sys.executable, "-m", "django", "test", script.stem, "--settings=page_settings", "-v", "2"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        output = django_runner.stdout + django_runner.stderr
+        assert django_runner.returncode == 0, f"{page.name} under Django's test runner:\n{output}"
+        assert re.search(r"^Ran [1-9]\d* tests? ", output, re.M), output
 
 
 def test_django_template_samples_render() -> None:
