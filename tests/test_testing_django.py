@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
 import tests.djangotestapp.websockets
+from tests.servers import ROOT
 from tornado_websockets.testing import serve, session_cookie
 
 
@@ -56,3 +61,57 @@ async def test_a_client_that_never_signed_in_is_a_clear_error() -> None:
 async def test_no_database_mark_is_needed_to_connect_anonymously() -> None:
     async with serve(django=True) as server, server.connect("/discovered") as client:
         assert (await client.request("echo", {"a": 1})) is None
+
+
+ORDER_SETTINGS = """
+from tests.django_settings import *  # noqa: F403
+
+# As a fresh startproject: a file database, so pytest-django tests on SQLite in memory, whose
+# connections Django never closes; one worker thread, so the second test meets the first's.
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}}
+TORNADO = {"threads": 1}
+"""
+
+ORDER_TESTS = """
+import pytest
+from django.contrib.auth.models import User
+from tornado_websockets import WebSocket, serve
+
+ws = WebSocket("/plain")
+
+@ws.on
+def count(socket):
+    return User.objects.count()
+
+@ws.on
+def ping(socket):
+    return "pong"
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_def_function_uses_the_database():
+    async with serve(django=True) as server, server.connect("/plain") as client:
+        assert await client.request("count") == 0
+
+async def test_a_def_function_without_the_database_needs_no_mark():
+    async with serve(django=True) as server, server.connect("/plain") as client:
+        assert await client.request("ping") == "pong"
+"""
+
+
+def test_no_database_mark_is_needed_after_a_transactional_test_left_a_connection(tmp_path: Path) -> None:
+    """pytest-django runs transactional tests first; a worker thread keeps their in-memory connection."""
+    (tmp_path / "order_settings.py").write_text(ORDER_SETTINGS)
+    (tmp_path / "test_order.py").write_text(ORDER_TESTS)
+    options = ["-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"]
+    pytest_args = ["test_order.py", "-v", "-p", "no:cacheprovider", "--rootdir", ".", "--ds=order_settings"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *pytest_args, *options],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count(" PASSED") == 2, done.stdout

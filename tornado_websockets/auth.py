@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user
-from django.db import close_old_connections
 
 from tornado_websockets import revalidation
 from tornado_websockets.conf import tornado_settings
+from tornado_websockets.dbconnections import close_old_connections
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
 if TYPE_CHECKING:

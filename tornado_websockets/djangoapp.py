@@ -15,11 +15,11 @@ from typing import Any
 import tornado.httputil
 import tornado.web
 from django.conf import settings
-from django.db import close_old_connections
 from django.http import HttpRequest
 
 from tornado_websockets import auth, origin, wsgi
 from tornado_websockets.conf import TornadoSettings, tornado_settings
+from tornado_websockets.dbconnections import close_old_connections
 from tornado_websockets.websockethandler import CONNECT_HOOK_SETTING, ORIGIN_CHECK_SETTING, WebSocketHandler
 from tornado_websockets.workers import DEFAULT_WORKERS, WorkerPool
 

@@ -61,7 +61,7 @@ def session_user(session_key: str) -> Any:
 
 def stale_sessions(sessions: Iterable[tuple[str, str]]) -> set[str]:
     """The keys among ``(session key, user pk as str)`` pairs that no longer sign that user in."""
-    from django.db import close_old_connections
+    from tornado_websockets.dbconnections import close_old_connections
 
     close_old_connections()
     try:
