@@ -20,7 +20,7 @@ endif
 .PHONY: install lint docs test test-matrix test-latest lock demo soak clean bench bench-quick bench-echo js
 
 # What the example project imports: Django, and msgspec for the chat's typed payloads.
-DEMO_EXTRAS ?= django,typed
+DEMO_EXTRAS ?= django,typed,metrics
 
 $(BIN)/python:
 	@echo "Creating the virtualenv $(VENV) and upgrading pip in it..."

@@ -17,8 +17,11 @@ EXAMPLE_PROJECT = REPOSITORY / "example_project"
 
 @contextlib.contextmanager
 def example_server(folder: Path) -> Iterator[RunTornado]:
-    """The example project (DEBUG on) with a database in ``folder`` and the demo users seeded."""
-    server = RunTornado(EXAMPLE_PROJECT, free_port(), env={"EXAMPLE_DATABASE": str(folder / "db.sqlite3")})
+    """The example project (DEBUG on) with a database in ``folder``, the demo users seeded, and
+    sessions re-validated every second."""
+    # Sessions checked every second: a session that ends elsewhere reaches the pages quickly.
+    env = {"EXAMPLE_DATABASE": str(folder / "db.sqlite3"), "EXAMPLE_SESSION_CHECK": "1"}
+    server = RunTornado(EXAMPLE_PROJECT, free_port(), env=env)
     server.manage("migrate", "--noinput")
     server.manage("seeddemo")
     server.start()

@@ -53,6 +53,10 @@ def test_a_missing_setting_is_fine() -> None:
         ({"metrics": "staff"}, ["tornado_websockets.E009"]),
         ({"xheaders": True}, []),
         ({"xheaders": "yes"}, ["tornado_websockets.E010"]),
+        ({"session_check_interval": 5}, []),
+        ({"session_check_interval": 0.5}, []),
+        ({"session_check_interval": 0}, ["tornado_websockets.E011"]),
+        ({"session_check_interval": "30"}, ["tornado_websockets.E011"]),
         ({"prot": 8000}, ["tornado_websockets.W001"]),
         ({"port": "x", "settings": 1}, ["tornado_websockets.E002", "tornado_websockets.E004"]),
     ],
@@ -132,3 +136,38 @@ def test_manage_py_check_deploy_reports_public_metrics(tmp_path: Path) -> None:
     plain = subprocess.run(run, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert W002 in deploy.stdout + deploy.stderr
     assert W002 not in plain.stdout + plain.stderr  # a deployment check only
+
+
+BROADCASTING = """
+from tornado_websockets import Limits, WebSocket
+
+chat = WebSocket("/chat")
+limited = WebSocket("/limited", limits=Limits(max_rate=5, burst=10))
+private = WebSocket("/private")
+
+@chat.on
+async def message(socket, data):
+    chat.emit("message", data)          # everyone on /chat
+
+@limited.on
+async def message(socket, data):
+    limited.emit("message", data)
+
+@private.on
+async def whisper(socket, data):
+    socket.emit("whisper", data)        # only the sender
+    private.to("room").emit("x", data)  # a room
+"""
+
+
+def test_a_path_emitting_to_everyone_without_a_rate_limit_is_a_deploy_warning() -> None:
+    from tornado_websockets.checks import W004, check_rate_limits, emits_to_everyone
+
+    namespace: dict[str, Any] = {}
+    exec(BROADCASTING, namespace)
+    assert emits_to_everyone(namespace["chat"].events["message"].callback)
+    assert not emits_to_everyone(namespace["private"].events["whisper"].callback)
+    warnings = check_rate_limits()
+    assert [warning.id for warning in warnings] == [W004]
+    assert "'/chat'" in warnings[0].msg
+    assert "message" in warnings[0].msg

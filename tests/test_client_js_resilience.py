@@ -266,6 +266,20 @@ def test_other_close_codes_reconnect(tab: Tab, code: int) -> None:
     assert result[:3] == [["open"], ["open"], ["open"]]
 
 
+@pytest.mark.parametrize(("code", "now"), [(1012, True), (4100, True), (1011, False), (1013, False)])
+def test_a_restart_or_a_renewed_session_reconnects_at_once(tab: Tab, code: int, now: bool) -> None:
+    """1012 (the server restarts) and 4100 (your session was renewed): no backoff, however long."""
+    delays = tab.page.evaluate(f"""async () => {{
+        const reconnect = {{initial: 60000, max: 60000, jitter: 0}};
+        const ws = new TornadoWebSocket("/closing/{code}", {{reconnect}});
+        const log = record(ws, "reconnecting");
+        await until(() => log.length >= 1);
+        ws.close();
+        return log.map(([, data]) => data.delay);
+    }}""")
+    assert delays == ([0] if now else [60000])
+
+
 def test_a_page_that_closes_with_a_final_code_itself_gets_no_ended(tab: Tab) -> None:
     log = tab.page.evaluate("""async () => {
         const ws = new TornadoWebSocket("/echo");

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
+import tornado_websockets
 from tests import explorer_urls
 from tests.polling import wait_until
 from tornado_websockets import asyncapi, dashboard
@@ -83,17 +85,35 @@ def test_who_may_read_the_metrics(debug: bool, setting: bool | None, who: str, e
 @pytest.mark.parametrize(
     ("setting", "who", "expected"),
     [
-        (None, "anonymous", 404),
-        (None, "user", 404),
+        (None, "anonymous", 302),  # to the login page, not a DEBUG 404 page
+        (None, "user", 302),
         (None, "staff", 200),
-        (True, "user", 404),
+        (True, "user", 302),
         (False, "staff", 404),
+        (False, "anonymous", 404),
     ],
 )
 def test_the_dashboard_is_for_staff_only_even_in_debug(setting: bool | None, who: str, expected: int) -> None:
     client = client_as(None if who == "anonymous" else who, staff=who == "staff")
     with override_settings(DEBUG=True, TORNADO={"metrics": setting}):
-        assert client.get("/ws-api/dashboard/").status_code == expected
+        response = client.get("/ws-api/dashboard/")
+    assert response.status_code == expected
+    if expected == 302:
+        assert response["Location"] == "/accounts/login/?next=/ws-api/dashboard/"
+
+
+def test_without_prometheus_client_the_metrics_answer_501_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The test environment has the extra installed: hiding the module is the only way to be without it.
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.delitem(sys.modules, "tornado_websockets.prometheus", raising=False)
+    monkeypatch.delattr(tornado_websockets, "prometheus", raising=False)
+    with override_settings(DEBUG=True, TORNADO={"metrics": None}):
+        response = client_as(None).get("/ws-api/metrics")
+    assert response.status_code == 501
+    assert len(response.content) < 300
+    assert b"pip install 'django-tornado-websockets[metrics]'" in response.content
 
 
 # What they serve ---------------------------------------------------------------------------------

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +17,8 @@ from django.contrib.auth.models import User
 
 import tests.djangotestapp.websockets
 import tornado_websockets
+from tests.servers import ROOT
+from tests.serving import runtornado, serving_env
 from tornado_websockets import djangoapp
 from tornado_websockets.djangoapp import DjangoExecutor
 from tornado_websockets.testing import TestServer, serve
@@ -82,3 +87,26 @@ def test_sync_tasks_of_the_executor_close_stale_connections(monkeypatch: pytest.
     with DjangoExecutor(1) as executor:
         assert executor.submit(lambda: closed.append("task") or 42).result() == 42
     assert closed == ["closed", "task", "closed"]
+
+
+def test_a_static_path_leaving_the_static_folders_is_not_found(tmp_path: Path) -> None:
+    """As Django's own static view: 404, not a 500 whose DEBUG traceback names absolute paths.
+
+    A real ``runtornado`` in DEBUG (pytest-django turns DEBUG off in this process).
+    """
+    paths = [
+        "/static/..%2f..%2fsettings.py",
+        "/static/..%2f..%2f..%2fetc%2fpasswd",
+        "/static/%2e%2e/%2e%2e/setup.py",
+        "/static/djangotestapp/..%2f..%2f..%2fserving_settings.py",
+    ]
+    with runtornado(serving_env(tmp_path / "db.sqlite3")) as served:
+        for path in paths:
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(served.base + path, timeout=10)
+            body = caught.value.read().decode()
+            assert caught.value.code == 404, (path, body[-400:])
+            assert "Traceback" not in body
+            assert str(ROOT) not in body
+        with urllib.request.urlopen(served.base + "/static/djangotestapp/hello.txt", timeout=10) as found:
+            assert found.status == 200

@@ -1,7 +1,9 @@
 """Every Python sample of the docs and the README runs here, so the docs cannot rot.
 
 The samples of one page run in order, in one fresh interpreter (they may build on each other, as
-a reader would type them). A page opts into Django with the comment ``.. doc-setup: django``.
+a reader would type them). A page opts into Django with the comment ``.. doc-setup: django``, and
+into pytest-django (its tests then run as a user's would, database marks and all) with
+``.. doc-setup: django pytest``.
 Blocks of other languages (shell, JavaScript, nginx, ini) are not run.
 """
 
@@ -97,7 +99,11 @@ def test_samples_run(page: Path, tmp_path: Path) -> None:
     blocks = samples(page)
     if not blocks:
         return
-    header = DJANGO_SETUP if ".. doc-setup: django" in page.read_text() else ""
+    text = page.read_text()
+    if ".. doc-setup: django pytest" in text:
+        run_under_pytest_django(page, blocks, tmp_path)
+        return
+    header = DJANGO_SETUP if ".. doc-setup: django" in text else ""
     script = tmp_path / "samples.py"
     parts = [header]
     for number, block in enumerate(blocks, 1):
@@ -114,6 +120,55 @@ def test_samples_run(page: Path, tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, f"{page.name} samples failed:\n{result.stdout}\n{result.stderr}"
+
+
+PAGE_SETTINGS = """
+from tests.django_settings import *  # noqa: F403
+
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}}
+"""
+
+
+def run_under_pytest_django(page: Path, blocks: list[str], tmp_path: Path) -> None:
+    """Run a page's samples as one pytest module, with pytest-django and pytest-asyncio.
+
+    The settings are a fresh ``startproject``'s in what matters: a file database, so pytest-django
+    tests on SQLite in memory, whose connections Django never closes (a connection a transactional
+    test leaves in a worker thread then meets pytest-django's blocker in the next test).
+    """
+    (tmp_path / "page_settings.py").write_text(PAGE_SETTINGS)
+    script = tmp_path / "test_page_samples.py"
+    parts = [f"# --- sample {number} of {page.name}\n{block}" for number, block in enumerate(blocks, 1)]
+    for block in blocks:
+        write_module(tmp_path, block)
+    script.write_text("\n".join(parts))
+    options = ["-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"]
+    pytest_args = [script.name, "-v", "-p", "no:cacheprovider", "--rootdir", ".", "--ds=page_settings"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", *pytest_args, *options],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"{page.name} samples failed:\n{result.stdout}\n{result.stderr}"
+    tests = len(re.findall(r"^\s*(?:async )?def test_", "\n".join(blocks), re.M))
+    assert result.stdout.count(" PASSED") == tests, result.stdout
+    # The TestCase classes run with Django's own test runner too, as `manage.py test` runs them.
+    cases = len(re.findall(r"^class \w+\((?:Transaction|LiveServer)?TestCase\)", "\n".join(blocks), re.M))
+    if cases:
+        django_runner = subprocess.run(
+            [sys.executable, "-m", "django", "test", script.stem, "--settings=page_settings", "-v", "2"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        output = django_runner.stdout + django_runner.stderr
+        assert django_runner.returncode == 0, f"{page.name} under Django's test runner:\n{output}"
+        assert re.search(r"^Ran [1-9]\d* tests? ", output, re.M), output
 
 
 def test_django_template_samples_render() -> None:
@@ -213,7 +268,9 @@ def test_the_django_page_documents_every_tornado_key() -> None:
     from tornado_websockets.conf import DEFAULTS
 
     page = (ROOT / "docs" / "django.rst").read_text()
-    table = page[page.index("key                    default") : page.index("Event functions in your apps")]
+    table = page[
+        page.index("key                          default") : page.index("Event functions in your apps")
+    ]
     assert [key for key in DEFAULTS if f"\n``{key}``" not in table] == []
 
 
@@ -240,7 +297,6 @@ TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-LOGIN_REDIRECT_URL = "/lobby/"
 """
 
 MANAGE_PY = """
@@ -278,10 +334,17 @@ def test_readme_django_quick_start_is_a_working_page_in_chromium(tmp_path: Path)
     settings = QUICK_START_SETTINGS + settings_sample.replace("[...,", "[*DEFAULT_APPS,")
     (tmp_path / "mysite" / "settings.py").write_text(settings)
     (tmp_path / "manage.py").write_text(MANAGE_PY)
-    server = RunTornado(tmp_path, free_port(), env={"DJANGO_SETTINGS_MODULE": "mysite.settings"})
+    # The README's commands, in its order (createsuperuser needs migrate's tables), without prompts.
+    commands = re.findall(r"^ {4}python manage\.py (\w+)", django_part, re.M)
+    assert commands == ["migrate", "createsuperuser", "runtornado"]
+    superuser = {
+        "DJANGO_SUPERUSER_USERNAME": "ann",
+        "DJANGO_SUPERUSER_PASSWORD": "pw",
+        "DJANGO_SUPERUSER_EMAIL": "",
+    }
+    server = RunTornado(tmp_path, free_port(), env={"DJANGO_SETTINGS_MODULE": "mysite.settings", **superuser})
     server.manage("migrate", "--noinput")
-    create = "from django.contrib.auth.models import User; User.objects.create_user('ann', password='pw')"
-    server.manage("shell", "-c", create)
+    server.manage("createsuperuser", "--noinput")
     server.start()
     try:
         with chromium() as browser:
@@ -293,6 +356,14 @@ def test_readme_django_quick_start_is_a_working_page_in_chromium(tmp_path: Path)
             page.press("input[name=password]", "Enter")
             page.wait_for_url(server.url("/lobby/"))
             expect(page.locator("#status")).to_have_text("connected")
+            # Signing in from the login page itself (no ?next=) lands on the lobby, not a 404.
+            other = browser.new_context().new_page()
+            other.goto(server.url("/accounts/login/"))
+            other.fill("input[name=username]", "ann")
+            other.fill("input[name=password]", "pw")
+            other.press("input[name=password]", "Enter")
+            other.wait_for_url(server.url("/lobby/"))
+            other.context.close()
             expect(page.locator("body")).to_contain_text("You are ann")
             page.fill("#text", "hello <b>all</b>")
             page.press("#text", "Enter")

@@ -61,9 +61,46 @@ def test_the_progress_label_keeps_one_format_and_the_page_fits_a_phone(
     label = page.locator("#progress-label")
     expect(label).to_have_text("0%")
     page.click("#progress-start")
+    expect(page.locator("#progress-done")).to_have_text("running")  # not an empty "Task:"
     expect(page.locator("#progress-done")).to_have_text("done", timeout=20_000)
     expect(label).to_have_text("100%")
     page.reload()
     expect(page.locator("#status")).to_have_text("connected")
     expect(label).to_have_text("100%")  # after a reload: the same format, from the bar's state
     demo.check_widths("progress")
+
+
+def test_a_watcher_sees_the_task_running(demo: Tab, browser: Browser, example: RunTornado) -> None:
+    """A second page, which did not start the task, says it runs while it runs."""
+    watcher = logged_in(browser, example, "alice")
+    try:
+        for page in (demo.page, watcher.page):
+            page.goto(example.url("/progress/"))
+            expect(page.locator("#status")).to_have_text("connected")
+        demo.page.click("#progress-start")
+        expect(watcher.page.locator("#progress-done")).to_have_text("running")
+        expect(watcher.page.locator("#progress-done")).to_have_text("done", timeout=20_000)
+    finally:
+        watcher.close()
+
+
+def test_echo_sends_any_json_value_back_as_json(demo: Tab, example: RunTornado) -> None:
+    page = demo.page
+    page.goto(example.url("/echo/"))
+    expect(page.locator("#status")).to_have_text("connected")
+    page.evaluate("ws.emit('echo', {message: [1, 2, {a: true}]})")
+    expect(page.locator("#echo-log li")).to_have_text(['[1,2,{"a":true}]'])  # JSON, not Python's repr
+
+
+@pytest.mark.parametrize("who", ["anonymous", "alice"])
+def test_the_live_dashboard_link_leads_others_to_the_login_page(
+    browser: Browser, example: RunTornado, who: str
+) -> None:
+    tab = Tab.open(browser, example.url("/")) if who == "anonymous" else logged_in(browser, example, who)
+    try:
+        tab.page.get_by_role("link", name="Live dashboard").click()
+        tab.page.wait_for_load_state()
+        assert tab.page.url.startswith(example.url("/admin/login/?next=/ws-api/dashboard/"))
+        tab.check_widths(f"dashboard-login-{who}")
+    finally:
+        tab.close()

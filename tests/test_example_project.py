@@ -251,6 +251,22 @@ def test_the_project_passes_the_system_checks(example_env: dict[str, str]) -> No
     assert "no issues" in manage(example_env, "check")
 
 
+def test_the_chat_that_emits_to_everyone_has_a_rate_limit(example_env: dict[str, str]) -> None:
+    """``check --deploy`` finds every path that emits to everyone rate limited (no W004)."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=EXAMPLE,
+        env=example_env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    output = done.stdout + done.stderr
+    assert "tornado_websockets.W003" in output  # the deploy checks ran (DEBUG is on in the demo)
+    assert "tornado_websockets.W004" not in output
+
+
 # The WebSockets --------------------------------------------------------------------------------
 
 

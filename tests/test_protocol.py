@@ -176,3 +176,16 @@ def test_decode_server_frame() -> None:
     assert (frame.event, frame.id, frame.data, frame.error) == ("ack", 1, [1], None)
     with pytest.raises(ProtocolError):
         protocol.decode_server_frame("[]")
+
+
+def test_a_long_event_name_is_echoed_shortened() -> None:
+    name = "x" * 900_000
+    message = f'Event "{name}" is not bound on "/p".'
+    warning = json.loads(protocol.warning_frame(message, event=name))
+    assert len(protocol.warning_frame(message, event=name)) < 600
+    short = "x" * protocol.MAX_ECHOED_NAME + "... (900000 characters)"
+    assert warning["data"] == {"message": f'Event "{short}" is not bound on "/p".', "event": short}
+    reply = json.loads(protocol.ack_error_frame(7, message, name))
+    assert reply["error"] == {"message": f'Event "{short}" is not bound on "/p".', "event": short}
+    # A name within the bound is echoed as it is.
+    assert json.loads(protocol.warning_frame('Event "ok" is not bound.', event="ok"))["data"]["event"] == "ok"

@@ -61,7 +61,8 @@ async def test_autoreload_picks_up_a_changed_websockets_module(tmp_path: Path) -
         assert await client.request("version") == 1
         await asyncio.sleep(1.2)  # a later modification time than the first import
         (app / "websockets.py").write_text(textwrap.dedent(APP.format(version=2)))
-        await client.wait_closed(timeout=20)  # the reloader restarts the server
+        # The reloader restarts the server, closing with 1012 ("service restart", not a drop: 1006).
+        assert await client.wait_closed(timeout=20) == 1012
         client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/reloading")
         assert await client.request("version") == 2
         client.close()

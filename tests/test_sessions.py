@@ -138,3 +138,29 @@ def test_the_session_close_code_is_final() -> None:
     assert SESSION_ENDED_CLOSE_CODE in FINAL_CLOSE_CODES
     assert 1008 in FINAL_CLOSE_CODES
     assert 1001 not in FINAL_CLOSE_CODES
+
+
+async def test_changing_your_own_password_renews_your_sockets_and_signs_out_the_others(
+    served: Served,
+) -> None:
+    """As Django's PasswordChangeView: this session stays signed in (update_session_auth_hash)."""
+    changing, other_device = await log_in(served, "ann"), await log_in(served, "ann")
+    tabs = [await socket(served, changing), await socket(served, changing)]
+    elsewhere = await socket(served, other_device)
+    response = await tornado.httpclient.AsyncHTTPClient().fetch(
+        f"{served.base}/password/?new=fresh&keep=1", headers={"Cookie": f"sessionid={changing}"}
+    )
+    jar: SimpleCookie = SimpleCookie()
+    for header in response.headers.get_list("Set-Cookie"):
+        jar.load(header)
+    renewed = jar["sessionid"].value
+    assert renewed != changing  # Django gave the session a new key
+    for tab in tabs:  # "reconnect now", not "signed out"
+        assert await tab.wait_closed() == sessions.SESSION_RENEWED_CLOSE_CODE
+        assert tab.connection.close_reason == sessions.RENEWED_REASON
+    assert sessions.SESSION_RENEWED_CLOSE_CODE not in FINAL_CLOSE_CODES
+    assert await elsewhere.wait_closed() == SESSION_ENDED_CLOSE_CODE
+    # The page comes back with its new cookie, as the same user.
+    again = await socket(served, renewed)
+    assert await again.request("whoami") == "ann"
+    again.close()

@@ -73,9 +73,11 @@ async def test_traversal_urls_get_an_answer(served: Served, path: str) -> None:
 
 
 async def test_an_exception_escaping_django_is_a_500_with_its_traceback_in_debug(served: Served) -> None:
-    head, body = await raw(served.port, "/static/%2e%2e/%2e%2e/x")
+    # A raising request_started receiver escapes Django's handler (a static path that leaves the
+    # static folders no longer does: it is a 404, see tests/test_djangoapp.py).
+    head, body = await raw(served.port, "/release/", headers="X-Boom: 1\r\n")
     assert status(head) == 500
-    assert b"SuspiciousFileOperation" in body  # DEBUG: Django's page would show the traceback too
+    assert b"Traceback" in body  # DEBUG: Django's page would show the traceback too
 
 
 async def test_without_debug_a_500_shows_no_traceback(served_without_debug: Served) -> None:
@@ -186,7 +188,7 @@ async def test_fifty_bad_requests_at_once_leave_nothing_open(served: Served) -> 
     await asyncio.gather(*(one(index) for index in range(len(BAD))))  # threads and files warmed up
     baseline = served.open_fds()
     heads = await asyncio.gather(*(one(index) for index in range(50)))
-    assert all(status(head) in (200, 500) for head in heads)  # each answered (or cut after its head)
+    assert all(status(head) in (200, 404, 500) for head in heads)  # each answered (or cut after its head)
     await wait_until(lambda: served.open_fds() <= baseline, timeout=15)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dis
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +13,7 @@ from django.core.checks import CheckMessage, Error, Tags, register
 
 from tornado_websockets.conf import DEFAULTS
 
-__all__ = ["check_public_endpoints", "check_tornado_setting"]
+__all__ = ["check_public_endpoints", "check_rate_limits", "check_tornado_setting", "emits_to_everyone"]
 
 E001 = "tornado_websockets.E001"  # TORNADO is not a dict
 E002 = "tornado_websockets.E002"  # bad port
@@ -23,9 +25,11 @@ E007 = "tornado_websockets.E007"  # bad allowed_origins
 E008 = "tornado_websockets.E008"  # bad explorer
 E009 = "tornado_websockets.E009"  # bad metrics
 E010 = "tornado_websockets.E010"  # bad xheaders
+E011 = "tornado_websockets.E011"  # bad session_check_interval
 W001 = "tornado_websockets.W001"  # unknown key
 W002 = "tornado_websockets.W002"  # deploy: metrics open to everyone
 W003 = "tornado_websockets.W003"  # deploy: DEBUG opens metrics, explorer and AsyncAPI to everyone
+W004 = "tornado_websockets.W004"  # deploy: a path emits to everyone on a client's event, with no rate limit
 
 
 @register(Tags.compatibility)
@@ -108,6 +112,16 @@ def check_tornado_setting(app_configs: Sequence[Any] | None = None, **kwargs: An
                 id=E010,
             )
         )
+    interval = value.get("session_check_interval", DEFAULTS["session_check_interval"])
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
+        errors.append(
+            Error(
+                "TORNADO['session_check_interval'] should be a positive number of seconds, "
+                f"not {interval!r}.",
+                hint="It bounds how long a socket acts for a session that ended: 30 is the default.",
+                id=E011,
+            )
+        )
     errors.extend(
         checks.Warning(
             f"TORNADO has an unknown key {key!r}; it is ignored.", hint=f"Known: {sorted(DEFAULTS)}", id=W001
@@ -142,3 +156,60 @@ def check_public_endpoints(app_configs: Sequence[Any] | None = None, **kwargs: A
             )
         )
     return warnings
+
+
+@register(Tags.security, deploy=True)
+def check_rate_limits(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """``manage.py check --deploy``: warn about paths whose event functions emit to everyone unlimited.
+
+    One client of such a path can make the server send every other client as many frames as it
+    sends (10,000 in a second: 10,000 frames to each of them). A rate limit bounds it.
+    """
+    from tornado_websockets.tornadowrapper import TornadoWrapper
+
+    warnings: list[CheckMessage] = []
+    for path, websocket in sorted(TornadoWrapper.websockets.items()):
+        limits = websocket.limits or TornadoWrapper.limits
+        if limits.max_rate is not None:
+            continue
+        broadcasting = sorted(
+            name for name, function in websocket.events.items() if emits_to_everyone(function.callback)
+        )
+        if broadcasting:
+            warnings.append(
+                checks.Warning(
+                    f"WebSocket {path!r} emits to everyone from {', '.join(broadcasting)} and has no rate "
+                    "limit: one client can make it send every other client as many frames as it sends.",
+                    hint=f"WebSocket({path!r}, limits=Limits(max_rate=5, burst=10)), "
+                    "or TornadoWrapper.limits for every path.",
+                    id=W004,
+                )
+            )
+    return warnings
+
+
+def emits_to_everyone(function: Any) -> bool:
+    """Whether ``function``'s code calls ``<a WebSocket>.emit(...)`` on a module-level WebSocket.
+
+    Read from its bytecode: a global name bound to a `~tornado_websockets.websocket.WebSocket`,
+    then its ``emit`` attribute (``socket.emit`` and ``ws.to(room).emit`` do not count).
+    """
+    from tornado_websockets.websocket import WebSocket
+
+    function = inspect.unwrap(function)
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return False
+    namespace = getattr(function, "__globals__", {})
+    previous: dis.Instruction | None = None
+    for instruction in dis.get_instructions(code):
+        if (
+            previous is not None
+            and previous.opname == "LOAD_GLOBAL"
+            and instruction.opname in ("LOAD_ATTR", "LOAD_METHOD")
+            and instruction.argval == "emit"
+            and isinstance(namespace.get(str(previous.argval)), WebSocket)
+        ):
+            return True
+        previous = instruction
+    return False

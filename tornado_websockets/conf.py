@@ -16,6 +16,9 @@
                                        # staff otherwise; True = everyone; False = never (nor dashboard)
         "xheaders": False,             # trust X-Forwarded-For/-Proto, X-Real-Ip, X-Scheme: only
                                        # behind a proxy that sets them (runtornado --xheaders)
+        "session_check_interval": 30,  # seconds between two re-validations of a signed-in
+                                       # socket's session: the bound on how long a socket may
+                                       # act for a session that ended without a signal here
     }
 """
 
@@ -37,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "explorer": None,
     "metrics": None,
     "xheaders": False,
+    "session_check_interval": 30.0,
 }
 
 
@@ -54,6 +58,7 @@ class TornadoSettings:
     explorer: bool | None = None
     metrics: bool | None = None
     xheaders: bool = False
+    session_check_interval: float = 30.0
 
 
 def tornado_settings() -> TornadoSettings:
@@ -81,6 +86,7 @@ def tornado_settings() -> TornadoSettings:
         explorer=merged["explorer"],
         metrics=merged["metrics"],
         xheaders=merged["xheaders"] is True,
+        session_check_interval=_interval(merged["session_check_interval"]),
     )
 
 
@@ -88,3 +94,10 @@ def _sequence(merged: dict[str, Any], key: str) -> list[Any]:
     """``merged[key]`` as a list, or the default when it is not a list or a tuple (a check reports it)."""
     value = merged[key]
     return list(value) if isinstance(value, (list, tuple)) else list(DEFAULTS[key])
+
+
+def _interval(value: Any) -> float:
+    """A positive number of seconds, or the default (a check reports a bad value)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return float(DEFAULTS["session_check_interval"])
+    return float(value)

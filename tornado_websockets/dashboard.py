@@ -12,8 +12,13 @@ The dashboard page and its WebSocket are for active staff users only, ``DEBUG`` 
 ``django.contrib.admin`` installed the same dashboard is also a page of the admin,
 ``/admin/websockets/``, linked from the admin's index (see `tornado_websockets.admin`).
 
-A refused request gets 404, as the explorer's do: a production site does not advertise its admin
-URLs. The dashboard's page updates over a WebSocket of its own, ``/tws-dashboard``, registered by
+A refused metrics request gets 404, as the explorer's do: a production site does not advertise
+its admin URLs. The dashboard page, which the site links to, sends a visitor who is not active
+staff to the login page instead (the admin's when it is installed, as ``/admin/websockets/``
+does; else ``LOGIN_URL``), and answers 404 only when ``TORNADO["metrics"]`` is False. Without
+prometheus-client, ``metrics`` answers 501 naming the extra to install.
+
+The dashboard's page updates over a WebSocket of its own, ``/tws-dashboard``, registered by
 the first request to the page (so that projects that never open it serve no such path), whose
 guard refuses non-staff users with 403 and which pushes `tornado_websockets.metrics.snapshot`
 every second while any client is connected.
@@ -21,6 +26,7 @@ every second while any client is connected.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import tornado.ioloop
@@ -93,18 +99,34 @@ def metrics_text(request: HttpRequest) -> HttpResponse:
     """The Prometheus text exposition of this process (the ``metrics`` extra)."""
     if not metrics_allowed(request):
         raise Http404("No metrics here.")
-    from tornado_websockets import prometheus  # the optional prometheus_client, only when asked
-
+    try:
+        from tornado_websockets import prometheus  # the optional prometheus_client, only when asked
+    except ImportError as error:
+        return HttpResponse(f"{error}\n", status=501, content_type="text/plain; charset=utf-8")
     return HttpResponse(prometheus.render(), content_type=prometheus.CONTENT_TYPE)
 
 
 def dashboard(request: HttpRequest) -> HttpResponse:
     """The live dashboard page; its script reads the snapshots from the ``/tws-dashboard`` socket."""
-    if not _dashboard_allowed(request):
+    if tornado_settings().metrics is False:
         raise Http404("No dashboard here.")
+    if not _dashboard_allowed(request):
+        return _to_login(request)
     # The site's root, below the prefix a proxy may mount the site under: the page's link back.
     home = request.META.get("SCRIPT_NAME", "").rstrip("/") + "/"
     return _render_dashboard(request, "tornado_websockets/dashboard.html", {"home": home})
+
+
+def _to_login(request: HttpRequest) -> HttpResponse:
+    """To the login page: the admin's when installed (it tells a non-staff user why), else ``LOGIN_URL``."""
+    from django.contrib.auth.views import redirect_to_login
+    from django.urls import NoReverseMatch, reverse
+
+    login_url = None
+    if "django.contrib.admin" in settings.INSTALLED_APPS:
+        with contextlib.suppress(NoReverseMatch):  # the admin is installed but not in the URLconf
+            login_url = reverse("admin:login")
+    return redirect_to_login(request.get_full_path(), login_url)
 
 
 def admin_dashboard(request: HttpRequest) -> HttpResponse:

@@ -15,11 +15,11 @@ from typing import Any
 import tornado.httputil
 import tornado.web
 from django.conf import settings
-from django.db import close_old_connections
 from django.http import HttpRequest
 
 from tornado_websockets import auth, origin, wsgi
 from tornado_websockets.conf import TornadoSettings, tornado_settings
+from tornado_websockets.dbconnections import close_old_connections
 from tornado_websockets.websockethandler import CONNECT_HOOK_SETTING, ORIGIN_CHECK_SETTING, WebSocketHandler
 from tornado_websockets.workers import DEFAULT_WORKERS, WorkerPool
 
@@ -57,15 +57,34 @@ def django_app(threads: int | None = None) -> tuple[str, type[tornado.web.Fallba
 
     application: Any = get_wsgi_application()
     if settings.DEBUG and "django.contrib.staticfiles" in settings.INSTALLED_APPS:
-        from django.contrib.staticfiles.handlers import StaticFilesHandler
-
-        application = StaticFilesHandler(application)
+        application = _static_files_handler()(application)
     if threads is None:
         threads = tornado_settings().view_threads
     container = wsgi.WSGIContainer(
         _trimmed_headers(application), _view_executor(threads), debug=lambda: bool(settings.DEBUG)
     )
     return (r".*", tornado.web.FallbackHandler, {"fallback": container})
+
+
+def _static_files_handler() -> type[Any]:
+    """Django's ``StaticFilesHandler``, answering 404 to a path that leaves the static folders.
+
+    Its finders raise ``SuspiciousFileOperation`` for ``/static/..%2f..%2fsettings.py``, which the
+    handler does not catch: a 500 with a traceback naming absolute paths. Django's own static
+    ``serve`` view answers such a path as not found, and so does this.
+    """
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+    from django.core.exceptions import SuspiciousFileOperation
+    from django.http import Http404
+
+    class StaticFiles(StaticFilesHandler):
+        def serve(self, request: HttpRequest) -> Any:
+            try:
+                return super().serve(request)
+            except SuspiciousFileOperation:
+                raise Http404("No such static file.") from None
+
+    return StaticFiles
 
 
 def _trimmed_headers(application: Any) -> Callable[..., Any]:

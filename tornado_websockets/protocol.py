@@ -29,6 +29,7 @@ __all__ = [
     "error_frame",
     "failure_message",
     "normalize_data",
+    "shorten_name",
     "warning_frame",
 ]
 
@@ -146,8 +147,30 @@ def encode_emit(event: Any, data: Any = None) -> bytes:
     return encode(event, normalize_data(data))
 
 
+#: Characters of a client's event name echoed back in a warning or a failed reply: a 900 KB name
+#: must not earn a 1.8 MB answer (the name is in the message and in ``event``).
+MAX_ECHOED_NAME = 100
+
+
+def shorten_name(name: str) -> str:
+    """``name`` as a warning may echo it: at most `MAX_ECHOED_NAME` characters, and how long it was."""
+    if len(name) <= MAX_ECHOED_NAME:
+        return name
+    return f"{name[:MAX_ECHOED_NAME]}... ({len(name)} characters)"
+
+
+def _echoed(message: str, event: Any) -> tuple[str, Any]:
+    """The message and event name of a warning, with a long client-sent event name shortened in both."""
+    if not isinstance(event, str) or len(event) <= MAX_ECHOED_NAME:
+        return message, event
+    short = shorten_name(event)
+    return message.replace(event, short), short
+
+
 def warning_frame(message: str, **extra: Any) -> bytes:
-    """The frame that tells a client its frame was not understood."""
+    """The frame that tells a client its frame was not understood (a long event name shortened)."""
+    if "event" in extra:
+        message, extra["event"] = _echoed(message, extra["event"])
     return encode(WARNING_EVENT, {"message": message, **extra})
 
 
@@ -171,6 +194,7 @@ def ack_frame(frame_id: FrameId, result: Any) -> bytes:
 
 def ack_error_frame(frame_id: FrameId, message: str, event: str | None = None) -> bytes:
     """The reply to a request that failed: ``{"event": "ack", "id": ..., "error": {"message": ...}}``."""
+    message, event = _echoed(message, event)
     error: dict[str, Any] = {"message": message}
     if event is not None:
         error["event"] = event

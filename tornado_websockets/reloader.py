@@ -5,7 +5,8 @@ child exits at once while the parent kills it: every WebSocket would drop (1006)
 closing with 1001, and the clients would not know the server went away on purpose. Here the
 parent passes SIGINT and SIGTERM on to the child and waits for it; the child closes the server
 with `TornadoWrapper.shutdown` before it exits. A code change still restarts the child (exit
-code 3), as with ``runserver``.
+code 3), as with ``runserver``, after closing every WebSocket with `RESTART_CLOSE_CODE` (1012,
+"service restart"): the JavaScript client reconnects at once instead of seeing a drop (1006).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from django.utils import autoreload
 
 from tornado_websockets.tornadowrapper import SHUTDOWN_GRACE, TornadoWrapper
 
-__all__ = ["run_with_reloader"]
+__all__ = ["RESTART_CLOSE_CODE", "run_with_reloader"]
 
 logger = logging.getLogger(__name__)
 
 #: The exit code with which Django's reloader asks its parent for a restart.
 RESTART = 3
+#: Close code of the WebSockets of a server restarting for a code change: 1012, "service restart".
+RESTART_CLOSE_CODE = 1012
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -84,9 +87,33 @@ def _serve(main: Callable[..., None], options: dict[str, Any]) -> None:
 
     for signum in _SIGNALS:
         signal.signal(signum, on_signal)
+    # Django's reloader calls this module-level function (by its global name) once a file changed
+    # and no file_changed receiver claimed it (a template change does not restart): the hook where
+    # a restart is certain.
+    exit_for_reload = autoreload.trigger_reload
+
+    def trigger_reload(filename: str) -> None:
+        close_for_restart()
+        exit_for_reload(filename)
+
+    autoreload.trigger_reload = trigger_reload
     reloader = autoreload.get_reloader()
     logger.info("Watching for file changes with %s", type(reloader).__name__)
     autoreload.start_django(reloader, main, **options)
+
+
+def close_for_restart() -> None:
+    """From a thread other than the server's: close every WebSocket with 1012, then shut down."""
+    if TornadoWrapper.io_loop is None:
+        return
+
+    def close_all() -> None:
+        for connection in TornadoWrapper.live_connections():
+            connection.close(RESTART_CLOSE_CODE, "Server restarting")
+
+    logger.info("Restarting: closing the WebSockets with %d", RESTART_CLOSE_CODE)
+    TornadoWrapper.call_in_loop(close_all)  # before the shutdown's 1001, queued after it
+    shut_down_server()
 
 
 def shut_down_server(timeout: float = SHUTDOWN_GRACE + 5) -> None:

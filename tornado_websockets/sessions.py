@@ -1,25 +1,34 @@
-"""A session's sockets end with the session, in every server process.
+"""A session's sockets end with the session, in every server process: the fast path, by signals.
 
-Two Django events end what a socket opened with a session may do:
+Django events that end what a socket opened with a session may do:
 
 - ``user_logged_out``: the sockets of that session are closed;
 - a save of a user whose session auth hash changed (a new password): the user's sockets whose
   session holds another hash are closed, as Django's ``get_user`` would sign those sessions out
-  on their next request. A session kept valid with ``update_session_auth_hash`` gets a new key,
-  so its old sockets close too: the page connects again with its new cookie.
+  on their next request;
+- a user deleted, or saved with ``is_active=False``: all the user's sockets are closed.
 
 They are closed with `~tornado_websockets.limits.SESSION_ENDED_CLOSE_CODE` (4001, "Signed out"),
-after which the JavaScript client does not reconnect. The process where the event happens closes
-its own sockets, then asks every other one through the backplane (a control envelope of kind
-`CONTROL_KIND`). Only digests travel: a session key is a bearer credential and never leaves the
-process that received it.
+after which the JavaScript client does not reconnect. One exception: a password change made by a
+request of the user's own session, which Django's ``PasswordChangeView`` keeps signed in
+(``update_session_auth_hash`` gives it a new key), closes that session's sockets with
+`SESSION_RENEWED_CLOSE_CODE` once the response is sent, and the client connects again at once
+with its new cookie, without a word to the user.
+
+The process where the event happens closes its own sockets, then asks every other one through the
+backplane (a control envelope of kind `CONTROL_KIND`). Only digests travel: a session key is a
+bearer credential and never leaves the process that received it. Whatever no signal reports
+(expiry, ``clearsessions``, another process without the backplane) is caught by
+`tornado_websockets.revalidation`.
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from tornado_websockets import codec
@@ -27,7 +36,15 @@ from tornado_websockets.broker import Envelope, on_control
 from tornado_websockets.limits import SESSION_ENDED_CLOSE_CODE
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
-__all__ = ["CLOSE_REASON", "CONTROL_KIND", "connect_signals", "end_session", "end_stale_sessions"]
+__all__ = [
+    "CLOSE_REASON",
+    "CONTROL_KIND",
+    "RENEWED_REASON",
+    "SESSION_RENEWED_CLOSE_CODE",
+    "connect_signals",
+    "end_session",
+    "end_stale_sessions",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +52,30 @@ logger = logging.getLogger(__name__)
 CONTROL_KIND = "sessions.close"
 #: The close reason sent with `~tornado_websockets.limits.SESSION_ENDED_CLOSE_CODE`.
 CLOSE_REASON = "Signed out"
+#: Close code for the sockets of a session renewed by its own password change: the client
+#: connects again at once (with the new cookie). Outside 4000-4099, so not final.
+SESSION_RENEWED_CLOSE_CODE = 4100
+#: The close reason sent with `SESSION_RENEWED_CLOSE_CODE`.
+RENEWED_REASON = "Session renewed"
 #: The envelope path of the control messages: no WebSocket has it, no stream recovers it.
 _CONTROL_PATH = ""
+
+#: Session keys a request of this process is renewing right now: their old key may be gone before
+#: the page has its new cookie, so `tornado_websockets.revalidation` leaves them alone meanwhile.
+renewing: set[str] = set()
+
+
+@dataclass
+class _Request:
+    """The HTTP request this thread (or task) is serving: its session cookie, and what waits for its end."""
+
+    session_key: str | None
+    password_changes: list[tuple[Any, list[str]]] = field(default_factory=list)
+
+
+_request: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
+    "tornado_websockets_request", default=None
+)
 
 
 def digest(secret: str) -> str:
@@ -50,9 +89,19 @@ def end_session(session_key: str | None) -> None:
         _broadcast({"session": digest(session_key)})
 
 
-def end_stale_sessions(user_pk: Any, valid_hashes: Iterable[str]) -> None:
-    """Close the sockets of user ``user_pk`` whose session auth hash is none of ``valid_hashes``."""
-    _broadcast({"user": str(user_pk), "hashes": sorted(digest(value) for value in valid_hashes)})
+def end_stale_sessions(user_pk: Any, valid_hashes: Iterable[str], renewed: str | None = None) -> None:
+    """Close the sockets of user ``user_pk`` whose session auth hash is none of ``valid_hashes``.
+
+    The sockets of session ``renewed`` (kept signed in with a new key) are closed with
+    `SESSION_RENEWED_CLOSE_CODE` instead, so that they connect again.
+    """
+    request: dict[str, Any] = {
+        "user": str(user_pk),
+        "hashes": sorted(digest(value) for value in valid_hashes),
+    }
+    if renewed:
+        request["renewed"] = digest(renewed)
+    _broadcast(request)
 
 
 def _broadcast(request: dict[str, Any]) -> None:
@@ -71,6 +120,7 @@ def close_matching(frame: bytes) -> None:
     try:
         request = codec.loads(frame)
         session, user, hashes = request.get("session"), request.get("user"), request.get("hashes")
+        renewed = request.get("renewed")
     except (ValueError, TypeError, AttributeError):
         logger.warning("Ignoring a malformed %s control message", CONTROL_KIND)
         return
@@ -83,9 +133,13 @@ def close_matching(frame: bytes) -> None:
             match = stored.session_key is not None and digest(stored.session_key) == session
         else:
             match = user is not None and _stale(socket, stored, str(user), set(hashes or ()))
-        if match:
+        if not match:
+            continue
+        if renewed is not None and stored.session_key is not None and digest(stored.session_key) == renewed:
+            socket.close(SESSION_RENEWED_CLOSE_CODE, RENEWED_REASON)
+        else:
             socket.close(SESSION_ENDED_CLOSE_CODE, CLOSE_REASON)
-            closed += 1
+        closed += 1
     if closed:
         logger.info("Closed %d socket(s) of an ended session", closed)
 
@@ -108,11 +162,69 @@ def _logged_out(sender: Any, request: Any = None, **kwargs: Any) -> None:
 def _user_saved(
     sender: Any, instance: Any, update_fields: Any = None, created: bool = False, **kwargs: Any
 ) -> None:
-    if created or (update_fields is not None and "password" not in update_fields):
+    if created or (update_fields is not None and not {"password", "is_active"} & set(update_fields)):
         return  # a new user has no socket; update_last_login and the like change no password
     if not hasattr(instance, "get_session_auth_hash"):
         return
-    end_stale_sessions(instance.pk, _valid_hashes(instance))
+    if getattr(instance, "is_active", True) is False:
+        end_stale_sessions(instance.pk, [])  # no session of an inactive user signs in
+        return
+    hashes = _valid_hashes(instance)
+    request = _request.get()
+    if request is not None and request.session_key:
+        # Maybe the user's own session, about to be kept signed in: decided once the response is out.
+        renewing.add(request.session_key)
+        request.password_changes.append((instance.pk, hashes))
+        return
+    end_stale_sessions(instance.pk, hashes)
+
+
+def _user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    end_stale_sessions(instance.pk, [])
+
+
+def _request_started(sender: Any, environ: Any = None, scope: Any = None, **kwargs: Any) -> None:
+    """Remember the session cookie of the request this thread serves (WSGI ``environ`` or ASGI ``scope``)."""
+    from django.conf import settings
+    from django.http.cookie import parse_cookie
+
+    header = ""
+    if environ is not None:
+        header = environ.get("HTTP_COOKIE", "")
+    elif scope is not None:
+        header = b"; ".join(value for name, value in scope.get("headers", ()) if name == b"cookie").decode(
+            "latin-1"
+        )
+    _request.set(_Request(parse_cookie(header).get(settings.SESSION_COOKIE_NAME)))
+
+
+def _request_finished(sender: Any, **kwargs: Any) -> None:
+    """The response is out: close the sockets of the password changes this request made.
+
+    The request's own session gets `SESSION_RENEWED_CLOSE_CODE` if it was renewed (its old key is
+    gone: ``update_session_auth_hash`` cycled it) and its page comes back with the new cookie;
+    had it stayed (a view that changes the password without keeping the session), it is signed
+    out like the others.
+    """
+    request = _request.get()
+    _request.set(None)
+    if request is None or not request.password_changes or not request.session_key:
+        return
+    key = request.session_key
+    try:
+        renewed = key if not _session_exists(key) else None
+        for user_pk, hashes in request.password_changes:
+            end_stale_sessions(user_pk, hashes, renewed=renewed)
+    finally:
+        renewing.discard(key)
+
+
+def _session_exists(session_key: str) -> bool:
+    from importlib import import_module
+
+    from django.conf import settings
+
+    return bool(import_module(settings.SESSION_ENGINE).SessionStore().exists(session_key))
 
 
 def _valid_hashes(user: Any) -> list[str]:
@@ -129,13 +241,18 @@ def _valid_hashes(user: Any) -> list[str]:
 
 
 def connect_signals() -> None:
-    """Listen to Django's logout and user saves; done by the app's ``ready()``."""
+    """Listen to Django's logout, user saves and deletes, and requests; done by the app's ``ready()``."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.signals import user_logged_out
-    from django.db.models.signals import post_save
+    from django.core.signals import request_finished, request_started
+    from django.db.models.signals import post_delete, post_save
 
+    user = get_user_model()
     user_logged_out.connect(_logged_out, dispatch_uid="tornado_websockets.sessions.logged_out")
-    post_save.connect(_user_saved, sender=get_user_model(), dispatch_uid="tornado_websockets.sessions.saved")
+    post_save.connect(_user_saved, sender=user, dispatch_uid="tornado_websockets.sessions.saved")
+    post_delete.connect(_user_deleted, sender=user, dispatch_uid="tornado_websockets.sessions.deleted")
+    request_started.connect(_request_started, dispatch_uid="tornado_websockets.sessions.request_started")
+    request_finished.connect(_request_finished, dispatch_uid="tornado_websockets.sessions.request_finished")
 
 
 on_control(CONTROL_KIND, close_matching)

@@ -11,7 +11,8 @@
                 assert await client.wait_for("echo") == {"text": "hi"}
 
 `serve` starts `TornadoWrapper`'s application (every registered `WebSocket`) on ``127.0.0.1`` and
-a free port, and shuts it down afterwards, closing its connections.
+a free port, and shuts it down afterwards, closing its connections. With Django,
+``server.connect(path, user=user)`` opens the socket as a signed-in user (see `session_cookie`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tornado_websockets.exceptions import EventError
 from tornado_websockets.protocol import ServerFrame
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
-__all__ = ["DEFAULT_TIMEOUT", "ServerFrame", "TestServer", "WebSocketTestClient", "serve"]
+__all__ = ["DEFAULT_TIMEOUT", "ServerFrame", "TestServer", "WebSocketTestClient", "serve", "session_cookie"]
 
 #: Seconds a client waits for a connection or a frame before giving up.
 DEFAULT_TIMEOUT = 5.0
@@ -164,18 +165,49 @@ class WebSocketTestClient:
         self.connection.close(code, reason)
 
 
+async def session_cookie(user: Any) -> str:
+    """A ``Cookie`` header value that signs a socket in as ``user``, for Django sites.
+
+    ``user`` is a user (a session is made for it, as ``Client.force_login`` does) or a Django test
+    ``Client`` that logged in (``force_login`` or ``login``), whose session is used. The session
+    must be committed for the server's threads to read it: use ``django_db(transaction=True)``,
+    ``TransactionTestCase`` or ``LiveServerTestCase``.
+    """
+    from asgiref.sync import sync_to_async
+    from django.conf import settings
+    from django.test import Client
+
+    if isinstance(user, Client):
+        client = user
+    else:
+        client = Client()
+        await sync_to_async(client.force_login)(user)  # the ORM, out of the event loop
+    morsel = client.cookies.get(settings.SESSION_COOKIE_NAME)
+    if morsel is None or not morsel.value:
+        raise ValueError("The Django test Client has no session: call client.force_login(user) first.")
+    return f"{settings.SESSION_COOKIE_NAME}={morsel.value}"
+
+
 class _Connecting:
     """``await server.connect(path)`` or ``async with server.connect(path) as client``."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None, timeout: float) -> None:
+    def __init__(self, url: str, headers: dict[str, str] | None, timeout: float, user: Any = None) -> None:
         self._args = (url, headers, timeout)
+        self._user = user
         self._client: WebSocketTestClient | None = None
 
+    async def _connect(self) -> WebSocketTestClient:
+        url, headers, timeout = self._args
+        if self._user is not None:
+            cookie = await session_cookie(self._user)
+            headers = {**(headers or {}), "Cookie": cookie}
+        return await WebSocketTestClient.connect(url, headers, timeout)
+
     def __await__(self) -> Generator[Any, None, WebSocketTestClient]:
-        return WebSocketTestClient.connect(*self._args).__await__()
+        return self._connect().__await__()
 
     async def __aenter__(self) -> WebSocketTestClient:
-        self._client = await WebSocketTestClient.connect(*self._args)
+        self._client = await self._connect()
         return self._client
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -201,10 +233,19 @@ class TestServer:
         return f"http://{self.address}:{self.port}{path}"
 
     def connect(
-        self, path: str, headers: dict[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT
+        self,
+        path: str,
+        headers: dict[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        user: Any = None,
     ) -> _Connecting:
-        """Connect a `WebSocketTestClient` to a `WebSocket` path."""
-        return _Connecting(self.url(path), headers, timeout)
+        """Connect a `WebSocketTestClient` to a `WebSocket` path.
+
+        ``user`` (Django, with ``serve(django=True)``): a user, or a test ``Client`` after
+        ``force_login``, to connect as; see `session_cookie`.
+        """
+        return _Connecting(self.url(path), headers, timeout, user)
 
 
 @contextlib.asynccontextmanager

@@ -545,7 +545,9 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         if self._limiter.refused == 1:
             limit = self.limits.max_rate
             self.write_frame(protocol.warning_frame(f"Too many events: slow down to {limit} per second."))
-        elif self._limiter.refused > self.limits.burst:
+        elif (
+            self._limiter.refused > self.limits.burst and not self.is_closed
+        ):  # once: frames in flight follow
             logger.warning("Closing %r: it kept sending past the rate limit", self)
             self.close(RATE_CLOSE_CODE, "Rate limit exceeded")
 

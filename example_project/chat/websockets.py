@@ -5,6 +5,11 @@ Everyone is in the room ``lobby``: with ``presence_events=True`` its members get
 who is there now. With ``recover=60`` a page that loses its connection gets the messages it
 missed when it comes back, for a minute (the JavaScript client asks by itself).
 
+Messages go to everyone, so one client could make the server send every other client as many
+frames as it sends: the path's rate limit (5 events a second, 10 more at once) warns a client that
+goes faster and closes one that keeps on (1008); ``manage.py check --deploy`` warns about a path
+that emits to everyone without one.
+
 ``socket.user`` is the Django user of the page's session cookie, loaded before the guard runs, so
 a client can neither chat anonymously nor speak under someone else's name. The payloads are typed
 (msgspec, the ``typed`` extra, checks the bounds): a message that is not 1 to 500 characters of
@@ -17,9 +22,9 @@ from typing import Annotated, TypedDict
 
 import msgspec
 
-from tornado_websockets import WebSocket, WebSocketHandler
+from tornado_websockets import Limits, WebSocket, WebSocketHandler
 
-chat = WebSocket("/chat", recover=60, presence_events=True)
+chat = WebSocket("/chat", recover=60, presence_events=True, limits=Limits(max_rate=5, burst=10))
 
 #: The room every chat connection is in, for presence.
 LOBBY = "lobby"

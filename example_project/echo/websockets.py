@@ -10,9 +10,9 @@ from tornado_websockets import WebSocket, WebSocketHandler
 
 
 class Echo(TypedDict):
-    """What comes back."""
+    """What comes back: the message as it was sent (text, or any JSON value)."""
 
-    message: str
+    message: Any
 
 
 ws = WebSocket("/echo")
@@ -21,5 +21,5 @@ ws.emits("echo", Echo, "The message sent back, to its sender only.")
 
 @ws.on
 async def echo(socket: WebSocketHandler, data: dict[str, Any]) -> None:
-    """``{"message": text}`` back to the sender only."""
-    socket.emit("echo", {"message": str(data.get("message", ""))})
+    """``{"message": ...}`` back to the sender only, as it came: ``[1, 2]`` stays a JSON array."""
+    socket.emit("echo", {"message": data.get("message", "")})

@@ -1,8 +1,9 @@
 """Settings of the example project: SQLite, Django's auth and sessions, and ``tornado_websockets``.
 
 The apps ``echo``, ``chat`` and ``progress`` each hold a ``websockets`` module, found at start-up.
-Two environment variables exist for the tests: ``EXAMPLE_DATABASE`` (the SQLite file) and
-``EXAMPLE_DEBUG`` (``0`` turns DEBUG off).
+Three environment variables exist for the tests: ``EXAMPLE_DATABASE`` (the SQLite file),
+``EXAMPLE_DEBUG`` (``0`` turns DEBUG off) and ``EXAMPLE_SESSION_CHECK`` (seconds between session
+checks).
 """
 
 import os
@@ -97,4 +98,7 @@ LOGOUT_REDIRECT_URL = "/"
 # Every key is optional; ``python manage.py runtornado`` listens on this port.
 TORNADO = {
     "port": 8000,
+    # How often (seconds) a signed-in socket's session is read again: the longest a socket may act
+    # for a session that ended where no signal reached this process (expiry, another process).
+    "session_check_interval": float(os.environ.get("EXAMPLE_SESSION_CHECK", "30")),
 }

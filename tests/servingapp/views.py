@@ -57,7 +57,16 @@ def do_login(request: HttpRequest) -> HttpResponse:
     if user is None:
         return HttpResponse("no", status=403)
     login(request, user)
+    if "expiry" in request.GET:
+        request.session.set_expiry(int(request.GET["expiry"]))
     return HttpResponse("ok")
+
+
+@csrf_exempt
+def flush(request: HttpRequest) -> HttpResponse:
+    """The session ends without a logout (no ``user_logged_out``)."""
+    request.session.flush()
+    return HttpResponse("flushed")
 
 
 @csrf_exempt
@@ -91,5 +100,6 @@ urlpatterns = [
     path("login/", do_login),
     path("logout/", do_logout),
     path("password/", change_password),
+    path("flush/", flush),
     path("ws-api/", include("tornado_websockets.urls")),
 ]

@@ -38,7 +38,10 @@ declare class TornadoWebSocket {
 
   /** The socket opened (also after each reconnection). */
   on(event: "open", callback: (this: this, event: Event) => void): this;
-  /** The socket closed; reconnection follows unless close() was called, reconnect is false or the close is final. */
+  /**
+   * The socket closed; reconnection follows unless close() was called, reconnect is false or the close is final.
+   * After 1012 (the server restarts) or 4100 (the session was renewed) it follows at once, without a backoff.
+   */
   on(event: "close", callback: (this: this, event: CloseEvent) => void): this;
   /** The socket failed (the browser's `Event`, as in the original client); a "close" follows. */
   on(event: "error", callback: (this: this, error: Event) => void): this;

@@ -32,6 +32,14 @@ function isFinalClose(code) {
   return (code >= 4000 && code < 4100) || code === 1008;
 }
 
+/**
+ * Close codes after which the client reconnects at once, without a backoff: the server restarts (1012, as
+ * in a DEBUG autoreload) or renewed the session (4100, after your own password change: the new cookie is set).
+ */
+function isReconnectNow(code) {
+  return code === 1012 || code === 4100;
+}
+
 /** Milliseconds before the first retry, the ceiling, the growth factor, and the random share. */
 // The backoff starts over only once a connection has stayed open `stable` milliseconds: a server
 // that accepts then drops every socket (a deploy, an overload) is not hammered at `initial` pace.
@@ -703,7 +711,7 @@ class TornadoWebSocket {
       this.#dispatch("unreachable", {attempts: this.#failures});
     }
     if (!this.#stopped && this.options.reconnect !== null && this.websocket === null) {
-      this.#schedule();
+      this.#schedule(opened && isReconnectNow(event.code));
     }
   }
 
@@ -716,11 +724,11 @@ class TornadoWebSocket {
     }
   }
 
-  #schedule() {
+  #schedule(now = false) {
     const {initial, max, factor, jitter} = this.options.reconnect;
     const ceiling = Math.min(max, initial * factor ** this.#attempts);
     // Random share of the delay: clients dropped together by a restart do not come back together.
-    const delay = Math.round(ceiling * (1 - jitter * Math.random()));
+    const delay = now ? 0 : Math.round(ceiling * (1 - jitter * Math.random()));
     this.#attempts += 1;
     this.#timer = setTimeout(() => {
       this.#timer = null;
