@@ -16,6 +16,7 @@ from tests.backplane_app import news_app
 from tests.polling import wait_until
 from tests.redis_server import RedisServer
 from tests.servers import backplane, backplane_script, connect_when_up, free_port, running
+from tests.test_recovery import ODD_REQUEST, resyncs_and_positions
 from tornado_websockets.broker_redis import CONNECTED, DEFAULT_CHANNEL, UNREACHABLE, RedisBroker
 from tornado_websockets.emitter import Emitter
 from tornado_websockets.recovery_redis import ReplayKeys, SharedReplay, missed
@@ -438,3 +439,26 @@ async def test_a_client_that_comes_back_while_redis_is_unreachable_recovers_once
         assert frames[3].event == "stream"
         assert frames[3].data["seq"] == position["seq"] + 3
         back.close()
+
+
+async def test_any_recover_request_ends_in_a_resync_and_a_position_per_stream(
+    redis_server: RedisServer,
+) -> None:
+    """Issue 28 §6, through Redis: "².x" crashed the catch-up task, held frames and all."""
+    news_app()
+    broker = RedisBroker(redis_server.url)
+    TornadoWrapper.use_broker(broker)
+    async with serve() as server:
+        await wait_until(lambda: broker.state == CONNECTED, timeout=20)
+        talker = await server.connect("/news")
+        position = (await joined(talker))[-1].data
+        query = "?recover=" + urllib.parse.quote(json.dumps({"epoch": position["epoch"], **ODD_REQUEST}))
+        odd = await server.connect("/news" + query)
+        assert await odd.request("join", {"room": "lobby"}) == ["lobby"]
+        resynced, found = await resyncs_and_positions(odd)
+        assert resynced == ["*", "lobby"]
+        assert found["lobby"] == position["seq"]
+        await talker.emit("say", {"room": "lobby", "n": 1})
+        assert await said(odd, 1) == [(1, position["seq"] + 1)]
+        for client in (talker, odd):
+            client.close()

@@ -336,7 +336,9 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         seen, token = self._recovery.pop(stream, None), self._tokens.pop(stream, None)
         broker = self.runtime.broker
         try:
-            shared = await broker.replay_since(self.websocket.path, stream, seen, seconds)
+            # A position no server hands out reads nothing: it earns a resync whatever Redis keeps.
+            wanted = None if seen is None or seen == recovery.UNUSABLE else seen
+            shared = await broker.replay_since(self.websocket.path, stream, wanted, seconds)
         except ConnectionError as error:
             if not self.is_closed and broker.call_when_replay_ready(self):
                 # Redis went away during the read: read again once it is back.
@@ -445,8 +447,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             return
         try:
             request = codec.loads(raw)
-            streams = request["streams"]
-            self._recovery = {str(k): int(v) for k, v in streams.items() if isinstance(v, int)}
+            self._recovery = recovery.read_positions(request["streams"])
             self._tokens = dict(request.get("tokens") or {})
             self._recovery_epoch = str(request["epoch"])
         except (ValueError, TypeError, KeyError, AttributeError):
