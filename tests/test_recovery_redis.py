@@ -388,6 +388,9 @@ async def test_a_client_that_comes_before_redis_is_up_gets_its_positions_once_it
             closed = weakref.ref(news.handlers[-1])
             gone.close()
             await wait_until(lambda: len(news.handlers) == 1)
+            # The connection that closed while it waited is not kept for the backplane.
+            gc.collect()
+            assert closed() is None
             assert broker.state != CONNECTED
             assert not [frame for frame in client.buffered() if frame.event == "stream"]
 
@@ -399,10 +402,29 @@ async def test_a_client_that_comes_before_redis_is_up_gets_its_positions_once_it
             # The position is Redis's: the next frame of the room follows it without a gap.
             await client.emit("say", {"room": "lobby", "n": 1})
             assert await said(client, 1) == [(1, found["lobby"]["seq"] + 1)]
-            # The connection that closed while it waited is not kept for the backplane.
-            gc.collect()
-            assert closed() is None
             client.close()
+    finally:
+        later.stop()
+
+
+async def test_connections_past_the_waiting_limit_get_a_resync_and_no_position(tmp_path: Path) -> None:
+    later = RedisServer(tmp_path)
+    news_app()
+    broker = RedisBroker(later.url, retry_base=0.05, retry_cap=0.2)
+    broker.WAITING_LIMIT = 1
+    TornadoWrapper.use_broker(broker)
+    try:
+        async with serve() as server:
+            waiting = await server.connect("/news")
+            assert await waiting.request("join", {"room": "lobby"}) == ["lobby"]  # one waits, two streams
+            query = recover_query("some epoch", {"*": 4}, {"*": "4.x"})
+            refused = await server.connect("/news" + query)
+            assert await refused.wait_for("resync") == {"stream": "*"}  # at once, Redis still down
+            await asyncio.to_thread(later.start)
+            assert set(await positions(waiting, 2)) == {"*", "lobby"}
+            assert not [frame for frame in refused.buffered() if frame.event == "stream"]
+            for client in (waiting, refused):
+                client.close()
     finally:
         later.stop()
 
