@@ -8,14 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.backplane_app import news_app
 from tests.polling import wait_until
 from tests.redis_cluster import RedisCluster
 from tests.servers import backplane, backplane_script, connect_when_up, free_port, running
 from tests.test_presence_redis import announcements
-from tests.test_recovery_redis import joined, recover_query, said
+from tests.test_recovery_redis import joined, positions, recover_query, said
 from tornado_websockets.broker import broker_from_url
+from tornado_websockets.broker_redis import CONNECTED
 from tornado_websockets.broker_redis_cluster import RedisClusterBroker, is_cluster_url
 from tornado_websockets.recovery_redis import ReplayKeys
+from tornado_websockets.testing import serve
+from tornado_websockets.tornadowrapper import TornadoWrapper
 
 
 @pytest.fixture
@@ -96,6 +100,8 @@ async def test_a_client_recovers_from_another_process_on_the_cluster(cluster: Re
     ):
         talker = await connect_when_up(url(ports[1]))
         reader = await connect_when_up(url(ports[0]))
+        # Both processes connected to the cluster: an emit before would go out unnumbered.
+        await wait_until(lambda: cluster.shard_subscribers("{tornado_websockets:/news}:*") == 2, timeout=20)
         [position] = [frame.data for frame in await joined(reader)]
         await joined(talker)
         await talker.emit("say", {"room": "lobby", "n": "live"})
@@ -115,6 +121,29 @@ async def test_a_client_recovers_from_another_process_on_the_cluster(cluster: Re
         assert await said(back, 1) == [("cron", first + 6)]
         back.close()
         talker.close()
+
+
+async def test_a_client_that_comes_before_the_cluster_is_up_gets_its_positions_once_it_is(
+    tmp_path: Path,
+) -> None:
+    """Issue 28 §2: the catch-up found the broker connecting, gave up and wrote no position, ever."""
+    later = RedisCluster(tmp_path)  # not started yet: the broker keeps trying to connect
+    news_app()
+    broker = RedisClusterBroker(later.url, retry_base=0.05, retry_cap=0.2)
+    TornadoWrapper.use_broker(broker)
+    try:
+        async with serve() as server:
+            client = await server.connect("/news")
+            assert await client.request("join", {"room": "lobby"}) == ["lobby"]
+            assert broker.state != CONNECTED
+            await asyncio.to_thread(later.start)
+            found = await positions(client, 2)
+            assert set(found) == {"*", "lobby"}
+            await client.emit("say", {"room": "lobby", "n": 1})
+            assert await said(client, 1) == [(1, found["lobby"]["seq"] + 1)]
+            client.close()
+    finally:
+        later.stop()
 
 
 async def test_presence_and_joined_left_once_per_user_on_the_cluster(cluster: RedisCluster) -> None:

@@ -15,7 +15,14 @@ from tests.rawclient import RawClient
 from tornado_websockets import protocol
 from tornado_websockets.broker import Envelope
 from tornado_websockets.limits import Limits
-from tornado_websockets.recovery import ReplayBuffer, position_token, token_allows, with_sequence
+from tornado_websockets.recovery import (
+    UNUSABLE,
+    ReplayBuffer,
+    position_token,
+    read_positions,
+    token_allows,
+    with_sequence,
+)
 from tornado_websockets.testing import WebSocketTestClient, serve
 from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
@@ -228,8 +235,51 @@ def test_a_token_vouches_for_its_stream_epoch_and_later_positions_only() -> None
     assert not token_allows(b"x" * 32, "/chat", "lobby", "ep", token, 10)
     forged = "3." + token.partition(".")[2]  # its signature on an earlier position
     assert not token_allows(secret, "/chat", "lobby", "ep", forged, 3)
-    for bad in (None, 5, "", "abc", "5", "-1.x", "9" * 30 + ".x"):
+    for bad in (None, 5, "", "abc", "5", "-1.x", "9" * 30 + ".x", "².x", "١٠.x"):  # noqa: RUF001
         assert not token_allows(secret, "/chat", "lobby", "ep", bad, 10)
+
+
+def test_what_is_no_position_earns_a_resync_instead_of_dropping_out() -> None:
+    request = {"a": 3, "b": 0, "c": 3.0, "d": True, "e": -2, "f": 2**63, "g": "4", "h": None, 5: 1}
+    assert read_positions(request) == {  # type: ignore[arg-type]
+        "a": 3,
+        "b": 0,
+        **dict.fromkeys("cdefgh", UNUSABLE),
+        "5": 1,
+    }
+
+
+#: A request no server could have answered: a position of 2**70 (a float once decoded) and a token
+#: whose digits are not ASCII ("²".isdigit() is True, int("²") raises).
+ODD_REQUEST = {"streams": {"*": 2**70, "lobby": 3}, "tokens": {"*": "1.x", "lobby": "².x"}}
+
+
+async def resyncs_and_positions(client: WebSocketTestClient) -> tuple[list[str], dict[str, int]]:
+    """The streams resynced and the positions handed, until both streams have a position."""
+    resynced: list[str] = []
+    found: dict[str, int] = {}
+    while len(found) < 2:
+        frame = await client.receive()
+        if frame.event == "resync":
+            assert frame.data["stream"] not in found  # the resync comes before the position
+            resynced.append(frame.data["stream"])
+        elif frame.event == "stream":
+            found[frame.data["stream"]] = frame.data["seq"]
+    return sorted(resynced), found
+
+
+async def test_any_recover_request_ends_in_a_resync_and_a_position_per_stream() -> None:
+    """Issue 28 §6: "².x" crashed the catch-up, 2**70 silently dropped out of the request."""
+    chat()
+    async with serve() as server:
+        talker = await server.connect("/chat/lobby")
+        epoch = (await talker.wait_for("stream"))["epoch"]
+        query = "?recover=" + urllib.parse.quote(json.dumps({"epoch": epoch, **ODD_REQUEST}))
+        async with server.connect("/chat/lobby" + query) as odd:
+            assert await resyncs_and_positions(odd) == (["*", "lobby"], {"*": 0, "lobby": 0})
+            await talker.emit("say", {"n": 1})
+            assert (await odd.wait_for("said")) == {"n": 1}
+        talker.close()
 
 
 def rooms_app(**options: Any) -> WebSocket:

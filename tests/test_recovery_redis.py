@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import urllib.parse
+import weakref
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.backplane_app import news_app
 from tests.polling import wait_until
 from tests.redis_server import RedisServer
 from tests.servers import backplane, backplane_script, connect_when_up, free_port, running
-from tornado_websockets.broker_redis import CONNECTED, DEFAULT_CHANNEL, RedisBroker
+from tests.test_recovery import ODD_REQUEST, resyncs_and_positions
+from tornado_websockets.broker_redis import CONNECTED, DEFAULT_CHANNEL, UNREACHABLE, RedisBroker
 from tornado_websockets.emitter import Emitter
 from tornado_websockets.recovery_redis import ReplayKeys, SharedReplay, missed
 from tornado_websockets.testing import WebSocketTestClient, serve
@@ -353,3 +358,129 @@ async def test_a_path_missing_from_the_declarations_still_gets_its_own_emits(
         with redis_server.client() as admin:  # declared again, for the Emitters
             assert admin.hget(ReplayKeys(broker.channel, "/late").conf, "/late") == b"60 1000"
         client.close()
+
+
+# A connection that comes while the backplane connects ----------------------------------------------
+
+
+async def positions(client: WebSocketTestClient, count: int) -> dict[str, dict[str, Any]]:
+    """The next ``count`` positions the client is handed, by stream (any other frame fails the test)."""
+    found: dict[str, dict[str, Any]] = {}
+    while len(found) < count:
+        frame = await client.receive(timeout=30)
+        assert frame.event == "stream", frame
+        found[frame.data["stream"]] = frame.data
+    return found
+
+
+async def test_a_client_that_comes_before_redis_is_up_gets_its_positions_once_it_is(tmp_path: Path) -> None:
+    """Issue 28 §2: the catch-up found the broker connecting, gave up and wrote no position, ever."""
+    later = RedisServer(tmp_path)  # not started yet: the broker keeps trying to connect
+    news = news_app()
+    broker = RedisBroker(later.url, retry_base=0.05, retry_cap=0.2)
+    TornadoWrapper.use_broker(broker)
+    try:
+        async with serve() as server:
+            client = await server.connect("/news")
+            assert await client.request("join", {"room": "lobby"}) == ["lobby"]
+            gone = await server.connect("/news")
+            await gone.request("join", {"room": "lobby"})
+            closed = weakref.ref(news.handlers[-1])
+            gone.close()
+            await wait_until(lambda: len(news.handlers) == 1)
+            # The connection that closed while it waited is not kept for the backplane.
+            gc.collect()
+            assert closed() is None
+            assert broker.state != CONNECTED
+            assert not [frame for frame in client.buffered() if frame.event == "stream"]
+
+            await asyncio.to_thread(later.start)
+            found = await positions(client, 2)
+            assert set(found) == {"*", "lobby"}
+            for stream, position in found.items():
+                assert position["token"].startswith(f"{position['seq']}."), stream
+            # The position is Redis's: the next frame of the room follows it without a gap.
+            await client.emit("say", {"room": "lobby", "n": 1})
+            assert await said(client, 1) == [(1, found["lobby"]["seq"] + 1)]
+            client.close()
+    finally:
+        later.stop()
+
+
+async def test_connections_past_the_waiting_limit_get_a_resync_and_no_position(tmp_path: Path) -> None:
+    later = RedisServer(tmp_path)
+    news_app()
+    broker = RedisBroker(later.url, retry_base=0.05, retry_cap=0.2)
+    broker.WAITING_LIMIT = 1
+    TornadoWrapper.use_broker(broker)
+    try:
+        async with serve() as server:
+            waiting = await server.connect("/news")
+            assert await waiting.request("join", {"room": "lobby"}) == ["lobby"]  # one waits, two streams
+            query = recover_query("some epoch", {"*": 4}, {"*": "4.x"})
+            refused = await server.connect("/news" + query)
+            assert await refused.wait_for("resync") == {"stream": "*"}  # at once, Redis still down
+            await asyncio.to_thread(later.start)
+            assert set(await positions(waiting, 2)) == {"*", "lobby"}
+            assert not [frame for frame in refused.buffered() if frame.event == "stream"]
+            for client in (waiting, refused):
+                client.close()
+    finally:
+        later.stop()
+
+
+async def test_a_client_that_comes_back_while_redis_is_unreachable_recovers_once_it_is_back(
+    redis_server: RedisServer,
+) -> None:
+    news_app()
+    # A frozen Redis is found out after a PING unanswered for a keepalive.
+    broker = RedisBroker(redis_server.url, retry_base=0.05, retry_cap=0.2, keepalive=0.3, timeout=0.5)
+    TornadoWrapper.use_broker(broker)
+    async with serve() as server:
+        await wait_until(lambda: broker.state == CONNECTED, timeout=20)
+        reader = await server.connect("/news")
+        position = (await joined(reader))[-1].data
+        reader.close()
+        with Emitter(redis_server.url) as emitter:  # three frames it misses, kept by Redis
+            for n in range(3):
+                assert emitter.emit("/news", "said", {"n": n}, room="lobby") == 1
+        redis_server.pause()
+        try:
+            await wait_until(lambda: broker.state == UNREACHABLE, timeout=20)
+            tokens = {"lobby": position["token"]}
+            back = await server.connect(
+                "/news" + recover_query(position["epoch"], {"lobby": position["seq"]}, tokens)
+            )
+            assert await back.request("join", {"room": "lobby"}) == ["lobby"]
+        finally:
+            redis_server.resume()
+        frames = await room_frames(back, 4)
+        assert [(f.event, f.data.get("n"), f.seq) for f in frames[:3]] == [
+            ("said", n, position["seq"] + 1 + n) for n in range(3)
+        ]
+        assert frames[3].event == "stream"
+        assert frames[3].data["seq"] == position["seq"] + 3
+        back.close()
+
+
+async def test_any_recover_request_ends_in_a_resync_and_a_position_per_stream(
+    redis_server: RedisServer,
+) -> None:
+    """Issue 28 §6, through Redis: "².x" crashed the catch-up task, held frames and all."""
+    news_app()
+    broker = RedisBroker(redis_server.url)
+    TornadoWrapper.use_broker(broker)
+    async with serve() as server:
+        await wait_until(lambda: broker.state == CONNECTED, timeout=20)
+        talker = await server.connect("/news")
+        position = (await joined(talker))[-1].data
+        query = "?recover=" + urllib.parse.quote(json.dumps({"epoch": position["epoch"], **ODD_REQUEST}))
+        odd = await server.connect("/news" + query)
+        assert await odd.request("join", {"room": "lobby"}) == ["lobby"]
+        resynced, found = await resyncs_and_positions(odd)
+        assert resynced == ["*", "lobby"]
+        assert found["lobby"] == position["seq"]
+        await talker.emit("say", {"room": "lobby", "n": 1})
+        assert await said(odd, 1) == [(1, position["seq"] + 1)]
+        for client in (talker, odd):
+            client.close()

@@ -156,6 +156,12 @@ class Broker:
         before has reached this process; raises ``ConnectionError`` while the broker is down."""
         raise NotImplementedError("The in-process broker numbers frames in each WebSocket.")
 
+    def call_when_replay_ready(self, socket: Any) -> bool:
+        """Call ``socket.backplane_ready()`` (on the loop) once `replay_ready` turns True, so that
+        a connection that joined while the broker connects gets its catch-up then. False when it
+        will not be called: the broker is ready now, stopped, or too many connections wait."""
+        return False
+
     async def snapshots(self) -> list[dict[str, Any]]:
         """The metrics snapshot of every server process the broker reaches; here, this one's."""
         from tornado_websockets import metrics

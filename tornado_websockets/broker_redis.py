@@ -28,6 +28,7 @@ import logging
 import random
 import threading
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -177,6 +178,9 @@ class RedisBroker(Broker):
     PUBLISH_COMMAND = "PUBLISH"
     #: Whether the URL names a node of a Redis Cluster.
     CLUSTER = False
+    #: Connections waiting at most for the backplane to connect to get their catch-up (see
+    #: `call_when_replay_ready`); more get ``resync`` (if they asked to recover) and no position.
+    WAITING_LIMIT = 100_000
 
     def __init__(
         self,
@@ -241,6 +245,9 @@ class RedisBroker(Broker):
         self._markers: dict[str, asyncio.Future[None]] = {}
         #: The last number delivered here of each numbered stream with members here: (path, stream) -> seq.
         self._delivered: dict[tuple[str, str], int] = {}
+        #: Connections whose catch-up waits for the backplane to connect. Weak: a connection that
+        #: closes meanwhile leaves it by itself, nothing of it kept.
+        self._waiting: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return f"<RedisBroker {self.id[:8]} {_redacted(self.url)} channel={self.channel!r} {self.state}>"
@@ -395,6 +402,7 @@ class RedisBroker(Broker):
             self._client = None
             raise
         self._heard = asyncio.get_running_loop().time()
+        self._wake_waiting()
         try:
             await until_one_fails(self._receive(pubsub, client), self._send(client), self._watch(pubsub))
         finally:
@@ -580,6 +588,36 @@ class RedisBroker(Broker):
     def replay_ready(self) -> bool:
         """Whether Redis can number frames and be read now."""
         return self.state == CONNECTED and self._client is not None
+
+    def call_when_replay_ready(self, socket: Any) -> bool:
+        """Call ``socket.backplane_ready()`` once Redis is connected again (or for the first time).
+
+        A connection that joins a stream while Redis connects or is unreachable waits so for its
+        position (at most `WAITING_LIMIT` connections wait; one that closes meanwhile is dropped).
+        """
+        if self.replay_ready or self.state == STOPPED:
+            return False
+        if socket not in self._waiting and len(self._waiting) >= self.WAITING_LIMIT:
+            logger.warning(
+                "%d connections already wait for the Redis backplane: %r gets no position",
+                len(self._waiting),
+                socket,
+            )
+            return False
+        self._waiting.add(socket)
+        return True
+
+    def _wake_waiting(self) -> None:
+        """Redis is connected: the connections that waited for it run their catch-up now."""
+        waiting = list(self._waiting)
+        self._waiting.clear()
+        if waiting:
+            logger.info("%d connections get their position now that the Redis backplane is up", len(waiting))
+        for socket in waiting:
+            try:
+                socket.backplane_ready()
+            except Exception:
+                logger.exception("Resuming the catch-up of %r failed", socket)
 
     async def _declare_recovery(self, client: redis.asyncio.Redis) -> None:
         """Tell Redis which paths recover, so that frames from an Emitter are numbered too."""

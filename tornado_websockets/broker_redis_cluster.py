@@ -215,6 +215,7 @@ class RedisClusterBroker(RedisBroker):
         try:
             await self._declare_recovery(client)
             await self._fill_all(client)
+            self._wake_waiting()
             await until_one_fails(
                 self._send(client),
                 self._reconcile(shards),

@@ -26,10 +26,39 @@ from dataclasses import dataclass, field
 
 from tornado_websockets import codec
 
-__all__ = ["BROADCAST_STREAM", "Replay", "ReplayBuffer", "position_token", "token_allows", "with_sequence"]
+__all__ = [
+    "BROADCAST_STREAM",
+    "UNUSABLE",
+    "Replay",
+    "ReplayBuffer",
+    "position_token",
+    "read_positions",
+    "token_allows",
+    "with_sequence",
+]
 
 #: The stream of frames emitted to every client of a path.
 BROADCAST_STREAM = "*"
+#: What `read_positions` makes of a position no server hands out: its stream gets ``resync``.
+UNUSABLE = -1
+#: Positions are below this: Redis numbers frames in stream ids of 64 bits, the last one plus one.
+_POSITION_LIMIT = 2**63
+
+
+def read_positions(streams: dict[object, object]) -> dict[str, int]:
+    """The position a returning client claims in each stream of its ``?recover=`` request.
+
+    One that is no position (not an int, a bool, negative, beyond 2**63: a JSON number too large
+    for 64 bits is read as a float) becomes `UNUSABLE`, so that its stream gets ``resync`` and a
+    new position rather than being left out of the request.
+    """
+    return {str(name): _position(seq) for name, seq in streams.items()}
+
+
+def _position(seq: object) -> int:
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < _POSITION_LIMIT:
+        return UNUSABLE
+    return seq
 
 
 def with_sequence(frame: bytes, stream: str, seq: int) -> bytes:
@@ -57,7 +86,8 @@ def token_allows(secret: bytes, path: str, stream: str, epoch: str, token: objec
     if not isinstance(token, str):
         return False
     issued, _, signature = token.partition(".")
-    if not issued.isdigit() or len(issued) > 20:
+    # isdigit() alone takes "²" (and other non-ASCII digits) that int() refuses.
+    if not (issued.isascii() and issued.isdigit()) or len(issued) > 20:
         return False
     expected = _signature(secret, path, stream, epoch, int(issued))
     return hmac.compare_digest(signature, expected) and seq >= int(issued)

@@ -115,6 +115,8 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._held: dict[str, list[tuple[int, bytes | None]]] = {}  # None: its position only
         self._signing: tuple[str, bytes] | None = None  # the epoch and secret of the last position
         self._catch_ups: set[asyncio.Future[None]] = set()
+        #: Streams whose shared catch-up waits for the backplane to connect (see `backplane_ready`).
+        self._waiting: dict[str, None] = {}
         self._too_slow = False  # closed for not reading
         #: Writes held behind frames this process sent to be numbered by the backplane, so that
         #: the client gets a function's frames in the order it made them (see `expect_numbered`).
@@ -285,12 +287,16 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         replay = self.websocket.replay
         if replay is None:
             return
-        if self.runtime.broker.shares_replay:
+        broker = self.runtime.broker
+        if broker.shares_replay:
             # Frames of the stream that reach this process from now on wait for the catch-up.
             self._held[stream] = []
-            task = asyncio.ensure_future(self._catch_up_shared(stream, replay.seconds))
-            self._catch_ups.add(task)  # the loop keeps only a weak reference to a task
-            task.add_done_callback(self._catch_ups.discard)
+            # Redis connecting or unreachable: no position can be signed yet; the catch-up runs
+            # once it is connected, else the client could never recover.
+            if not broker.replay_ready and broker.call_when_replay_ready(self):
+                self._waiting[stream] = None
+            else:
+                self._start_catch_up(stream, replay.seconds)
             return
         # A position serves once: joining the room again later replays nothing from it.
         seen, token = self._recovery.pop(stream, None), self._tokens.pop(stream, None)
@@ -299,6 +305,26 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             vouched = self._vouched(stream, seen, token, replay.epoch, replay.secret)
             missed = replay.since(stream, seen) if vouched else Replay(resync=True)
         self._write_catch_up(stream, missed, replay.position(stream), replay.epoch, replay.secret)
+
+    def _start_catch_up(self, stream: str, seconds: float) -> None:
+        task = asyncio.ensure_future(self._catch_up_shared(stream, seconds))
+        self._catch_ups.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._catch_ups.discard)
+
+    def backplane_ready(self) -> None:
+        """The backplane connected: run the catch-ups that waited for it (safe from any thread)."""
+        with contextlib.suppress(tornado.websocket.WebSocketClosedError):
+            self._on_loop(self._catch_up_waiting)
+
+    def _catch_up_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        replay = self.websocket.replay
+        for stream in waiting:
+            member = stream == BROADCAST_STREAM or stream in self.websocket.rooms.rooms_of(self)
+            if self.is_closed or replay is None or not member:  # gone, or left the room meanwhile
+                self._held.pop(stream, None)
+            else:
+                self._start_catch_up(stream, replay.seconds)
 
     def _vouched(self, stream: str, seen: int, token: object, epoch: str, secret: bytes) -> bool:
         """Whether the client may recover ``stream`` from ``seen``: a position this server gave it."""
@@ -340,9 +366,19 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         missed (or ``resync``), its position, then the held frames it has not had yet.
         """
         seen, token = self._recovery.pop(stream, None), self._tokens.pop(stream, None)
+        broker = self.runtime.broker
         try:
-            shared = await self.runtime.broker.replay_since(self.websocket.path, stream, seen, seconds)
+            # A position no server hands out reads nothing: it earns a resync whatever Redis keeps.
+            wanted = None if seen is None or seen == recovery.UNUSABLE else seen
+            shared = await broker.replay_since(self.websocket.path, stream, wanted, seconds)
         except ConnectionError as error:
+            if not self.is_closed and broker.call_when_replay_ready(self):
+                # Redis went away during the read: read again once it is back.
+                logger.info("Catch-up of %r for %r waits for the backplane: %s", stream, self, error)
+                if seen is not None:
+                    self._recovery[stream], self._tokens[stream] = seen, token
+                self._waiting[stream] = None
+                return
             logger.warning("Recovery of %r for %r unavailable: %s", stream, self, error)
             if seen is not None:
                 self.write_frame(protocol.encode(RESYNC_EVENT, {"stream": stream}))
@@ -446,8 +482,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
             return
         try:
             request = codec.loads(raw)
-            streams = request["streams"]
-            self._recovery = {str(k): int(v) for k, v in streams.items() if isinstance(v, int)}
+            self._recovery = recovery.read_positions(request["streams"])
             self._tokens = dict(request.get("tokens") or {})
             self._recovery_epoch = str(request["epoch"])
         except (ValueError, TypeError, KeyError, AttributeError):
