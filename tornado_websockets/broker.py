@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tornado_websockets import codec
 from tornado_websockets.presence import Member
 from tornado_websockets.recovery import BROADCAST_STREAM
-from tornado_websockets.recovery_redis import SharedReplay
+
+if TYPE_CHECKING:
+    from tornado_websockets.redis.replay import SharedReplay
+    from tornado_websockets.types import BrokerHost
+    from tornado_websockets.websocket import WebSocket
 
 __all__ = ["CONTROL_HANDLERS", "Broker", "Envelope", "broker_from_url", "on_control"]
 
@@ -108,11 +112,35 @@ def _routing_controls(deliver: Deliver) -> Deliver:
     return route
 
 
+class _CallbackHost:
+    """The host of a broker started with a bare callable (the form before hosts): it serves no
+    path and shares no metrics; the callable receives the envelopes."""
+
+    def __init__(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    @property
+    def websockets(self) -> Mapping[str, WebSocket]:
+        return {}
+
+    def websocket_for(self, path: str) -> WebSocket | None:
+        return None
+
+    def deliver_envelope(self, envelope: Envelope) -> None:
+        self._deliver(envelope)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+
 class Broker:
     """The default broker: one process, nothing to set up, nothing leaves the process.
 
-    Subclasses that reach other processes set `cross_process` and implement `start`, `publish`,
-    `publish_sync` and `stop`.
+    A broker delivers: `start`, `publish`, `publish_sync`, `stop`. Subclasses that reach other
+    processes set `cross_process` and implement those four. Shared recovery and shared presence
+    are optional capabilities beside the delivery (`shares_replay` and the methods below it, which
+    the in-process broker answers for this process only); the Redis backplane composes them
+    (`tornado_websockets.redis`).
     """
 
     #: True when emits reach the clients of other processes.
@@ -123,17 +151,24 @@ class Broker:
 
     def __init__(self) -> None:
         self.id = uuid.uuid4().hex
+        #: The server this broker serves, given by `start`.
+        self.host: BrokerHost | None = None
         self.deliver: Deliver | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} {self.id[:8]}>"
 
-    async def start(self, deliver: Deliver) -> None:
-        """Begin receiving: ``deliver`` is called on the server loop for each envelope from elsewhere.
+    async def start(self, host: BrokerHost | Deliver) -> None:
+        """Begin receiving for ``host``, the server: each envelope from elsewhere goes to its
+        ``deliver_envelope``, on its loop; its paths and metrics are read through it.
 
-        Control envelopes (`Envelope.control`) go to their `on_control` handler instead.
+        Control envelopes (`Envelope.control`) go to their `on_control` handler instead. A bare
+        callable instead of a host is still accepted: it receives the envelopes, and the broker
+        then sees no path of any server.
         """
-        self.deliver = _routing_controls(deliver)
+        # A server is no callable; the form before hosts passed a function or a bound method.
+        self.host = _CallbackHost(host) if callable(host) else host
+        self.deliver = _routing_controls(self.host.deliver_envelope)
 
     def publish(self, envelope: Envelope) -> None:
         """Send an envelope, already delivered locally, to the other processes (on the loop)."""
@@ -145,6 +180,8 @@ class Broker:
     async def stop(self) -> None:
         """Stop receiving and release connections."""
         self.deliver = None
+
+    # Optional capabilities: shared recovery and shared presence ---------------------------------
 
     @property
     def replay_ready(self) -> bool:
@@ -164,9 +201,7 @@ class Broker:
 
     async def snapshots(self) -> list[dict[str, Any]]:
         """The metrics snapshot of every server process the broker reaches; here, this one's."""
-        from tornado_websockets import metrics
-
-        return [metrics.snapshot()]
+        return [] if self.host is None else [self.host.snapshot()]
 
     def snapshots_sync(self) -> list[dict[str, Any]]:
         """The snapshots every server process last shared, from a process that runs no server."""
@@ -189,16 +224,13 @@ class Broker:
 
 
 def broker_from_url(url: str | None) -> Broker:
-    """The broker for a URL: ``None`` or ``memory://`` for in-process, ``redis://...`` for Redis."""
-    if url is None or url in {"", "memory://"}:
-        return Broker()
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        try:
-            from tornado_websockets.broker_redis import RedisBroker
-            from tornado_websockets.broker_redis_cluster import RedisClusterBroker, is_cluster_url
-        except ImportError as error:
-            raise ImportError(
-                "The Redis backplane needs the redis package: pip install 'django-tornado-websockets[redis]'"
-            ) from error
-        return RedisClusterBroker(url) if is_cluster_url(url) else RedisBroker(url)
-    raise ValueError(f"Unknown backplane URL {url!r}: use memory:// or redis://host:port/db.")
+    """The broker for a URL: ``None`` or ``memory://`` for in-process, ``redis://...`` for Redis.
+
+    Defined in `tornado_websockets.backplanes` (which imports the Redis brokers); kept here for
+    the code that imports it from this module.
+    """
+    # Function-level on purpose: backplanes imports this module (and the Redis brokers, which
+    # import it too), so a module-level import here would be a cycle.
+    from tornado_websockets import backplanes
+
+    return backplanes.broker_from_url(url)

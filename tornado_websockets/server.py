@@ -27,7 +27,8 @@ import tornado.netutil
 import tornado.web
 
 from tornado_websockets import delivery, loops
-from tornado_websockets.broker import Broker, Envelope, broker_from_url
+from tornado_websockets.backplanes import broker_from_url
+from tornado_websockets.broker import Broker, Envelope
 from tornado_websockets.exceptions import PathAlreadyRegistered
 from tornado_websockets.limits import Limits
 from tornado_websockets.processes import fork_workers, worker_count
@@ -241,6 +242,12 @@ class Server:
             return
         websocket.deliver(envelope)
 
+    def snapshot(self) -> dict[str, Any]:
+        """This process's metrics as plain data, for sharing with other processes (`BrokerHost`)."""
+        from tornado_websockets import metrics  # metrics sits above the server (it imports the facade)
+
+        return metrics.snapshot()
+
     def ensure_broker(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the broker on ``loop`` unless it receives on a running loop already.
 
@@ -250,7 +257,7 @@ class Server:
         if current is loop or (current is not None and current.is_running()):
             return
         self._broker_loop = loop
-        self.spawn(loop, self.broker.start(self.deliver_envelope))
+        self.spawn(loop, self.broker.start(self))
 
     @property
     def broker_loop(self) -> asyncio.AbstractEventLoop | None:
