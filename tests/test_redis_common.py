@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import subprocess
+import sys
 
 import pytest
 import redis
@@ -13,14 +15,9 @@ import redis.exceptions
 from tests.polling import wait_until
 from tests.servers import free_port
 from tornado_websockets.redis.broker import UNREACHABLE
+from tornado_websockets.redis.client import CONNECTION_ERRORS
 from tornado_websockets.redis.cluster import RedisClusterBroker
-from tornado_websockets.redis.common import (
-    CONNECTION_ERRORS,
-    raise_if_cancelling,
-    redacted,
-    split_url,
-    text,
-)
+from tornado_websockets.redis.common import raise_if_cancelling, redacted, split_url, text
 
 
 def test_text_decodes_bytes_and_keeps_str() -> None:
@@ -76,3 +73,14 @@ async def test_a_cluster_that_is_down_is_retried_quietly(caplog: pytest.LogCaptu
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     unreachable = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(unreachable) == 1  # the first attempt's warning; the next ones are INFO
+
+
+def test_the_connection_and_shared_recovery_replies_import_without_the_redis_extra() -> None:
+    # The connection reads shared recovery's replies (redis.replay, through recovery_redis): an
+    # install without the extra must still import it. None in sys.modules fails `import redis`.
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "import tornado_websockets.websockethandler, tornado_websockets.redis.replay\n"
+        "import tornado_websockets.recovery_redis, tornado_websockets.redis.common\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

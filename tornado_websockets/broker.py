@@ -146,7 +146,7 @@ class Broker:
     #: True when emits reach the clients of other processes.
     cross_process: ClassVar[bool] = False
     #: True when the broker numbers and keeps the frames of recovering paths for every process
-    #: (see `tornado_websockets.recovery_redis`); else each process numbers what it delivers.
+    #: (see `tornado_websockets.redis.replay`); else each process numbers what it delivers.
     shares_replay: ClassVar[bool] = False
 
     def __init__(self) -> None:

@@ -11,21 +11,11 @@ from tornado_websockets.redis.broker import (
     UNREACHABLE,
     RedisBroker,
 )
-from tornado_websockets.redis.common import (
-    CONNECTION_ERRORS as _CONNECTION_ERRORS,
-)
-from tornado_websockets.redis.common import (
-    backoff_delay,
-    close_pubsub,
-    split_url,
-    until_one_fails,
-)
-from tornado_websockets.redis.common import (
-    raise_if_cancelling as _deliver_cancellation,
-)
-from tornado_websockets.redis.common import (
-    redacted as _redacted,
-)
+from tornado_websockets.redis.client import CONNECTION_ERRORS as _CONNECTION_ERRORS
+from tornado_websockets.redis.client import close_pubsub, until_one_fails
+from tornado_websockets.redis.common import backoff_delay, split_url
+from tornado_websockets.redis.common import raise_if_cancelling as _deliver_cancellation
+from tornado_websockets.redis.common import redacted as _redacted
 from tornado_websockets.redis.recovery import stored_envelope as _stored_envelope
 
 __all__ = [

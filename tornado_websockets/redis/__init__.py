@@ -1,6 +1,7 @@
 """The Redis backplane, as parts composed by `~tornado_websockets.redis.broker.RedisBroker`.
 
-- `~tornado_websockets.redis.common`: the helpers every part shares (errors, Redis time, clients).
+- `~tornado_websockets.redis.common` and `~tornado_websockets.redis.client`: the helpers every
+  part shares (text, cancellation, URLs; connection errors, Redis time, clients).
 - `~tornado_websockets.redis.broker`: the connection, the publish queue, the subscription loop.
 - `~tornado_websockets.redis.channels`: where frames travel, one channel (`SingleChannel`) or a
   sharded channel per stream (`~tornado_websockets.redis.cluster.ShardedChannels`), passed in.

@@ -38,15 +38,8 @@ from tornado_websockets.broker import Broker, Deliver, Envelope
 from tornado_websockets.presence import Member
 from tornado_websockets.redis import replay
 from tornado_websockets.redis.channels import Channels, SingleChannel, Subscription
-from tornado_websockets.redis.common import (
-    CONNECTION_ERRORS,
-    async_client,
-    backoff_delay,
-    raise_if_cancelling,
-    redacted,
-    split_url,
-    until_one_fails,
-)
+from tornado_websockets.redis.client import CONNECTION_ERRORS, async_client, until_one_fails
+from tornado_websockets.redis.common import backoff_delay, raise_if_cancelling, redacted, split_url
 from tornado_websockets.redis.presence import SharedPresence
 from tornado_websockets.redis.publisher import SyncPublisher
 from tornado_websockets.redis.recovery import SharedRecovery

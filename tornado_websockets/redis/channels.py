@@ -12,7 +12,8 @@ import redis
 import redis.asyncio
 from redis.asyncio.client import PubSub
 
-from tornado_websockets.redis.common import close_pubsub, raise_if_cancelling
+from tornado_websockets.redis.client import close_pubsub
+from tornado_websockets.redis.common import raise_if_cancelling
 from tornado_websockets.redis.replay import ReplayKeys
 
 __all__ = ["Channels", "OnMessage", "SingleChannel", "Subscription"]

@@ -36,7 +36,8 @@ from redis.backoff import NoBackoff
 
 from tornado_websockets.redis.broker import RedisBroker
 from tornado_websockets.redis.channels import OnMessage
-from tornado_websockets.redis.common import CONNECTION_ERRORS, close_pubsub, raise_if_cancelling, text
+from tornado_websockets.redis.client import CONNECTION_ERRORS, close_pubsub
+from tornado_websockets.redis.common import raise_if_cancelling, text
 from tornado_websockets.redis.replay import ReplayKeys
 
 __all__ = ["RedisClusterBroker", "ShardedChannels", "is_cluster_url"]

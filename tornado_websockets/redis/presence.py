@@ -38,15 +38,14 @@ import redis.asyncio
 
 from tornado_websockets import codec
 from tornado_websockets.presence import JOINED_EVENT, LEFT_EVENT, Member, display_name, identity
-from tornado_websockets.redis.common import (
+from tornado_websockets.redis.client import (
     CONNECTION_ERRORS,
     async_client,
-    raise_if_cancelling,
     redis_time_ms,
     redis_time_ms_sync,
     sync_client,
-    text,
 )
+from tornado_websockets.redis.common import raise_if_cancelling, text
 from tornado_websockets.redis.processes import ProcessDirectory
 
 if TYPE_CHECKING:

@@ -21,7 +21,8 @@ import redis.asyncio
 import redis.asyncio.client
 
 from tornado_websockets import codec
-from tornado_websockets.redis.common import redis_time_ms, redis_time_ms_sync, text
+from tornado_websockets.redis.client import redis_time_ms, redis_time_ms_sync
+from tornado_websockets.redis.common import text
 
 __all__ = ["ProcessDirectory", "live_snapshots"]
 

@@ -18,7 +18,8 @@ from tornado_websockets import delivery
 from tornado_websockets.broker import Envelope
 from tornado_websockets.redis import replay
 from tornado_websockets.redis.channels import Channels, SingleChannel
-from tornado_websockets.redis.common import CONNECTION_ERRORS, redacted, sync_client
+from tornado_websockets.redis.client import CONNECTION_ERRORS, sync_client
+from tornado_websockets.redis.common import redacted
 from tornado_websockets.redis.recovery import emit_arguments
 
 __all__ = ["SyncPublisher"]

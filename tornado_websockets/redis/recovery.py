@@ -21,7 +21,8 @@ import redis.asyncio
 from tornado_websockets import codec, delivery, recovery
 from tornado_websockets.broker import Envelope
 from tornado_websockets.redis import replay
-from tornado_websockets.redis.common import CONNECTION_ERRORS, raise_if_cancelling
+from tornado_websockets.redis.client import CONNECTION_ERRORS
+from tornado_websockets.redis.common import raise_if_cancelling
 from tornado_websockets.redis.replay import SharedReplay
 
 if TYPE_CHECKING:
