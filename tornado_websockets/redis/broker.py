@@ -43,7 +43,6 @@ from tornado_websockets.redis.common import backoff_delay, raise_if_cancelling, 
 from tornado_websockets.redis.presence import SharedPresence
 from tornado_websockets.redis.publisher import SyncPublisher
 from tornado_websockets.redis.recovery import SharedRecovery
-from tornado_websockets.redis.replay import SharedReplay
 
 if TYPE_CHECKING:
     from tornado_websockets.types import BrokerHost
@@ -94,7 +93,6 @@ class RedisBroker(Broker):
     """
 
     cross_process = True
-    shares_replay = True
     #: Frames read back at most after resubscribing; a longer gap is a ``resync``.
     FILL_LIMIT = 10_000
     #: Connections waiting at most for the backplane to connect to get their catch-up (see
@@ -140,11 +138,10 @@ class RedisBroker(Broker):
         self.keepalive = keepalive
         self.timeout = timeout
         self.presence_ttl = presence_ttl
-        #: Shared recovery, beside the delivery.
+        #: Shared recovery, beside the delivery (the broker's `replay` capability).
         self.recovery = SharedRecovery(self)
-        #: Members and metrics shared with the other processes, beside the backplane (see
-        #: `tornado_websockets.redis.presence`); None unless ``presence`` and started.
-        self.sharing: SharedPresence | None = None
+        self.replay = self.recovery
+        #: Share members and metrics with the other processes (`presence_store`, once started).
         self.share_presence = presence
         #: One of `IDLE`, `CONNECTING`, `CONNECTED`, `UNREACHABLE`, `STOPPED`.
         self.state = IDLE
@@ -167,6 +164,18 @@ class RedisBroker(Broker):
     def connected(self) -> bool:
         """Whether the broker is subscribed now."""
         return self.state == CONNECTED
+
+    @property
+    def stopped(self) -> bool:
+        """Whether `stop` was called (and `start` not since)."""
+        return self.state == STOPPED
+
+    @property
+    def sharing(self) -> SharedPresence | None:
+        """Members and metrics shared with the other processes, beside the backplane (see
+        `tornado_websockets.redis.presence`); None unless ``presence`` and started, or queried."""
+        store = self.presence_store
+        return store if isinstance(store, SharedPresence) else None
 
     # Loop side -----------------------------------------------------------------------------------
 
@@ -419,69 +428,33 @@ class RedisBroker(Broker):
 
     # Shared recovery: see tornado_websockets.redis.recovery -------------------------------------
 
-    @property
-    def replay_ready(self) -> bool:
-        """Whether Redis can number frames and be read now."""
-        return self.recovery.ready
-
-    async def replay_since(self, path: str, stream: str, seen: int | None, seconds: float) -> SharedReplay:
-        """See `tornado_websockets.redis.recovery.SharedRecovery.replay_since`."""
-        if not self.connected:
-            raise ConnectionError(f"the Redis backplane is {self.state}")
-        return await self.recovery.replay_since(path, stream, seen, seconds)
-
-    def call_when_replay_ready(self, socket: Any) -> bool:
-        """Call ``socket.backplane_ready()`` once Redis is connected again (or for the first time).
-
-        A connection that joins a stream while Redis connects or is unreachable waits so for its
-        position (at most `WAITING_LIMIT` connections wait; one that closes meanwhile is dropped).
-        """
-        return self.recovery.call_when_ready(socket, stopped=self.state == STOPPED)
-
     def _wake_waiting(self) -> None:
         self.recovery.wake_waiting()
 
     # Presence and metrics: see tornado_websockets.redis.presence ---------------------------------
 
-    def presence_changed(self, socket: Any, room: str | None, present: bool) -> bool:
-        """Share a connection opening or joining ``room`` (``present``), or the reverse (on the loop).
-
-        Returns True when the ``joined`` / ``left`` events are decided across every process
-        (once per user), so the connection must not decide them alone; False while presence
-        sharing fails, so that they are decided in this process meanwhile.
-        """
+    def membership_changed(self, socket: Any, room: str | None, present: bool) -> None:
+        """Subscribe to a stream with its first local member, and leave it after its last (sharded
+        channels); written to shared presence by `presence_changed`."""
         stream = recovery.BROADCAST_STREAM if room is None else room
         self.channels.membership_changed(self.channel, socket.websocket.path, stream, present)
-        if self.sharing is None:
-            return False
-        self.sharing.changed(socket, room, present)
-        return self.sharing.healthy
-
-    async def presence(self, path: str, room: str | None, local: tuple[Member, ...]) -> tuple[Member, ...]:
-        """This process's members (live) and those of every other live process."""
-        shared = None if self.sharing is None else await self.sharing.members(path, room)
-        return local if shared is None else local + shared
 
     def presence_sync(self, path: str, room: str | None) -> tuple[Member, ...]:
         """The members of every live server process, from a process that runs no server."""
         return self._sharing().members_sync(path, room)
-
-    async def snapshots(self) -> list[dict[str, Any]]:
-        """This process's snapshot (live) and those every other live process last shared."""
-        local = await super().snapshots()
-        shared = None if self.sharing is None else await self.sharing.snapshots()
-        return local if shared is None else [*local, *shared]
 
     def snapshots_sync(self) -> list[dict[str, Any]]:
         """The snapshots every live server process last shared (within ``presence_ttl``)."""
         return self._sharing().snapshots_sync()
 
     def _sharing(self) -> SharedPresence:
-        if self.sharing is None:  # in a process that runs no server: queries only
-            self.sharing = SharedPresence(
+        sharing = self.sharing
+        if sharing is None:  # in a process that runs no server: queries only
+            sharing = SharedPresence(
                 self.url, self.channel, self.id, self.presence_ttl, self.timeout, self.channels.cluster
             )
-        return self.sharing
+            self.presence_store = sharing
+        return sharing
 
     # Thread side: see tornado_websockets.redis.publisher -----------------------------------------
 

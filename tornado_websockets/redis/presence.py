@@ -189,15 +189,18 @@ class SharedPresence:
             await self._write_changes(client)
         await self._leave_redis(client)
 
-    def changed(self, socket: Any, room: str | None, present: bool) -> None:
+    def changed(self, socket: Any, room: str | None, present: bool) -> bool:
         """A connection opened (``room`` None) or joined ``room`` (``present``), or the reverse.
 
         With presence events on the path, ``joined`` / ``left`` are sent once Redis has counted
-        the user's connections in the room across every process.
+        the user's connections in the room across every process. Returns True then (they are
+        decided here for every process), False while the writes fail (decide them locally).
         """
+        if self._wakeup is None:  # never started, made for queries only: it writes nothing
+            return False
         self._changes.append(self._change(socket, room, present, announce=True))
-        if self._wakeup is not None:
-            self._wakeup.set()
+        self._wakeup.set()
+        return self.healthy
 
     def _change(self, socket: Any, room: str | None, present: bool, announce: bool) -> _Change:
         websocket = socket.websocket

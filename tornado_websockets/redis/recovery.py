@@ -53,8 +53,18 @@ class ReplayOwner(Protocol):
         ...
 
     @property
+    def state(self) -> str:
+        """The broker's state, for errors."""
+        ...
+
+    @property
     def connected(self) -> bool:
         """Whether the broker is subscribed now."""
+        ...
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the broker was stopped."""
         ...
 
     def hand_over(self, envelope: Envelope) -> None:
@@ -164,6 +174,8 @@ class SharedRecovery:
         :raise ConnectionError: Redis cannot be reached, or the read's marker did not come back
             within the broker's timeout.
         """
+        if not self.owner.connected:
+            raise ConnectionError(f"the Redis backplane is {self.owner.state}")
         channels, channel = self.owner.channels, self.owner.channel
         await channels.before_read(channels.channel_for(channel, path, stream))
         if self._client is None or not self.owner.connected:
@@ -201,13 +213,13 @@ class SharedRecovery:
         if arrived is not None and not arrived.done():
             arrived.set_result(None)
 
-    def call_when_ready(self, socket: Any, stopped: bool) -> bool:
+    def call_when_ready(self, socket: Any) -> bool:
         """Call ``socket.backplane_ready()`` once Redis is connected again (or for the first time).
 
         A connection that joins a stream while Redis connects or is unreachable waits so for its
         position (at most ``WAITING_LIMIT`` connections wait; one that closes meanwhile is dropped).
         """
-        if self.ready or stopped:
+        if self.ready or self.owner.stopped:
             return False
         if socket not in self._waiting and len(self._waiting) >= self.owner.WAITING_LIMIT:
             logger.warning(
