@@ -26,12 +26,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 
 from tornado_websockets import delivery, recovery
 from tornado_websockets.broker import Broker, Deliver, Envelope
@@ -198,7 +199,7 @@ class RedisBroker(Broker):
         if it cannot be queued they get it at once, without a number.
         """
         if self.state in {UNREACHABLE, STOPPED} or len(self._pending) >= self.queue_size:
-            self._deliver_unnumbered([envelope])
+            self.deliver_unnumbered([envelope])
             delivery.record_drop(delivery.BACKPLANE_UNREACHABLE, envelope.path)
             return
         self._pending.append(envelope)
@@ -284,12 +285,12 @@ class RedisBroker(Broker):
         await self.recovery.connected(client)
         self.recovery.wake_waiting()
 
-        async def on_message(data: Any) -> None:
+        async def on_message(data: bytes) -> None:
             await self._on_message(client, data)
 
         await until_one_fails(self._send(client, emit), *subscription.receivers(on_message))
 
-    async def _send(self, client: redis.asyncio.Redis, emit: Any) -> None:
+    async def _send(self, client: redis.asyncio.Redis, emit: AsyncScript) -> None:
         assert self._wakeup is not None  # both created by start()
         assert self._idle is not None
         while True:
@@ -313,11 +314,18 @@ class RedisBroker(Broker):
             ]
             sent, self._sending = self._sending, []
             if refused:
-                await self._publish_unnumbered(client, refused, results)
-            if self.channels.counts_unheard:
-                await self._count_unheard(client, sent, results)
+                await self.recovery.publish_unnumbered(client, refused, results)
+            sharing = self.sharing
+            if self.channels.counts_unheard and sharing is not None and sharing.healthy:
+                # PUBLISH tells how many processes received each frame (numbered ones: see recovery).
+                heard = [
+                    (envelope.path, result)
+                    for envelope, result in zip(sent, results, strict=True)
+                    if not envelope.numbered and isinstance(result, int)
+                ]
+                await sharing.directory.count_unheard(client, heard)
 
-    async def _queue(self, pipe: Any, envelope: Envelope, emit: Any) -> None:
+    async def _queue(self, pipe: Pipeline, envelope: Envelope, emit: AsyncScript) -> None:
         """Add the publication of one envelope to a pipeline: numbered by the script, or not."""
         if not envelope.numbered:
             channel = self.channels.channel_for(self.channel, envelope.path, envelope.stream)
@@ -329,56 +337,7 @@ class RedisBroker(Broker):
         else:
             await emit(keys, args, client=pipe)
 
-    async def _count_unheard(
-        self, client: redis.asyncio.Redis, sent: list[Envelope], results: list[Any]
-    ) -> None:
-        """Count the frames fewer processes received than are alive (resubscribing, frozen, dead
-        but not yet expired): PUBLISH tells how many subscribers got each. Numbered frames are not
-        counted here: a process that missed them reads them back (or counts them itself)."""
-        sharing = self.sharing
-        if sharing is None or not sharing.healthy:
-            return
-        counts = [result for result in results if isinstance(result, int)]
-        if counts and max(counts) > sharing.alive:  # a process started since the last refresh
-            sharing.alive = max(counts)
-        heard = [
-            (envelope, result)
-            for envelope, result in zip(sent, results, strict=True)
-            if not envelope.numbered and isinstance(result, int) and result < sharing.alive
-        ]
-        if not heard:
-            return
-        # The count of live processes may be older than a graceful stop: ask again before counting.
-        try:
-            alive = await sharing.directory.count_alive(client)
-        except CONNECTION_ERRORS:
-            return
-        raise_if_cancelling()
-        for envelope, receivers in heard:
-            if receivers < alive:
-                delivery.record_drop(delivery.BACKPLANE_MISSED, envelope.path, alive - receivers)
-
-    async def _publish_unnumbered(
-        self, client: redis.asyncio.Redis, refused: list[Envelope], results: list[Any]
-    ) -> None:
-        """Publish without numbers what Redis refused to number; its clients cannot replay these."""
-        error = next(result for result in results if isinstance(result, redis.ResponseError))
-        logger.warning(
-            "Redis refused %d emits (%s): published without numbers, so without recovery", len(refused), error
-        )
-        unnumbered = [dataclasses.replace(envelope, numbered=False) for envelope in refused]
-        self._deliver_unnumbered(refused)
-        async with client.pipeline(transaction=False) as pipe:
-            for envelope in unnumbered:
-                channel = self.channels.channel_for(self.channel, envelope.path, envelope.stream)
-                pipe.execute_command(self.channels.publish_command, channel, envelope.pack())
-            outcomes = await pipe.execute(raise_on_error=False)
-        raise_if_cancelling()
-        for envelope, outcome in zip(unnumbered, outcomes, strict=True):
-            if isinstance(outcome, redis.ResponseError):
-                delivery.record_drop(delivery.BACKPLANE_UNREACHABLE, envelope.path)
-
-    async def _on_message(self, client: redis.asyncio.Redis, data: Any) -> None:
+    async def _on_message(self, client: redis.asyncio.Redis, data: bytes) -> None:
         """Deliver one message: a numbered frame after the frames before it that this process missed."""
         if isinstance(data, bytes) and data.startswith(replay.MARKER_PREFIX):
             self.recovery.marker_arrived(data)
@@ -404,7 +363,7 @@ class RedisBroker(Broker):
         except Exception:
             logger.exception("Delivering an emit from another process to %r failed", envelope.path)
 
-    def _deliver_unnumbered(self, envelopes: list[Envelope]) -> None:
+    def deliver_unnumbered(self, envelopes: list[Envelope]) -> None:
         """Give this process's clients the numbered envelopes Redis will not number now."""
         if self.deliver is None:
             return
@@ -421,7 +380,7 @@ class RedisBroker(Broker):
         unsent = [*self._sending, *self._pending]
         self._sending = []
         self._pending.clear()
-        self._deliver_unnumbered(unsent)
+        self.deliver_unnumbered(unsent)
         counts = collections.Counter(envelope.path for envelope in unsent)
         for path, count in counts.items():
             delivery.record_drop(delivery.BACKPLANE_UNREACHABLE, path, count)

@@ -19,7 +19,7 @@ from tornado_websockets.redis.replay import ReplayKeys
 __all__ = ["Channels", "OnMessage", "SingleChannel", "Subscription"]
 
 #: Handles one message received (an envelope or a read marker), on the loop.
-OnMessage = Callable[[Any], Awaitable[None]]
+OnMessage = Callable[[bytes], Awaitable[None]]
 
 
 class Subscription(Protocol):

@@ -20,9 +20,9 @@ import redis
 import redis.asyncio
 import redis.asyncio.client
 
-from tornado_websockets import codec
-from tornado_websockets.redis.client import redis_time_ms, redis_time_ms_sync
-from tornado_websockets.redis.common import text
+from tornado_websockets import codec, delivery
+from tornado_websockets.redis.client import CONNECTION_ERRORS, redis_time_ms, redis_time_ms_sync
+from tornado_websockets.redis.common import raise_if_cancelling, text
 
 __all__ = ["ProcessDirectory", "live_snapshots"]
 
@@ -68,6 +68,24 @@ class ProcessDirectory:
         now = await redis_time_ms(client)
         self.alive = int(await client.zcount(self.processes, f"({now}", "+inf"))
         return self.alive
+
+    async def count_unheard(self, client: redis.asyncio.Redis, heard: list[tuple[str, int]]) -> None:
+        """Count the frames of each (path, receivers) fewer processes received than are alive
+        (resubscribing, frozen, dead but not yet expired): `~tornado_websockets.delivery.BACKPLANE_MISSED`."""
+        if heard and max(count for _, count in heard) > self.alive:  # one started since the refresh
+            self.alive = max(count for _, count in heard)
+        short = [(path, count) for path, count in heard if count < self.alive]
+        if not short:
+            return
+        # The count of live processes may be older than a graceful stop: ask again before counting.
+        try:
+            alive = await self.count_alive(client)
+        except CONNECTION_ERRORS:
+            return
+        raise_if_cancelling()
+        for path, count in short:
+            if count < alive:
+                delivery.record_drop(delivery.BACKPLANE_MISSED, path, alive - count)
 
     def add_alive_query(self, pipe: redis.asyncio.client.Pipeline, now: int) -> None:
         """Add to ``pipe`` the query of the live processes (to pair with another read)."""

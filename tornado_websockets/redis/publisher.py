@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from tornado_websockets import delivery
 from tornado_websockets.broker import Envelope
@@ -57,7 +57,7 @@ class SyncPublisher:
         self.timeout = timeout
         self.bounds = bounds
         self._client: redis.Redis | None = None
-        self._script: Any = None  # EMIT_SCRIPT, registered with the client
+        self._script: Script | None = None  # EMIT_SCRIPT, registered with the client
         self._lock = threading.Lock()
         self._failing = False
 
@@ -86,7 +86,7 @@ class SyncPublisher:
             self._failing = False
         return int(receivers)
 
-    def _emit(self) -> Any:
+    def _emit(self) -> Script:
         with self._lock:
             if self._client is None:
                 self._client = sync_client(self.url, self.timeout, self.channels.cluster)

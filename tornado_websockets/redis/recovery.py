@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 import weakref
 from typing import TYPE_CHECKING, Any, Protocol
 
+import redis
 import redis.asyncio
+from redis.commands.core import AsyncScript
 
 from tornado_websockets import codec, delivery, recovery
 from tornado_websockets.broker import Envelope
@@ -33,6 +36,9 @@ __all__ = ["ReplayOwner", "SharedRecovery", "emit_arguments", "stored_envelope"]
 
 # The name the docs give (docs/scaling.rst) and logging configurations use, from before the move.
 logger = logging.getLogger("tornado_websockets.broker_redis")
+
+#: An argument of a Redis script.
+Encodable = str | bytes | int
 
 #: What a read raises when Redis is lost, or when its marker does not come back in time.
 _READ_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, TimeoutError)
@@ -71,10 +77,14 @@ class ReplayOwner(Protocol):
         """Deliver an envelope to this process's clients."""
         ...
 
+    def deliver_unnumbered(self, envelopes: list[Envelope]) -> None:
+        """Give this process's clients the numbered envelopes Redis will not number now."""
+        ...
+
 
 def emit_arguments(
     channels: Channels, channel: str, envelope: Envelope, bounds: str
-) -> tuple[list[str], list[Any]]:
+) -> tuple[list[str], list[Encodable]]:
     """The keys and arguments of `~tornado_websockets.redis.replay.EMIT_SCRIPT` for ``envelope``;
     ``bounds`` are the path's (``""`` from a process that does not serve it)."""
     keys = channels.keys(channel, envelope.path)
@@ -94,7 +104,7 @@ def emit_arguments(
     )
 
 
-def stored_envelope(path: str, stream: str, seq: int, fields: dict[Any, Any]) -> Envelope:
+def stored_envelope(path: str, stream: str, seq: int, fields: dict[bytes, bytes]) -> Envelope:
     """The envelope of a frame read back from a recovery stream."""
     frame, header = fields.get(b"f", b""), fields.get(b"h")
     if header is not None:
@@ -110,7 +120,7 @@ class SharedRecovery:
     def __init__(self, owner: ReplayOwner) -> None:
         self.owner = owner
         self._client: redis.asyncio.Redis | None = None  # while connected
-        self._read_script: Any = None  # READ_SCRIPT, registered with the connected client
+        self._read_script: AsyncScript | None = None  # READ_SCRIPT, registered with the connected client
         #: Reads waiting for their marker to come back on the channel.
         self._markers: dict[str, asyncio.Future[None]] = {}
         #: The last number delivered here of each numbered stream with members here: (path, stream) -> seq.
@@ -132,7 +142,7 @@ class SharedRecovery:
             return ""
         return replay.conf_value(websocket.replay.seconds, websocket.replay.size)
 
-    def emit_arguments(self, envelope: Envelope) -> tuple[list[str], list[Any]]:
+    def emit_arguments(self, envelope: Envelope) -> tuple[list[str], list[Encodable]]:
         """`emit_arguments` with this server's bounds when it numbers its own frame."""
         bounds = self.bounds(envelope.path) if envelope.numbered else ""
         return emit_arguments(self.owner.channels, self.owner.channel, envelope, bounds)
@@ -178,13 +188,14 @@ class SharedRecovery:
             raise ConnectionError(f"the Redis backplane is {self.owner.state}")
         channels, channel = self.owner.channels, self.owner.channel
         await channels.before_read(channels.channel_for(channel, path, stream))
-        if self._client is None or not self.owner.connected:
+        read = self._read_script
+        if self._client is None or read is None or not self.owner.connected:
             raise ConnectionError("the Redis backplane is not connected")
         keys = channels.keys(channel, path)
         token = uuid.uuid4().hex
         arrived = self._markers[token] = asyncio.get_running_loop().create_future()
         try:
-            reply = await self._read_script(
+            reply = await read(
                 [keys.seq(stream), keys.frames(stream), keys.epoch],
                 [
                     "" if seen is None else f"0-{seen + 1}",
@@ -242,6 +253,27 @@ class SharedRecovery:
                 socket.backplane_ready()
             except Exception:
                 logger.exception("Resuming the catch-up of %r failed", socket)
+
+    async def publish_unnumbered(
+        self, client: redis.asyncio.Redis, refused: list[Envelope], results: list[Any]
+    ) -> None:
+        """Publish without numbers what Redis refused to number; its clients cannot replay these."""
+        error = next(result for result in results if isinstance(result, redis.ResponseError))
+        logger.warning(
+            "Redis refused %d emits (%s): published without numbers, so without recovery", len(refused), error
+        )
+        unnumbered = [dataclasses.replace(envelope, numbered=False) for envelope in refused]
+        self.owner.deliver_unnumbered(refused)
+        channels, channel = self.owner.channels, self.owner.channel
+        async with client.pipeline(transaction=False) as pipe:
+            for envelope in unnumbered:
+                name = channels.channel_for(channel, envelope.path, envelope.stream)
+                pipe.execute_command(channels.publish_command, name, envelope.pack())
+            outcomes = await pipe.execute(raise_on_error=False)
+        raise_if_cancelling()
+        for envelope, outcome in zip(unnumbered, outcomes, strict=True):
+            if isinstance(outcome, redis.ResponseError):
+                delivery.record_drop(delivery.BACKPLANE_UNREACHABLE, envelope.path)
 
     # Numbered frames as they arrive --------------------------------------------------------------
 
@@ -332,7 +364,8 @@ class SharedRecovery:
         path, stream = key
         channels, channel = self.owner.channels, self.owner.channel
         keys = channels.keys(channel, path)
-        arguments = [
+        assert self._read_script is not None  # registered when connected, before any fill
+        arguments: list[Encodable] = [
             "",
             0,
             channels.channel_for(channel, path, stream),
