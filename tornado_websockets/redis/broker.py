@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -284,10 +285,8 @@ class RedisBroker(Broker):
             await client.script_load(replay.EMIT_SCRIPT)
         await self.recovery.connected(client)
         self.recovery.wake_waiting()
-
-        async def on_message(data: bytes) -> None:
-            await self._on_message(client, data)
-
+        # A partial, not a closure: one coroutine per message, as before the strategies.
+        on_message = functools.partial(self._on_message, client)
         await until_one_fails(self._send(client, emit), *subscription.receivers(on_message))
 
     async def _send(self, client: redis.asyncio.Redis, emit: AsyncScript) -> None:
