@@ -9,16 +9,28 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from tornado_websockets import codec
 from tornado_websockets.presence import Member
 from tornado_websockets.recovery import BROADCAST_STREAM
-from tornado_websockets.recovery_redis import SharedReplay
 
-__all__ = ["CONTROL_HANDLERS", "Broker", "Envelope", "broker_from_url", "on_control"]
+if TYPE_CHECKING:
+    from tornado_websockets.redis.replay import SharedReplay
+    from tornado_websockets.types import BrokerHost
+    from tornado_websockets.websocket import WebSocket
+
+__all__ = [
+    "CONTROL_HANDLERS",
+    "Broker",
+    "Envelope",
+    "PresenceStore",
+    "ReplayStore",
+    "broker_from_url",
+    "on_control",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -108,32 +120,107 @@ def _routing_controls(deliver: Deliver) -> Deliver:
     return route
 
 
+class _CallbackHost:
+    """The host of a broker started with a bare callable (the form before hosts): it serves no
+    path and shares no metrics; the callable receives the envelopes."""
+
+    def __init__(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    @property
+    def websockets(self) -> Mapping[str, WebSocket]:
+        return {}
+
+    def websocket_for(self, path: str) -> WebSocket | None:
+        return None
+
+    def deliver_envelope(self, envelope: Envelope) -> None:
+        self._deliver(envelope)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+
+class ReplayStore(Protocol):
+    """Shared recovery, a capability beside a broker's delivery (`Broker.replay`): frames numbered
+    and kept for every process (see `tornado_websockets.redis.recovery`)."""
+
+    @property
+    def ready(self) -> bool:
+        """Whether frames can be numbered and read now (not while the backplane is down)."""
+        ...
+
+    async def replay_since(self, path: str, stream: str, seen: int | None, seconds: float) -> SharedReplay:
+        """The last number of ``stream`` and its frames after ``seen``, once every frame numbered
+        before has reached this process; raises ``ConnectionError`` while the backplane is down."""
+        ...
+
+    def call_when_ready(self, socket: Any) -> bool:
+        """Call ``socket.backplane_ready()`` once `ready` turns True; False when it will not."""
+        ...
+
+
+class PresenceStore(Protocol):
+    """Shared presence and metrics, a capability beside a broker's delivery
+    (`Broker.presence_store`; see `tornado_websockets.redis.presence`)."""
+
+    def changed(self, socket: Any, room: str | None, present: bool) -> bool:
+        """Share a change; True when ``joined`` / ``left`` are decided across processes."""
+        ...
+
+    async def members(self, path: str, room: str | None) -> tuple[Member, ...] | None:
+        """The members of the *other* live processes; None when they cannot be read."""
+        ...
+
+    def members_sync(self, path: str, room: str | None) -> tuple[Member, ...]:
+        """The members of every live server process, from a process that runs no server."""
+        ...
+
+    async def snapshots(self) -> list[dict[str, Any]] | None:
+        """The metrics snapshots of the *other* live processes; None when they cannot be read."""
+        ...
+
+    def snapshots_sync(self) -> list[dict[str, Any]]:
+        """The snapshots of every live server process, from a process that runs no server."""
+        ...
+
+
 class Broker:
     """The default broker: one process, nothing to set up, nothing leaves the process.
 
-    Subclasses that reach other processes set `cross_process` and implement `start`, `publish`,
-    `publish_sync` and `stop`.
+    A broker delivers: `start`, `publish`, `publish_sync`, `stop`; subclasses that reach other
+    processes set `cross_process` and implement those four. Shared recovery (`replay`) and shared
+    presence (`presence_store`) are optional capabilities beside the delivery, None here; the
+    methods after `stop` answer through them (for this process only without them).
     """
 
     #: True when emits reach the clients of other processes.
     cross_process: ClassVar[bool] = False
-    #: True when the broker numbers and keeps the frames of recovering paths for every process
-    #: (see `tornado_websockets.recovery_redis`); else each process numbers what it delivers.
-    shares_replay: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.id = uuid.uuid4().hex
+        #: The server this broker serves, given by `start`.
+        self.host: BrokerHost | None = None
         self.deliver: Deliver | None = None
+        #: Shared recovery beside the delivery; None: each process numbers what it delivers.
+        self.replay: ReplayStore | None = None
+        #: Shared presence and metrics beside the delivery; None: this process's only.
+        self.presence_store: PresenceStore | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} {self.id[:8]}>"
 
-    async def start(self, deliver: Deliver) -> None:
-        """Begin receiving: ``deliver`` is called on the server loop for each envelope from elsewhere.
+    async def start(self, host: BrokerHost | Deliver) -> None:
+        """Begin receiving for ``host``, the server: each envelope from elsewhere goes to its
+        ``deliver_envelope``, on its loop; its paths and metrics are read through it.
 
-        Control envelopes (`Envelope.control`) go to their `on_control` handler instead.
+        Control envelopes (`Envelope.control`) go to their `on_control` handler instead. A bare
+        callable instead of a host is still accepted: it receives the envelopes, and the broker
+        then sees no path of any server.
         """
-        self.deliver = _routing_controls(deliver)
+        # A server is no callable; the form before hosts passed a function or a bound method.
+        self.host = _CallbackHost(host) if callable(host) else host
+        self.deliver = _routing_controls(self.host.deliver_envelope)
 
     def publish(self, envelope: Envelope) -> None:
         """Send an envelope, already delivered locally, to the other processes (on the loop)."""
@@ -146,59 +233,77 @@ class Broker:
         """Stop receiving and release connections."""
         self.deliver = None
 
+    def membership_changed(self, socket: Any, room: str | None, present: bool) -> None:
+        """A connection opened (``room`` None) or joined ``room`` (``present``), or the reverse
+        (on the loop): for a delivery that depends on where members are (sharded channels)."""
+
+    # Through the capabilities (what connections and WebSockets call) ---------------------------
+
+    @property
+    def shares_replay(self) -> bool:
+        """Whether the broker numbers and keeps the frames of recovering paths for every process
+        (see `tornado_websockets.redis.replay`); else each process numbers what it delivers."""
+        return self.replay is not None
+
     @property
     def replay_ready(self) -> bool:
         """Whether frames can be numbered and read through the broker now (not while it is down)."""
-        return False
+        return self.replay is not None and self.replay.ready
 
     async def replay_since(self, path: str, stream: str, seen: int | None, seconds: float) -> SharedReplay:
-        """The last number of ``stream`` and its frames after ``seen``, once every frame numbered
-        before has reached this process; raises ``ConnectionError`` while the broker is down."""
-        raise NotImplementedError("The in-process broker numbers frames in each WebSocket.")
+        """See `ReplayStore.replay_since`."""
+        if self.replay is None:
+            raise NotImplementedError("The in-process broker numbers frames in each WebSocket.")
+        return await self.replay.replay_since(path, stream, seen, seconds)
 
     def call_when_replay_ready(self, socket: Any) -> bool:
         """Call ``socket.backplane_ready()`` (on the loop) once `replay_ready` turns True, so that
         a connection that joined while the broker connects gets its catch-up then. False when it
         will not be called: the broker is ready now, stopped, or too many connections wait."""
-        return False
-
-    async def snapshots(self) -> list[dict[str, Any]]:
-        """The metrics snapshot of every server process the broker reaches; here, this one's."""
-        from tornado_websockets import metrics
-
-        return [metrics.snapshot()]
-
-    def snapshots_sync(self) -> list[dict[str, Any]]:
-        """The snapshots every server process last shared, from a process that runs no server."""
-        raise NotImplementedError("The in-process broker cannot see other processes.")
+        return self.replay is not None and self.replay.call_when_ready(socket)
 
     def presence_changed(self, socket: Any, room: str | None, present: bool) -> bool:
         """A connection opened (``room`` None) or joined ``room`` (``present`` True), or the reverse
-        (on the loop). Brokers that share presence with other processes write the change; they
-        return True when they decide ``joined`` / ``left`` across processes, so the connection
-        must not announce them itself. Here: False."""
-        return False
+        (on the loop). With shared presence, the change is written; True when ``joined`` /
+        ``left`` are decided across processes, so the connection must not announce them itself."""
+        self.membership_changed(socket, room, present)
+        store = self.presence_store
+        return store is not None and store.changed(socket, room, present)
 
     async def presence(self, path: str, room: str | None, local: tuple[Member, ...]) -> tuple[Member, ...]:
-        """The members of ``path`` (or of its ``room``) in every process; here, the local ones."""
-        return local
+        """The members of ``path`` (or of its ``room``) in every process: ``local`` (live), and
+        the others' through shared presence."""
+        shared = None if self.presence_store is None else await self.presence_store.members(path, room)
+        return local if shared is None else local + shared
 
     def presence_sync(self, path: str, room: str | None) -> tuple[Member, ...]:
         """`presence` for a process that runs no server (a view, a worker)."""
-        raise NotImplementedError("The in-process broker cannot see other processes.")
+        if self.presence_store is None:
+            raise NotImplementedError("The in-process broker cannot see other processes.")
+        return self.presence_store.members_sync(path, room)
+
+    async def snapshots(self) -> list[dict[str, Any]]:
+        """The metrics snapshot of every server process the broker reaches: this one's (live),
+        and those the others last shared."""
+        local = [] if self.host is None else [self.host.snapshot()]
+        shared = None if self.presence_store is None else await self.presence_store.snapshots()
+        return local if shared is None else [*local, *shared]
+
+    def snapshots_sync(self) -> list[dict[str, Any]]:
+        """The snapshots every server process last shared, from a process that runs no server."""
+        if self.presence_store is None:
+            raise NotImplementedError("The in-process broker cannot see other processes.")
+        return self.presence_store.snapshots_sync()
 
 
 def broker_from_url(url: str | None) -> Broker:
-    """The broker for a URL: ``None`` or ``memory://`` for in-process, ``redis://...`` for Redis."""
-    if url is None or url in {"", "memory://"}:
-        return Broker()
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        try:
-            from tornado_websockets.broker_redis import RedisBroker
-            from tornado_websockets.broker_redis_cluster import RedisClusterBroker, is_cluster_url
-        except ImportError as error:
-            raise ImportError(
-                "The Redis backplane needs the redis package: pip install 'django-tornado-websockets[redis]'"
-            ) from error
-        return RedisClusterBroker(url) if is_cluster_url(url) else RedisBroker(url)
-    raise ValueError(f"Unknown backplane URL {url!r}: use memory:// or redis://host:port/db.")
+    """The broker for a URL: ``None`` or ``memory://`` for in-process, ``redis://...`` for Redis.
+
+    Defined in `tornado_websockets.backplanes` (which imports the Redis brokers); kept here for
+    the code that imports it from this module.
+    """
+    # Function-level on purpose: backplanes imports this module (and the Redis brokers, which
+    # import it too), so a module-level import here would be a cycle.
+    from tornado_websockets import backplanes
+
+    return backplanes.broker_from_url(url)

@@ -15,13 +15,14 @@ the path is enough. The frame is encoded here, once, exactly as ``ws.emit`` enco
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from tornado_websockets import protocol
-from tornado_websockets.broker import Envelope, broker_from_url
+from tornado_websockets.backplanes import broker_from_url
+from tornado_websockets.broker import Broker, Envelope
 
 if TYPE_CHECKING:
-    from tornado_websockets.broker_redis import RedisBroker
+    from tornado_websockets.redis.publisher import SyncPublisher
 
 __all__ = ["Emitter"]
 
@@ -43,10 +44,10 @@ class Emitter:
                 f"An Emitter reaches server processes through a backplane such as "
                 f"redis://127.0.0.1:6379/0; {url!r} reaches no other process."
             )
-        # Every cross-process URL that broker_from_url accepts is a Redis one.
-        self.broker = cast("RedisBroker", broker)
-        if channel is not None:
-            self.broker.channel = channel
+        #: The broker the URL names (never started: the emitter publishes through `publisher`).
+        self.broker: Broker = broker
+        #: Publishes through the broker's Redis, on its channel (or ``channel``).
+        self.publisher: SyncPublisher = _publisher(broker, channel)
         #: Marks the envelopes of this emitter; no server process has this id, so none skips them.
         self.id = uuid.uuid4().hex
 
@@ -89,8 +90,20 @@ class Emitter:
         path = path.strip()  # as WebSocket normalizes its own path
         path = path if path.startswith("/") else "/" + path
         frame = protocol.encode_emit(event, data)
-        return self.broker.publish_blocking(Envelope(path, frame, room, skip, self.id))
+        return self.publisher.publish(Envelope(path, frame, room, skip, self.id))
 
     def close(self) -> None:
         """Close the connection to Redis (a later `emit` opens a new one)."""
-        self.broker.close_sync()
+        self.publisher.close()
+
+
+def _publisher(broker: Broker, channel: str | None) -> SyncPublisher:
+    """A publisher to where ``broker`` publishes; every cross-process broker here is a Redis one."""
+    # Here, not at the top: the redis package is an optional extra, and this module is imported
+    # by the package itself; broker_from_url has imported it already for a Redis URL.
+    from tornado_websockets.redis.broker import RedisBroker
+    from tornado_websockets.redis.publisher import SyncPublisher
+
+    if not isinstance(broker, RedisBroker):
+        raise TypeError(f"An Emitter publishes through Redis; {broker!r} is not a Redis backplane.")
+    return SyncPublisher(broker.url, channel or broker.channel, broker.channels, broker.timeout)

@@ -27,7 +27,8 @@ import tornado.netutil
 import tornado.web
 
 from tornado_websockets import delivery, loops
-from tornado_websockets.broker import CONTROL_HANDLERS, Broker, Envelope, broker_from_url
+from tornado_websockets.backplanes import broker_from_url
+from tornado_websockets.broker import CONTROL_HANDLERS, Broker, Envelope
 from tornado_websockets.exceptions import PathAlreadyRegistered
 from tornado_websockets.limits import Limits
 from tornado_websockets.pathmetrics import snapshot_of
@@ -305,7 +306,7 @@ class Server:
         if current is loop or (current is not None and current.is_running()):
             return
         self._broker_loop = loop
-        self.spawn(loop, self.broker.start(self.deliver_envelope))
+        self.spawn(loop, self.broker.start(self))
 
     @property
     def broker_loop(self) -> asyncio.AbstractEventLoop | None:

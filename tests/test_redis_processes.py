@@ -1,0 +1,53 @@
+"""Process liveness and shared metrics (tornado_websockets.redis.processes), against a real Redis."""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio
+
+from tests.redis_server import RedisServer
+from tornado_websockets import delivery
+from tornado_websockets.redis.processes import ProcessDirectory
+
+
+async def test_live_processes_share_their_snapshots_and_a_dead_one_is_claimed_once(
+    redis_server: RedisServer,
+) -> None:
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    one, two = ProcessDirectory("C", "one", ttl=15), ProcessDirectory("C", "two", ttl=15)
+    try:
+        # A process that expired long ago (killed without a word): what a refresh would have left.
+        await client.zadd(one.processes, {"gone": 1})
+        await client.hset(one.metrics, "gone", '{"process": "gone"}')
+        assert await one.refresh(client, {"process": "one"}) == ["gone"]
+        dead = await two.refresh(client, {})  # a broker started with a bare callable: no metrics
+        assert dead == ["gone"]
+        assert two.alive == 2
+        assert await one.snapshots(client) == []  # two shares none, gone is dead
+        assert await two.snapshots(client) == [{"process": "one"}]
+        assert [await one.claim(client, "gone"), await two.claim(client, "gone")] == [True, False]
+        await one.leave(client)
+        assert await two.count_alive(client) == 1
+        sync = redis.Redis.from_url(redis_server.url)
+        assert two.snapshots_sync(sync) == []
+        sync.close()
+    finally:
+        await client.aclose()
+
+
+async def test_frames_fewer_live_processes_heard_are_counted_missed(redis_server: RedisServer) -> None:
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    one, two = ProcessDirectory("C", "one", ttl=15), ProcessDirectory("C", "two", ttl=15)
+    try:
+        await one.refresh(client, {})
+        await two.refresh(client, {})
+        await one.count_unheard(client, [("/p", 2), ("/p", 1), ("/q", 0)])
+        assert delivery.dropped() == {
+            (delivery.BACKPLANE_MISSED, "/p"): 1,
+            (delivery.BACKPLANE_MISSED, "/q"): 2,
+        }
+        await two.leave(client)  # a graceful stop: asked again before counting, nothing missed
+        await one.count_unheard(client, [("/r", 1)])
+        assert (delivery.BACKPLANE_MISSED, "/r") not in delivery.dropped()
+    finally:
+        await client.aclose()

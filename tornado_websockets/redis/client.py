@@ -1,0 +1,107 @@
+"""What every part of the Redis backplane shares that needs redis-py: connection errors, Redis
+time, clients, running side by side until one fails."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, cast
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.retry
+import redis.cluster
+import redis.exceptions
+import redis.retry
+from redis.asyncio.client import PubSub
+from redis.backoff import NoBackoff
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "async_client",
+    "close_pubsub",
+    "redis_time_ms",
+    "redis_time_ms_sync",
+    "sync_client",
+    "until_one_fails",
+]
+
+# redis-py raises this (from 8.2 on) when no node of a cluster answers; it is not a RedisError, so
+# without it a cluster that is down would be logged as a bug at every attempt, with a traceback.
+_CLUSTER_UNREACHABLE: tuple[type[Exception], ...] = tuple(
+    kind for kind in [getattr(redis.exceptions, "RedisClusterUnreachableError", None)] if kind is not None
+)
+
+#: Redis errors and socket errors (``asyncio``'s timeouts are ``OSError`` too), and a cluster that
+#: no node of answers: what a lost or missing Redis raises.
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, OSError, *_CLUSTER_UNREACHABLE)
+
+
+async def redis_time_ms(client: redis.asyncio.Redis) -> int:
+    """Redis's time in milliseconds: every process scores and compares with the same clock."""
+    seconds, microseconds = await client.time()
+    return int(seconds) * 1000 + int(microseconds) // 1000
+
+
+def redis_time_ms_sync(client: redis.Redis) -> int:
+    """`redis_time_ms` for a process without a loop."""
+    seconds, microseconds = client.time()
+    return int(seconds) * 1000 + int(microseconds) // 1000
+
+
+async def until_one_fails(*coroutines: Coroutine[Any, Any, Any]) -> None:
+    """Run the coroutines side by side until one ends; then cancel the others and raise.
+
+    The backplane's tasks never return normally: the one that ends raises what it failed with,
+    or `redis.ConnectionError` if it returned.
+    """
+    tasks = {asyncio.ensure_future(coroutine) for coroutine in coroutines}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()
+    raise redis.ConnectionError("the Redis backplane stopped")
+
+
+async def close_pubsub(pubsub: PubSub) -> None:
+    """Close ``pubsub``, ignoring a connection that is already broken."""
+    # redis-py types PubSub.aclose from 8.x on, untyped before: through a typed name, both type-check.
+    aclose: Callable[[], Awaitable[None]] = pubsub.aclose
+    with contextlib.suppress(*CONNECTION_ERRORS):
+        await aclose()
+
+
+def async_client(url: str, timeout: float, cluster: bool = False) -> redis.asyncio.Redis:
+    """A loop-side client; no retries inside redis-py: its owner reconnects, backs off and logs.
+
+    The cluster client is typed as the plain one: the commands the backplane uses take the same
+    arguments on both (keys hash-tagged so that each touches one slot).
+    """
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "socket_keepalive": True,
+        "retry": redis.asyncio.retry.Retry(NoBackoff(), 0),
+    }
+    if cluster:
+        return cast("redis.asyncio.Redis", redis.asyncio.cluster.RedisCluster.from_url(url, **options))
+    return redis.asyncio.Redis.from_url(url, **options)
+
+
+def sync_client(url: str, timeout: float, cluster: bool = False) -> redis.Redis:
+    """A client for a thread or a process without a loop (typed as the plain one, see `async_client`)."""
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "socket_keepalive": True,
+    }
+    if cluster:
+        return cast("redis.Redis", redis.cluster.RedisCluster.from_url(url, **options))
+    # One retry, at once: a pooled connection may have died with a Redis restart.
+    return redis.Redis.from_url(url, retry=redis.retry.Retry(NoBackoff(), 1), **options)
