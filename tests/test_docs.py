@@ -340,7 +340,7 @@ def test_readme_django_quick_start_is_a_working_page_in_chromium(tmp_path: Path)
     superuser = {
         "DJANGO_SUPERUSER_USERNAME": "ann",
         "DJANGO_SUPERUSER_PASSWORD": "pw",
-        "DJANGO_SUPERUSER_EMAIL": "",
+        "DJANGO_SUPERUSER_EMAIL": "ann@example.com",  # Django 4.2 refuses an empty one
     }
     server = RunTornado(tmp_path, free_port(), env={"DJANGO_SETTINGS_MODULE": "mysite.settings", **superuser})
     server.manage("migrate", "--noinput")
