@@ -29,14 +29,19 @@ Where permessage-deflate will be negotiated, Tornado's own reader runs. Set the 
 
 Every private name of Tornado the library uses is listed in `TORNADO_PRIVATE_NAMES` (the test of
 this module checks them against the installed Tornado); ``_send_pong`` (Tornado 6.6) is used where
-it exists (`TORNADO_OPTIONAL_NAMES`).
+it exists (`TORNADO_OPTIONAL_NAMES`). The connection reaches them only through this module (and
+the queue of `tornado_websockets.inflow`, which overrides two of the protocol's methods): the
+protocol it builds (`connection_protocol`), the fast write (`write_text`) and the count of bytes
+not yet taken by the socket (`write_backlog`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
+import tornado.iostream
 import tornado.websocket
 from tornado.iostream import StreamClosedError
 
@@ -51,7 +56,11 @@ __all__ = [
     "TORNADO_OPTIONAL_NAMES",
     "TORNADO_PRIVATE_NAMES",
     "BulkFrameProtocol",
+    "DrainingProtocol13",
+    "connection_protocol",
     "frame_protocol",
+    "write_backlog",
+    "write_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -206,3 +215,91 @@ def frame_protocol(
     if protocol.params.compression_options is not None and "permessage-deflate" in offered:
         return protocol
     return BulkFrameProtocol(handler, False, protocol.params)
+
+
+def connection_protocol(
+    handler: tornado.websocket.WebSocketHandler,
+    ping_interval: float | None,
+    ping_timeout: float | None,
+    max_message_size: int,
+) -> tornado.websocket.WebSocketProtocol | None:
+    """The protocol of a connection (``get_websocket_protocol``): frames read in bulk, or, with
+    permessage-deflate or the bulk reader switched off, Tornado's reader (`DrainingProtocol13`)."""
+    if handler.request.headers.get("Sec-WebSocket-Version") != "13":
+        return None
+    params = tornado.websocket._WebSocketParams(
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        max_message_size=max_message_size,
+        compression_options=handler.get_compression_options(),
+    )
+    return frame_protocol(handler, DrainingProtocol13(handler, False, params))
+
+
+def write_backlog(connection: tornado.websocket.WebSocketProtocol | None) -> int:
+    """Bytes written to ``connection`` that its socket has not taken yet (0 without a stream)."""
+    stream = getattr(connection, "stream", None)
+    if stream is None:
+        return 0
+    # IOStream keeps no public count of its write buffer; these counters have done so since
+    # Tornado 5 (listed in TORNADO_PRIVATE_NAMES, checked by its test).
+    return int(stream._total_write_index - stream._total_write_done_index)
+
+
+def write_text(handler: tornado.websocket.WebSocketHandler, frame: bytes) -> asyncio.Future[None]:
+    """Write one text frame, without the Task that ``write_message`` wraps around every write.
+
+    ``WebSocketProtocol13.write_message`` creates a coroutine and a Task per call only to turn
+    the stream's error into ``WebSocketClosedError``; on a fan-out that is one Task per client.
+    Writing through the protocol's ``_write_frame`` skips it (the stream's own future still tells
+    a failed write). With permessage-deflate negotiated (to keep compressing), or a Tornado
+    without that method, the public ``write_message`` is used.
+    """
+    connection = handler.ws_connection
+    if connection is None or getattr(connection, "_compressor", None) is not None:
+        return handler.write_message(frame)
+    write_frame = getattr(connection, "_write_frame", None)
+    if write_frame is None:
+        return handler.write_message(frame)
+    connection._message_bytes_out += len(frame)  # type: ignore[attr-defined]  # not on the base class
+    future: asyncio.Future[None] = write_frame(True, 0x1, frame)
+    return future
+
+
+class DrainingProtocol13(QueuingProtocol):
+    """Tornado's protocol (permessage-deflate, or the bulk reader switched off); after closing for
+    a too large message (1009) it drains the input."""
+
+    _drain_next_abort = False
+    _drain: asyncio.Task[None] | None = None
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if code == 1009:
+            self._drain_next_abort = True  # Tornado aborts right after this close
+        super().close(code, reason)
+
+    def _abort(self) -> None:
+        stream = self.stream
+        if not self._drain_next_abort or stream is None or stream.closed():
+            super()._abort()
+            return
+        self._drain_next_abort = False
+        self.client_terminated = True  # ends the receive loop; the drain reads in its place
+        self.server_terminated = True
+        self._drain = asyncio.ensure_future(self._drain_then_abort(stream))
+
+    def on_connection_close(self) -> None:
+        if self._drain is None or self._drain.done():
+            super().on_connection_close()
+        else:  # the handler is told the connection closed; the stream goes when the drain ends
+            self._drop_inbox()
+
+    async def _drain_then_abort(self, stream: tornado.iostream.IOStream) -> None:
+        """Read and drop what the client sends (no memory kept), until it closes the TCP
+        connection or `DRAIN_SECONDS` pass: the close frame reaches the client however large the
+        message it was writing."""
+        with contextlib.suppress(tornado.iostream.StreamClosedError, TimeoutError):
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while True:
+                    await stream.read_bytes(65536, partial=True)
+        super()._abort()
