@@ -20,8 +20,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from tornado_websockets import delivery, loops, protocol
-from tornado_websockets.events import EventFunction, is_async_callable
-from tornado_websockets.exceptions import EventError, PayloadError
+from tornado_websockets.events import RESERVED_EVENTS, EventFunction, is_async_callable
+from tornado_websockets.exceptions import EventError, PayloadError, ProtocolError
+from tornado_websockets.limits import RATE_CLOSE_CODE, Limits, RateLimiter
 
 if TYPE_CHECKING:
     from tornado_websockets.websockethandler import WebSocketHandler
@@ -30,12 +31,16 @@ __all__ = ["Dispatcher", "start_task"]
 
 logger = logging.getLogger(__name__)
 
+_PONG = protocol.encode(protocol.PONG_EVENT, {})
+
 
 class Dispatcher:
     """Runs the event functions of one connection (see the module); its methods run on the loop."""
 
-    def __init__(self, connection: WebSocketHandler, inbox: loops.Inbox) -> None:
+    def __init__(self, connection: WebSocketHandler, inbox: loops.Inbox, limits: Limits) -> None:
         self.connection = connection
+        self.limits = limits
+        self._limiter = None if limits.max_rate is None else RateLimiter(limits.max_rate, limits.burst)
         self.inbox = inbox  # the connection's loop's: a worker's completion is handed over there
         self.websocket = connection.websocket
         self.server = connection.runtime
@@ -43,6 +48,55 @@ class Dispatcher:
         #: Tasks of ``cancel_on_close`` event functions still running.
         self.cancel_on_close: set[asyncio.Task[None]] = set()
         self.ended = False  # the connection is over (see `end`)
+
+    def receive(self, message: str | bytes) -> Awaitable[None] | None:
+        """Decode one frame and start its function; a bad frame earns a ``warning`` and nothing else.
+
+        Returns what the reader waits for before handing over the next frame, if anything.
+        """
+        metrics = self.websocket.metrics
+        metrics.frames_in += 1
+        metrics.bytes_in += len(message)
+        if self._limiter is not None and not self._limiter.allow():
+            self._refuse_rate()
+            return None
+        write = self.connection.write_frame
+        try:
+            frame = protocol.decode(message)
+        except ProtocolError as error:
+            write(protocol.warning_frame(error.message))
+            if error.frame_id is not None:
+                write(protocol.ack_error_frame(error.frame_id, error.message))
+            return None
+        function = self.websocket.events.get(frame.event)
+        if function is None and frame.event == protocol.PING_EVENT:
+            # The JavaScript client's liveness probe, on a path that binds no "ping" of its own.
+            write(_PONG if frame.id is None else protocol.ack_frame(frame.id, {}))
+            return None
+        if function is None or frame.event in RESERVED_EVENTS:
+            if frame.event in RESERVED_EVENTS:
+                refusal = (
+                    f'Event "{frame.event}" is reserved: the server runs it itself on '
+                    f"{'connect' if frame.event == 'open' else 'disconnect'}; a client cannot send it."
+                )
+            else:
+                refusal = f'Event "{frame.event}" is not bound on "{self.websocket.path}".'
+            write(protocol.warning_frame(refusal, event=frame.event))
+            if frame.id is not None:
+                write(protocol.ack_error_frame(frame.id, refusal, frame.event))
+            return None
+        return self.dispatch(function, frame.data, frame.id)
+
+    def _refuse_rate(self) -> None:
+        assert self._limiter is not None
+        if self._limiter.refused == 1:
+            limit = self.limits.max_rate
+            self.connection.write_frame(
+                protocol.warning_frame(f"Too many events: slow down to {limit} per second.")
+            )
+        elif self._limiter.refused > self.limits.burst and not self.connection.is_closed:  # once
+            logger.warning("Closing %r: it kept sending past the rate limit", self.connection)
+            self.connection.close(RATE_CLOSE_CODE, "Rate limit exceeded")
 
     async def run_guard(self, callback: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         """Call a guard: ``async def`` on the loop, plain ``def`` in a thread of the connect pool."""

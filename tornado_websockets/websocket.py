@@ -305,7 +305,7 @@ class WebSocket:
             if handler.loop.is_running():
                 return handler.loop
         io_loop = self.server.io_loop
-        loop = None if io_loop is None else io_loop.asyncio_loop  # type: ignore[attr-defined]
+        loop = None if io_loop is None else loops.asyncio_loop_of(io_loop)
         return loop if loop is not None and loop.is_running() else None
 
     def connection_opened(self, handler: WebSocketHandler) -> None:

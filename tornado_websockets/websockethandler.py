@@ -24,24 +24,14 @@ import tornado.ioloop
 import tornado.web
 import tornado.websocket
 
-from tornado_websockets import delivery, framereader, loops, protocol
+from tornado_websockets import delivery, framereader, loops, outbox, protocol
 from tornado_websockets import websocket as websocket_module
 from tornado_websockets.catchup import CatchUp
 from tornado_websockets.dispatch import Dispatcher
-from tornado_websockets.events import RESERVED_EVENTS
-from tornado_websockets.exceptions import ConnectionDenied, InvalidInstanceError, ProtocolError
-from tornado_websockets.limits import RATE_CLOSE_CODE, RateLimiter
-from tornado_websockets.outbox import ORDER_TIMEOUT as ORDER_TIMEOUT  # an alias: its home is outbox
+from tornado_websockets.exceptions import ConnectionDenied, InvalidInstanceError
 from tornado_websockets.outbox import Outbox
 from tornado_websockets.presence import display_name, identity
-from tornado_websockets.protocol import (
-    JOINED_EVENT,
-    LEFT_EVENT,
-    PING_EVENT,
-    PONG_EVENT,
-    RESYNC_EVENT,
-    STREAM_EVENT,
-)
+from tornado_websockets.protocol import JOINED_EVENT, LEFT_EVENT, RESYNC_EVENT, STREAM_EVENT
 from tornado_websockets.recovery import BROADCAST_STREAM
 
 if TYPE_CHECKING:
@@ -54,9 +44,12 @@ __all__ = ["CONNECT_HOOK_SETTING", "ORIGIN_CHECK_SETTING", "RESYNC_EVENT", "STRE
 
 logger = logging.getLogger(__name__)
 
-# STREAM_EVENT, RESYNC_EVENT, PING_EVENT and PONG_EVENT stay importable from here: their home is
-# `tornado_websockets.protocol`, with every other name the library puts on the wire.
-_PONG = protocol.encode(PONG_EVENT, {})
+# Aliases, importable from here as before: the wire's names live in `tornado_websockets.protocol`,
+# the order's timeout in `tornado_websockets.outbox`.
+PING_EVENT = protocol.PING_EVENT
+PONG_EVENT = protocol.PONG_EVENT
+ORDER_TIMEOUT = outbox.ORDER_TIMEOUT
+
 
 #: Tornado application setting: an async callable run with each connection before its guards (the
 #: Django integration loads ``socket.user`` and ``socket.session`` there).
@@ -101,9 +94,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         #: The runtime this connection's path belongs to (its broker, executor and limits).
         self.runtime: Server = websocket.server
         #: The asyncio loop that serves this connection; work from other threads is handed to it.
-        self.loop: asyncio.AbstractEventLoop = (
-            loops.running_loop() or tornado.ioloop.IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
-        )
+        self.loop = loops.running_loop() or loops.asyncio_loop_of(tornado.ioloop.IOLoop.current())
         self._inbox = loops.inbox(self.loop)
         self.id = uuid.uuid4().hex
         self.state = SimpleNamespace()
@@ -113,9 +104,6 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         self._closed: asyncio.Future[None] | None = None  # `closed`, made when first asked for
         self._ended = False
         self.limits = websocket.limits or self.runtime.limits
-        self._limiter = (
-            None if self.limits.max_rate is None else RateLimiter(self.limits.max_rate, self.limits.burst)
-        )
         #: The write path: every frame to this client, its backlog bound, its order.
         self.outbox = Outbox(
             owner=self,
@@ -131,7 +119,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         #: With recovery on: what this client missed, and the frames held while it catches up.
         self.catchup = CatchUp(self)
         #: Runs this connection's event functions and guards.
-        self.dispatcher = Dispatcher(self, self._inbox)
+        self.dispatcher = Dispatcher(self, self._inbox, self.limits)
 
     def __repr__(self) -> str:
         state = "closed" if self.is_closed else "open"
@@ -347,37 +335,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         if self.is_closed:
             delivery.record_drop(delivery.SERVER_CLOSED, self.websocket.path)
             return None
-        metrics = self.websocket.metrics
-        metrics.frames_in += 1
-        metrics.bytes_in += len(message)
-        if self._limiter is not None and not self._limiter.allow():
-            self._refuse_rate()
-            return None
-        try:
-            frame = protocol.decode(message)
-        except ProtocolError as error:
-            self.write_frame(protocol.warning_frame(error.message))
-            if error.frame_id is not None:
-                self.write_frame(protocol.ack_error_frame(error.frame_id, error.message))
-            return None
-        function = self.websocket.events.get(frame.event)
-        if function is None and frame.event == PING_EVENT:
-            # The JavaScript client's liveness probe, on a path that binds no "ping" of its own.
-            self.write_frame(_PONG if frame.id is None else protocol.ack_frame(frame.id, {}))
-            return None
-        if function is None or frame.event in RESERVED_EVENTS:
-            if frame.event in RESERVED_EVENTS:
-                message = (
-                    f'Event "{frame.event}" is reserved: the server runs it itself on '
-                    f"{'connect' if frame.event == 'open' else 'disconnect'}; a client cannot send it."
-                )
-            else:
-                message = f'Event "{frame.event}" is not bound on "{self.websocket.path}".'
-            self.write_frame(protocol.warning_frame(message, event=frame.event))
-            if frame.id is not None:
-                self.write_frame(protocol.ack_error_frame(frame.id, message, frame.event))
-            return None
-        return self.dispatcher.dispatch(function, frame.data, frame.id)
+        return self.dispatcher.receive(message)
 
     def on_close(self) -> None:
         """Unlink the connection, then run the ``close`` event function if one is bound.
@@ -418,17 +376,6 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         return framereader.connection_protocol(
             self, self.ping_interval, self.ping_timeout, self.max_message_size
         )
-
-    def _refuse_rate(self) -> None:
-        assert self._limiter is not None
-        if self._limiter.refused == 1:
-            limit = self.limits.max_rate
-            self.write_frame(protocol.warning_frame(f"Too many events: slow down to {limit} per second."))
-        elif (
-            self._limiter.refused > self.limits.burst and not self.is_closed
-        ):  # once: frames in flight follow
-            logger.warning("Closing %r: it kept sending past the rate limit", self)
-            self.close(RATE_CLOSE_CODE, "Rate limit exceeded")
 
     def _unlink(self) -> None:
         with contextlib.suppress(ValueError):  # already unlinked by close()
