@@ -36,6 +36,7 @@ from tornado_websockets.recovery import BROADCAST_STREAM
 
 if TYPE_CHECKING:
     from tornado_websockets.server import Server
+    from tornado_websockets.types import Connection
     from tornado_websockets.websocket import WebSocket
 
 T = TypeVar("T")
@@ -473,3 +474,9 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
 
 def _deprecated(old: str, new: str) -> None:
     warnings.warn(f"socket.{old}() is deprecated: use socket.{new}().", DeprecationWarning, 3)
+
+
+if TYPE_CHECKING:
+
+    def _is_a_connection(socket: WebSocketHandler) -> Connection:
+        return socket  # mypy checks that a handler is what the backplane expects of a connection
