@@ -15,7 +15,6 @@ import contextlib
 import functools
 import logging
 import uuid
-import warnings
 from collections.abc import Awaitable, Callable, Hashable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,6 +29,7 @@ from tornado_websockets.catchup import CatchUp
 from tornado_websockets.dispatch import Dispatcher
 from tornado_websockets.exceptions import ConnectionDenied, InvalidInstanceError
 from tornado_websockets.outbox import Outbox
+from tornado_websockets.plumbing import DeprecatedPlumbing
 from tornado_websockets.presence import display_name, identity
 from tornado_websockets.protocol import JOINED_EVENT, LEFT_EVENT, RESYNC_EVENT, STREAM_EVENT
 from tornado_websockets.recovery import BROADCAST_STREAM
@@ -60,7 +60,7 @@ CONNECT_HOOK_SETTING = "tornado_websockets_connect_hook"
 ORIGIN_CHECK_SETTING = "tornado_websockets_origin_check"
 
 
-class WebSocketHandler(tornado.websocket.WebSocketHandler):
+class WebSocketHandler(DeprecatedPlumbing, tornado.websocket.WebSocketHandler):
     """One WebSocket connection, handed to event functions as ``socket``.
 
     Created by Tornado for each client of a `~tornado_websockets.websocket.WebSocket` path; do not
@@ -433,47 +433,6 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler):
         except loops.LoopUnavailableError:
             # The loop is gone, so is the connection: a counted drop, as for a closed one.
             delivery.record_drop(delivery.CONNECTION_CLOSED, self.websocket.path)
-
-    # Deprecated: the backplane's plumbing, now on the collaborators -------------------------------
-
-    def write_numbered(self, stream: str, seq: int, frame: bytes) -> None:
-        """Deprecated: ``socket.catchup.write_numbered``."""
-        _deprecated("write_numbered", "catchup.write_numbered")
-        self.catchup.write_numbered(stream, seq, frame)
-
-    def write_position(self, stream: str, seq: int) -> None:
-        """Deprecated: ``socket.catchup.write_position``."""
-        _deprecated("write_position", "catchup.write_position")
-        self.catchup.write_position(stream, seq)
-
-    def write_resync(self, stream: str, position: int, epoch: str, secret: bytes) -> None:
-        """Deprecated: ``socket.catchup.write_resync``."""
-        _deprecated("write_resync", "catchup.write_resync")
-        self.catchup.write_resync(stream, position, epoch, secret)
-
-    def expect_numbered(self, stream: str) -> None:
-        """Deprecated: ``socket.outbox.expect_numbered``."""
-        _deprecated("expect_numbered", "outbox.expect_numbered")
-        self.outbox.expect_numbered(stream)
-
-    def awaits_numbered(self, stream: str) -> bool:
-        """Deprecated: ``socket.outbox.awaits_numbered``."""
-        _deprecated("awaits_numbered", "outbox.awaits_numbered")
-        return self.outbox.awaits_numbered(stream)
-
-    def fill_numbered(self, stream: str, write: Callable[[], None]) -> bool:
-        """Deprecated: ``socket.outbox.fill_numbered``."""
-        _deprecated("fill_numbered", "outbox.fill_numbered")
-        return self.outbox.fill_numbered(stream, write)
-
-    def forget(self) -> None:
-        """Deprecated: ``socket.websocket.connection_lost(socket)``."""
-        _deprecated("forget", "websocket.connection_lost(socket)")
-        self.websocket.connection_lost(self)
-
-
-def _deprecated(old: str, new: str) -> None:
-    warnings.warn(f"socket.{old}() is deprecated: use socket.{new}().", DeprecationWarning, 3)
 
 
 if TYPE_CHECKING:
