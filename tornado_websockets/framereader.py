@@ -236,9 +236,9 @@ def connection_protocol(
     return frame_protocol(handler, DrainingProtocol13(handler, False, params))
 
 
-def write_backlog(connection: tornado.websocket.WebSocketProtocol | None) -> int:
-    """Bytes written to ``connection`` that its socket has not taken yet (0 without a stream)."""
-    stream = getattr(connection, "stream", None)
+def write_backlog(handler: tornado.websocket.WebSocketHandler) -> int:
+    """Bytes written to ``handler``'s connection that its socket has not taken yet (0 without one)."""
+    stream = getattr(handler.ws_connection, "stream", None)
     if stream is None:
         return 0
     # IOStream keeps no public count of its write buffer; these counters have done so since

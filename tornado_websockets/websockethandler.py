@@ -113,7 +113,7 @@ class WebSocketHandler(DeprecatedPlumbing, tornado.websocket.WebSocketHandler):
             metrics=websocket.metrics,
             max_backlog=self.limits.max_backlog,
             send=functools.partial(framereader.write_text, self),
-            backlog=self._write_backlog,
+            backlog=functools.partial(framereader.write_backlog, self),
             is_closed=self._is_closing,
             close=self._close,
         )
@@ -149,9 +149,6 @@ class WebSocketHandler(DeprecatedPlumbing, tornado.websocket.WebSocketHandler):
     def _is_closing(self) -> bool:
         connection = self.ws_connection
         return connection is None or connection.is_closing()
-
-    def _write_backlog(self) -> int:
-        return framereader.write_backlog(self.ws_connection)
 
     def _end(self) -> None:
         """The connection is over: resolve `closed`, cancel the ``cancel_on_close`` functions."""
