@@ -68,7 +68,7 @@ class WebSocketHandler(DeprecatedPlumbing, tornado.websocket.WebSocketHandler):
     ``async def`` event function runs as an asyncio task of its own (``asyncio.timeout``,
     ``TaskGroup``, anyio and ``ContextVar`` behave as anywhere else), each plain ``def`` in a
     worker thread, and the connection's next message is handed over once it has returned. The
-    connection is read meanwhile (`tornado_websockets.inflow`): pings, pongs and the client's
+    connection is read meanwhile (`tornado_websockets.framereader`): pings, pongs and the client's
     close are handled at once; `closed` tells a running function that its client left.
 
     The connection belongs to ``loop``, the asyncio loop that accepted it. Every public method is
