@@ -16,7 +16,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from tornado_websockets import codec, protocol, recovery, recovery_redis
+from tornado_websockets import codec, protocol, recovery
 from tornado_websockets.recovery import BROADCAST_STREAM, Replay
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class CatchUp:
             return
         frames = None
         if seen is not None and self._vouched(stream, seen, token, shared.epoch, shared.secret):
-            frames = recovery_redis.missed(shared, seen)
+            frames = recovery.missed_since(shared.last, shared.frames, seen)
         if frames is not None:
             missed: Replay | None = Replay(frames)
             position, held = shared.last, [(n, frame) for n, frame in held if n > shared.last]

@@ -23,7 +23,7 @@ from tornado_websockets.recovery import ReplayBuffer
 from tornado_websockets.rooms import Rooms
 from tornado_websockets.routes import Route
 from tornado_websockets.tornadowrapper import TornadoWrapper
-from tornado_websockets.websockethandler import WebSocketHandler
+from tornado_websockets.websockethandler import WebSocketHandler, serve_paths_of
 
 if TYPE_CHECKING:
     from tornado_websockets.modules import Module
@@ -416,6 +416,9 @@ class WebSocket:
     def users(self) -> tuple[Hashable, ...]:
         """The ids of the users with a live connection in this process."""
         return tuple(self._user_states)
+
+
+serve_paths_of(WebSocket)
 
 
 class RoomTarget:

@@ -24,7 +24,6 @@ import tornado.web
 import tornado.websocket
 
 from tornado_websockets import delivery, framereader, loops, outbox, protocol
-from tornado_websockets import websocket as websocket_module
 from tornado_websockets.catchup import CatchUp
 from tornado_websockets.dispatch import Dispatcher
 from tornado_websockets.exceptions import ConnectionDenied, InvalidInstanceError
@@ -50,6 +49,18 @@ logger = logging.getLogger(__name__)
 PING_EVENT = protocol.PING_EVENT
 PONG_EVENT = protocol.PONG_EVENT
 ORDER_TIMEOUT = outbox.ORDER_TIMEOUT
+
+
+#: What ``initialize`` accepts: `~tornado_websockets.websocket.WebSocket`, which registers itself
+#: (`serve_paths_of`) so that this module, below it, need not import it.
+_path_classes: tuple[type, ...] = ()
+
+
+def serve_paths_of(cls: type) -> None:
+    """Let handlers serve instances of ``cls`` (called once, by `tornado_websockets.websocket`)."""
+    global _path_classes
+    if cls not in _path_classes:
+        _path_classes = (*_path_classes, cls)
 
 
 #: Tornado application setting: an async callable run with each connection before its guards (the
@@ -89,7 +100,7 @@ class WebSocketHandler(DeprecatedPlumbing, tornado.websocket.WebSocketHandler):
 
     def initialize(self, websocket: WebSocket) -> None:
         """Link this connection to its `~tornado_websockets.websocket.WebSocket`."""
-        if not isinstance(websocket, websocket_module.WebSocket):
+        if not isinstance(websocket, _path_classes):
             raise InvalidInstanceError(websocket, "tornado_websockets.websocket.WebSocket")
         self.websocket = websocket
         #: The runtime this connection's path belongs to (its broker, executor and limits).
