@@ -16,8 +16,8 @@ import pytest
 
 from tornado_websockets import protocol
 from tornado_websockets.catchup import CatchUp
-from tornado_websockets.metrics import PathMetrics
 from tornado_websockets.outbox import Outbox
+from tornado_websockets.pathmetrics import PathMetrics
 from tornado_websockets.recovery import BROADCAST_STREAM, position_token, with_sequence
 from tornado_websockets.recovery_redis import SharedReplay
 from tornado_websockets.websocket import WebSocket

@@ -16,8 +16,8 @@ from typing import Any
 from tornado_websockets import delivery, protocol
 from tornado_websockets.broker import Envelope
 from tornado_websockets.fanout import FanOut, LocalNumbering, SharedNumbering
-from tornado_websockets.metrics import PathMetrics
 from tornado_websockets.outbox import Outbox
+from tornado_websockets.pathmetrics import PathMetrics
 from tornado_websockets.recovery import ReplayBuffer
 from tornado_websockets.websocket import WebSocket
 

@@ -9,8 +9,8 @@ import tornado.websocket
 
 from tornado_websockets import delivery, outbox
 from tornado_websockets.limits import BACKLOG_CLOSE_CODE
-from tornado_websockets.metrics import PathMetrics
 from tornado_websockets.outbox import Outbox
+from tornado_websockets.pathmetrics import PathMetrics
 
 
 class Wire:

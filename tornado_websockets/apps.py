@@ -39,5 +39,6 @@ class TornadoWebSocketsConfig(AppConfig):
                 # start; raising here would stop Django before any check could run.
                 logger.error("TORNADO['backplane'] is ignored: %s", error)
         sessions.connect_signals()  # a session's sockets end with the session
+        sessions.listen(TornadoWrapper.runtime)  # ... also when another process ends it
         autodiscover_modules("websockets")
         logger.debug("WebSocket paths: %s", sorted(TornadoWrapper.websockets))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tornado_websockets import builtin_events, protocol
 from tornado_websockets.routes import Route
+from tornado_websockets.server import Server, default_server
 from tornado_websockets.typed import resolved_hint
 
 if TYPE_CHECKING:
@@ -42,12 +43,13 @@ def document(
     title: str = "WebSocket API",
     version: str = "1.0.0",
     description: str | None = None,
+    server: Server | None = None,
 ) -> dict[str, Any]:
-    """The AsyncAPI 3.0 document of ``websockets`` (default: every documented `WebSocket` of the process)."""
+    """The AsyncAPI 3.0 document of ``websockets`` (default: every documented `WebSocket` of
+    ``server``, the default server)."""
     if websockets is None:
-        from tornado_websockets.tornadowrapper import TornadoWrapper
-
-        websockets = [ws for ws in TornadoWrapper.websockets.values() if ws.documented]
+        served = (server if server is not None else default_server()).websockets
+        websockets = [ws for ws in served.values() if ws.documented]
     schemas = _Schemas()
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}

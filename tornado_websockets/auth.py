@@ -66,4 +66,4 @@ async def load_user(socket: WebSocketHandler) -> None:
     socket.user = user
     if user.is_authenticated:
         socket.user_id = user.pk
-        revalidation.watch(tornado_settings().session_check_interval)
+        revalidation.watch(tornado_settings().session_check_interval, socket.runtime)

@@ -88,20 +88,20 @@ CONTROL_HANDLERS: dict[str, Callable[[bytes], None]] = {}
 
 
 def on_control(kind: str, handler: Callable[[bytes], None]) -> None:
-    """Handle the control envelopes of ``kind`` that other processes publish (called on the loop)."""
+    """Handle the control envelopes of ``kind`` that other processes publish (called on the loop),
+    for every server of the process. Deprecated: register on a server, ``Server.on_control``."""
     CONTROL_HANDLERS[kind] = handler
 
 
 def _routing_controls(deliver: Deliver) -> Deliver:
-    """``deliver`` for emits; control envelopes go to their handler instead of any WebSocket."""
+    """``deliver``, except for control envelopes of a kind registered with the deprecated
+    `on_control`: those go to their handler (the server routes the others, see
+    ``Server.on_control``)."""
 
     def route(envelope: Envelope) -> None:
-        if envelope.control is None:
-            deliver(envelope)
-            return
-        handler = CONTROL_HANDLERS.get(envelope.control)
+        handler = CONTROL_HANDLERS.get(envelope.control) if envelope.control is not None else None
         if handler is None:
-            logger.warning("Ignoring a control message of unknown kind %r", envelope.control)
+            deliver(envelope)
             return
         handler(envelope.frame)
 

@@ -165,11 +165,12 @@ def check_rate_limits(app_configs: Sequence[Any] | None = None, **kwargs: Any) -
     One client of such a path can make the server send every other client as many frames as it
     sends (10,000 in a second: 10,000 frames to each of them). A rate limit bounds it.
     """
-    from tornado_websockets.tornadowrapper import TornadoWrapper
+    from tornado_websockets.server import default_server
 
+    server = default_server()
     warnings: list[CheckMessage] = []
-    for path, websocket in sorted(TornadoWrapper.websockets.items()):
-        limits = websocket.limits or TornadoWrapper.limits
+    for path, websocket in sorted(server.websockets.items()):
+        limits = websocket.limits or server.limits
         if limits.max_rate is not None:
             continue
         broadcasting = sorted(

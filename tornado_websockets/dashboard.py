@@ -37,7 +37,7 @@ from django.templatetags.static import static
 
 from tornado_websockets import metrics, protocol
 from tornado_websockets.conf import tornado_settings
-from tornado_websockets.tornadowrapper import TornadoWrapper
+from tornado_websockets.server import Server, default_server
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
 
@@ -146,7 +146,7 @@ def _render_dashboard(request: HttpRequest, template: str, context: dict[str, ob
     # The view runs in a worker thread: the registration (which touches the application's
     # handlers) goes to the loop, queued before this response is written, so the page's socket
     # finds its path. Without a running server (Django's test client) it happens here.
-    if not TornadoWrapper.call_in_loop(register):
+    if not default_server().call_in_loop(register):
         register()
     config = {"path": DASHBOARD_PATH, "client": static("tornado_websockets/client.js")}
     return render(request, template, {**context, "config": config})
@@ -160,7 +160,7 @@ class _Pusher:
         self.callback: tornado.ioloop.PeriodicCallback | None = None
 
     def opened(self, socket: WebSocketHandler) -> None:
-        socket.emit(METRICS_EVENT, metrics.snapshot())  # at once, not a second later
+        socket.emit(METRICS_EVENT, self.websocket.server.snapshot())  # at once, not a second later
         if self.callback is None:
             self.callback = tornado.ioloop.PeriodicCallback(self.push, PUSH_INTERVAL * 1000)
             self.callback.start()
@@ -177,15 +177,17 @@ class _Pusher:
             self.closed()
             return
         # This process's clients only: the snapshot is this process's, not the other processes'.
-        self.websocket.broadcast(protocol.encode_emit(METRICS_EVENT, metrics.snapshot()))
+        self.websocket.broadcast(protocol.encode_emit(METRICS_EVENT, self.websocket.server.snapshot()))
 
 
-def register() -> WebSocket:
-    """The dashboard's `WebSocket`, registered on first call (idempotent); call on the server loop."""
-    existing = TornadoWrapper.runtime.websocket_for(DASHBOARD_PATH)
+def register(server: Server | None = None) -> WebSocket:
+    """The dashboard's `WebSocket` on ``server`` (the default server), registered on first call
+    (idempotent); call on the server loop."""
+    server = server if server is not None else default_server()
+    existing = server.websocket_for(DASHBOARD_PATH)
     if existing is not None:
         return existing
-    websocket = WebSocket(DASHBOARD_PATH)
+    websocket = WebSocket(DASHBOARD_PATH, server=server)
     websocket.documented = False  # the library's own path: not part of the project's API
     pusher = _Pusher(websocket)
     websocket.state.pusher = pusher

@@ -1,113 +1,32 @@
-"""Live metrics of this process: counters kept on the hot path, gauges read when asked.
+"""Live metrics of this process: `snapshot` (plain data for the admin page and
+``websocket_stats``), `aggregate` and `everywhere` (every process the backplane reaches).
 
-Counting is a few integer additions per frame; everything else (connections, rooms, backlog,
-drops, the backplane) is read at snapshot time, so a process that nobody scrapes pays nearly
-nothing. `snapshot` gives plain data for the admin page and ``websocket_stats``;
-`tornado_websockets.prometheus` turns it into Prometheus text.
+The counters themselves live in `tornado_websockets.pathmetrics`, beside the connections that
+count; `tornado_websockets.prometheus` turns a snapshot into Prometheus text.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
-import os
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from tornado_websockets import delivery
+from tornado_websockets.pathmetrics import INFINITE_BOUND, LATENCY_BUCKETS, Histogram, PathMetrics, json_bound
+from tornado_websockets.server import Server, default_server
 
-__all__ = ["LATENCY_BUCKETS", "Histogram", "PathMetrics", "aggregate", "everywhere", "snapshot"]
-
-#: Upper bounds, in seconds, of the event-function latency histogram.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-_STARTED = time.time()
-
-
-@dataclass(slots=True)
-class Histogram:
-    """A cumulative-bucket histogram, as Prometheus has them."""
-
-    bounds: tuple[float, ...] = LATENCY_BUCKETS
-    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
-    total: float = 0.0
-    count: int = 0
-
-    def observe(self, value: float) -> None:
-        """Count one observation."""
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.total += value
-        self.count += 1
-
-    def cumulative(self) -> list[tuple[float, int]]:
-        """``(upper bound, observations at or below it)`` pairs, ending with ``(inf, count)``."""
-        pairs: list[tuple[float, int]] = []
-        running = 0
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            running += count
-            pairs.append((bound, running))
-        return pairs
+__all__ = [
+    "INFINITE_BOUND",
+    "LATENCY_BUCKETS",
+    "Histogram",
+    "PathMetrics",
+    "aggregate",
+    "everywhere",
+    "json_bound",
+    "snapshot",
+]
 
 
-@dataclass(slots=True)
-class PathMetrics:
-    """The counters of one `WebSocket` path in this process."""
-
-    frames_in: int = 0
-    bytes_in: int = 0
-    frames_out: int = 0
-    bytes_out: int = 0
-    connections_total: int = 0
-    handler_errors: int = 0
-    latency: Histogram = field(default_factory=Histogram)
-
-
-#: The last bucket's upper bound in JSON: strict JSON (RFC 8259) has no Infinity; Prometheus's name.
-INFINITE_BOUND = "+Inf"
-
-
-def json_bound(bound: float) -> float | str:
-    """A bucket's upper bound as strict JSON has it: the infinite one is `INFINITE_BOUND`."""
-    return INFINITE_BOUND if math.isinf(bound) else bound
-
-
-def snapshot() -> dict[str, Any]:
-    """Every metric of this process as plain data (JSON-ready)."""
-    from tornado_websockets.tornadowrapper import TornadoWrapper
-
-    drops: dict[str, dict[str, int]] = {}
-    for (reason, path), count in delivery.dropped().items():
-        drops.setdefault(path, {})[reason] = count
-    paths = {}
-    for path, ws in sorted(TornadoWrapper.websockets.items()):
-        counters = ws.metrics
-        paths[path] = {
-            "connections": len(ws.handlers),
-            "connections_total": counters.connections_total,
-            "rooms": {room: len(ws.rooms.members(room)) for room in ws.rooms},
-            "users": len(ws.users),
-            "frames_in": counters.frames_in,
-            "bytes_in": counters.bytes_in,
-            "frames_out": counters.frames_out,
-            "bytes_out": counters.bytes_out,
-            "handler_errors": counters.handler_errors,
-            "latency": {
-                "buckets": [[json_bound(bound), count] for bound, count in counters.latency.cumulative()],
-                "sum": counters.latency.total,
-                "count": counters.latency.count,
-            },
-            "backlog_bytes": sum(handler.backlog for handler in ws.handlers),
-            "drops": drops.pop(path, {}),
-        }
-    broker = TornadoWrapper.broker
-    return {
-        "process": {"pid": os.getpid(), "started": _STARTED, "time": time.time(), "broker": broker.id},
-        "paths": paths,
-        "drops_elsewhere": drops,  # paths this process does not serve (emits arriving for them)
-        "backplane": {"kind": type(broker).__name__, "state": getattr(broker, "state", "local")},
-        "in_flight": TornadoWrapper.in_flight,
-    }
+def snapshot(server: Server | None = None) -> dict[str, Any]:
+    """Every metric of ``server`` (the default server) in this process as plain data (JSON-ready)."""
+    return (server if server is not None else default_server()).snapshot()
 
 
 #: The per-path figures that add up across processes.
@@ -172,7 +91,7 @@ def _add(into: dict[str, int], values: dict[str, int]) -> None:
         into[key] = into.get(key, 0) + value
 
 
-def everywhere() -> dict[str, Any]:
+def everywhere(server: Server | None = None) -> dict[str, Any]:
     """`aggregate` of every server process the backplane reaches, from any thread or process.
 
     In a server process, this process's own figures are live and the others' are those they
@@ -180,13 +99,12 @@ def everywhere() -> dict[str, Any]:
 
     :raise RuntimeError: the backplane reaches no other process (the in-process default).
     """
-    from tornado_websockets.tornadowrapper import TornadoWrapper
-
-    broker = TornadoWrapper.broker
+    server = server if server is not None else default_server()
+    broker = server.broker
     if not broker.cross_process:
         raise RuntimeError(
             "Metrics of every process need a cross-process backplane (TORNADO['backplane'] = 'redis://...')."
         )
     shared = [one for one in broker.snapshots_sync() if one["process"].get("broker") != broker.id]
-    local = [snapshot()] if TornadoWrapper.io_loop is not None else []
+    local = [server.snapshot()] if server.io_loop is not None else []
     return aggregate(local + shared)

@@ -28,7 +28,7 @@ from tornado_websockets import delivery
 from tornado_websockets.limits import BACKLOG_CLOSE_CODE
 
 if TYPE_CHECKING:
-    from tornado_websockets.metrics import PathMetrics
+    from tornado_websockets.pathmetrics import PathMetrics
 
 __all__ = ["ORDER_TIMEOUT", "Outbox"]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from tornado_websockets import sessions
 from tornado_websockets.limits import SESSION_ENDED_CLOSE_CODE
-from tornado_websockets.tornadowrapper import TornadoWrapper
+from tornado_websockets.server import Server, default_server
 
 __all__ = ["BATCH", "DEFAULT_INTERVAL", "check_now", "stale_sessions", "watch"]
 
@@ -79,19 +79,20 @@ def stale_sessions(sessions: Iterable[tuple[str, str]]) -> set[str]:
         close_old_connections()
 
 
-def watch(interval: float) -> None:
-    """Make sure this loop re-validates its signed-in sockets every ``interval`` seconds (on the loop)."""
+def watch(interval: float, server: Server) -> None:
+    """Make sure this loop re-validates ``server``'s signed-in sockets every ``interval`` seconds
+    (on the loop)."""
     loop = asyncio.get_running_loop()
     task = _watchers.get(loop)
     if task is None or task.done():
-        _watchers[loop] = loop.create_task(_run(interval), name="tornado_websockets.revalidation")
+        _watchers[loop] = loop.create_task(_run(interval, server), name="tornado_websockets.revalidation")
 
 
-async def _run(interval: float) -> None:
+async def _run(interval: float, server: Server) -> None:
     """Check every ``interval`` seconds while signed-in sockets remain; then stop (watch() restarts)."""
     while True:
         await asyncio.sleep(interval)
-        if not await check_now():
+        if not await check_now(server):
             return
 
 
@@ -107,19 +108,20 @@ def _signed_in(sockets: Iterable[Any]) -> dict[tuple[str, str], list[Any]]:
     return groups
 
 
-async def check_now() -> int:
+async def check_now(server: Server | None = None) -> int:
     """Re-validate the sessions of this process's signed-in sockets now; how many sessions were checked.
 
     Sockets of a stale session are closed with 4001. Sessions are read in batches of `BATCH` in
     worker threads, never on the loop.
     """
-    groups = _signed_in(TornadoWrapper.live_connections())
+    server = server if server is not None else default_server()
+    groups = _signed_in(server.live_connections())
     pending = [pair for pair in groups if pair[0] not in sessions.renewing]
     loop = asyncio.get_running_loop()
     closed = 0
     for start in range(0, len(pending), BATCH):
         batch = pending[start : start + BATCH]
-        stale = await loop.run_in_executor(TornadoWrapper.get_executor(), stale_sessions, batch)
+        stale = await loop.run_in_executor(server.get_executor(), stale_sessions, batch)
         for pair in batch:
             if pair[0] not in stale or pair[0] in sessions.renewing:
                 continue

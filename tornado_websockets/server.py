@@ -27,9 +27,10 @@ import tornado.netutil
 import tornado.web
 
 from tornado_websockets import delivery, loops
-from tornado_websockets.broker import Broker, Envelope, broker_from_url
+from tornado_websockets.broker import CONTROL_HANDLERS, Broker, Envelope, broker_from_url
 from tornado_websockets.exceptions import PathAlreadyRegistered
 from tornado_websockets.limits import Limits
+from tornado_websockets.pathmetrics import snapshot_of
 from tornado_websockets.processes import fork_workers, worker_count
 from tornado_websockets.workers import DEFAULT_WORKERS, Done, WorkerPool
 
@@ -37,7 +38,15 @@ if TYPE_CHECKING:
     from tornado_websockets.websocket import WebSocket
     from tornado_websockets.websockethandler import WebSocketHandler
 
-__all__ = ["BROKER_STOP_TIMEOUT", "CONNECT_WORKERS", "SHUTDOWN_GRACE", "Server"]
+__all__ = [
+    "BROKER_STOP_TIMEOUT",
+    "CONNECT_WORKERS",
+    "SHUTDOWN_GRACE",
+    "Server",
+    "default_server",
+    "route_default_through",
+    "set_default",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -81,17 +90,23 @@ class Server:
     """
 
     def __init__(self, *, broker: Broker | str | None = None, limits: Limits | None = None) -> None:
-        self._handlers: list[Any] = []
-        #: WebSockets mounted by hand (``add_to_handlers=False``), held weakly: see `mount`.
-        self._mounted: weakref.WeakValueDictionary[str, WebSocket] = weakref.WeakValueDictionary()
-        self.broker: Broker = broker if isinstance(broker, Broker) else broker_from_url(broker)
-        self.limits = limits or Limits()
         #: Runs plain ``def`` event functions and guards; a `WorkerPool` made on first use.
         self.executor: Executor | None = None
         self.max_workers = DEFAULT_WORKERS
         #: Runs what a connection needs before its upgrade (plain ``def`` guards, the Django
         #: session load): a small `WorkerPool` of its own, made on first use.
         self.connect_executor: Executor | None = None
+        #: What control envelopes from other processes ask of this server, by kind (`on_control`).
+        self.controls: dict[str, Callable[[bytes], None]] = {}
+        self._clear(broker, limits)
+
+    def _clear(self, broker: Broker | str | None, limits: Limits | None) -> None:
+        """The state `reset` forgets: paths, application, listening, broker, limits, counts."""
+        self._handlers: list[Any] = []
+        #: WebSockets mounted by hand (``add_to_handlers=False``), held weakly: see `mount`.
+        self._mounted: weakref.WeakValueDictionary[str, WebSocket] = weakref.WeakValueDictionary()
+        self.broker: Broker = broker if isinstance(broker, Broker) else broker_from_url(broker)
+        self.limits = limits or Limits()
         self.tornado_app: tornado.web.Application | None = None
         self.tornado_server: tornado.httpserver.HTTPServer | None = None
         self.tornado_port: int | None = None
@@ -184,6 +199,18 @@ class Server:
             self.tornado_app.add_handlers(r".*", new)
         return self.handlers
 
+    def add_route(self, spec: Any) -> None:
+        """Add one `WebSocket`'s handler spec the way the seed documents it for its server.
+
+        On the default server that is `TornadoWrapper.add_handlers` (installed with
+        `route_default_through`), so that a user or a test wrapping it sees every registration;
+        on any other server, `add_handlers`.
+        """
+        if self is _default and _default_registrar is not None:
+            _default_registrar([spec])
+        else:
+            self.add_handlers([spec])
+
     def make_way(self, websocket: WebSocket, replace: bool = False) -> None:
         """Check that ``websocket`` may serve its path here, before its spec is added.
 
@@ -234,12 +261,40 @@ class Server:
         return self.broker
 
     def deliver_envelope(self, envelope: Envelope) -> None:
-        """Deliver an envelope published by another process to this process's clients."""
+        """Deliver an envelope published by another process to this process's clients.
+
+        A control envelope (`Envelope.control`) goes to the handler registered for its kind with
+        `on_control` instead of any `WebSocket`.
+        """
+        if envelope.control is not None:
+            self._control(envelope)
+            return
         websocket = self.websocket_for(envelope.path)
         if websocket is None:
             delivery.record_drop(delivery.UNKNOWN_PATH, envelope.path)
             return
         websocket.deliver(envelope)
+
+    def on_control(self, kind: str, handler: Callable[[bytes], None]) -> None:
+        """Handle the control envelopes of ``kind`` that other processes publish (on the loop).
+
+        Registered explicitly by what needs it (the Django app registers ``sessions``' when
+        ready), never as a side effect of importing a module.
+        """
+        self.controls[kind] = handler
+
+    def _control(self, envelope: Envelope) -> None:
+        kind = envelope.control or ""
+        # broker.on_control (deprecated) registered process-wide, for every server.
+        handler = self.controls.get(kind) or CONTROL_HANDLERS.get(kind)
+        if handler is None:
+            logger.warning("Ignoring a control message of unknown kind %r", kind)
+            return
+        handler(envelope.frame)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every metric of this server in this process as plain data (JSON-ready)."""
+        return snapshot_of(self)
 
     def ensure_broker(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the broker on ``loop`` unless it receives on a running loop already.
@@ -500,11 +555,8 @@ class Server:
         """Forget the application, server, port, loop, paths, handlers, broker and limits (for tests)."""
         if self.tornado_server is not None:
             self.tornado_server.stop()
-        executor, max_workers = self.executor, self.max_workers  # threads are reused, not leaked
-        connect_executor = self.connect_executor
-        self.__init__()  # type: ignore[misc]
-        self.executor, self.max_workers = executor, max_workers
-        self.connect_executor = connect_executor
+        # The worker threads and the control handlers stay: threads are reused, not leaked.
+        self._clear(None, None)
 
 
 def _spec_websocket(spec: Any) -> WebSocket | None:
@@ -532,3 +584,33 @@ def _check_paths(handlers: Sequence[Any], new: Sequence[Any]) -> None:
             continue
         if served.setdefault(websocket.path, websocket) is not websocket:
             raise PathAlreadyRegistered(websocket.path)
+
+
+_default: Server | None = None
+_default_registrar: Callable[[Sequence[Any]], object] | None = None
+
+
+def route_default_through(registrar: Callable[[Sequence[Any]], object]) -> None:
+    """How the default server adds a `WebSocket`'s spec (`Server.add_route`): the facade installs
+    its own ``add_handlers`` here, which this layer cannot import."""
+    global _default_registrar
+    _default_registrar = registrar
+
+
+def default_server() -> Server:
+    """The process's default `Server`: the one `TornadoWrapper` fronts and a `WebSocket` made
+    without ``server=`` registers with. Made on first use."""
+    global _default
+    if _default is None:
+        _default = Server()
+    return _default
+
+
+def set_default(server: Server) -> Server:
+    """Make ``server`` the process's default (for example a fresh one per test); returns it.
+
+    `WebSocket` objects made earlier keep the server they were made for.
+    """
+    global _default
+    _default = server
+    return server

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tornado_websockets import codec
-from tornado_websockets.broker import Envelope, on_control
+from tornado_websockets.broker import Envelope
 from tornado_websockets.limits import SESSION_ENDED_CLOSE_CODE
-from tornado_websockets.tornadowrapper import TornadoWrapper
+from tornado_websockets.server import Server, default_server
 
 __all__ = [
     "CLOSE_REASON",
@@ -105,18 +105,24 @@ def end_stale_sessions(user_pk: Any, valid_hashes: Iterable[str], renewed: str |
 
 
 def _broadcast(request: dict[str, Any]) -> None:
+    server = default_server()
     frame = codec.dumps(request)
-    TornadoWrapper.call_in_loop(close_matching, frame)  # this process's sockets, if it serves any
-    broker = TornadoWrapper.broker
+    server.call_in_loop(close_matching, frame, server)  # this process's sockets, if it serves any
+    broker = server.broker
     if not broker.cross_process:
         return
     envelope = Envelope(_CONTROL_PATH, frame, origin=broker.id, control=CONTROL_KIND)
-    if not TornadoWrapper.call_in_loop(broker.publish, envelope):
+    if not server.call_in_loop(broker.publish, envelope):
         broker.publish_sync(envelope)  # a process without a server loop: a worker, a command
 
 
-def close_matching(frame: bytes) -> None:
-    """Close this process's sockets matched by a request of `_broadcast` (on the loop)."""
+def listen(server: Server) -> None:
+    """Let ``server`` close its sockets when another process ends their session (on its backplane)."""
+    server.on_control(CONTROL_KIND, lambda frame: close_matching(frame, server))
+
+
+def close_matching(frame: bytes, server: Server | None = None) -> None:
+    """Close the sockets of ``server`` (the default) matched by a request of `_broadcast` (on the loop)."""
     try:
         request = codec.loads(frame)
         session, user, hashes = request.get("session"), request.get("user"), request.get("hashes")
@@ -125,7 +131,7 @@ def close_matching(frame: bytes) -> None:
         logger.warning("Ignoring a malformed %s control message", CONTROL_KIND)
         return
     closed = 0
-    for socket in TornadoWrapper.live_connections():
+    for socket in (server if server is not None else default_server()).live_connections():
         stored = getattr(socket, "session", None)
         if stored is None or socket.is_closed:
             continue
@@ -253,6 +259,3 @@ def connect_signals() -> None:
     post_delete.connect(_user_deleted, sender=user, dispatch_uid="tornado_websockets.sessions.deleted")
     request_started.connect(_request_started, dispatch_uid="tornado_websockets.sessions.request_started")
     request_finished.connect(_request_finished, dispatch_uid="tornado_websockets.sessions.request_finished")
-
-
-on_control(CONTROL_KIND, close_matching)

@@ -28,6 +28,7 @@ import tornado.websocket
 from tornado_websockets import codec, protocol
 from tornado_websockets.exceptions import EventError
 from tornado_websockets.protocol import ServerFrame
+from tornado_websockets.server import Server
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
 __all__ = ["DEFAULT_TIMEOUT", "ServerFrame", "TestServer", "WebSocketTestClient", "serve", "session_cookie"]
@@ -255,12 +256,16 @@ async def serve(
     address: str = "127.0.0.1",
     port: int = 0,
     django: bool = False,
+    server: Server | None = None,
 ) -> AsyncIterator[TestServer]:
     """Start the registered WebSockets (plus ``tornado_handlers``) on a loopback port, then stop them.
 
     With ``django=True`` the server is what ``runtornado`` serves: Django's views as well, the
-    origin policy, and ``socket.user`` / ``socket.session`` from the session cookie.
+    origin policy, and ``socket.user`` / ``socket.session`` from the session cookie. ``server``
+    serves another `~tornado_websockets.server.Server` than `TornadoWrapper`'s default one (its
+    own paths, backplane and limits).
     """
+    runtime = server if server is not None else TornadoWrapper.runtime
     handlers = list(tornado_handlers or [])
     settings = dict(tornado_settings or {})
     if django:
@@ -268,10 +273,10 @@ async def serve(
 
         handlers.extend(djangoapp.handlers())
         settings = {**djangoapp.application_settings(), **settings}
-    TornadoWrapper.start_app(handlers, settings)
-    TornadoWrapper.listen(port, address)
-    assert TornadoWrapper.tornado_port is not None
+    runtime.start_app(handlers, settings)
+    runtime.listen(port, address)
+    assert runtime.tornado_port is not None
     try:
-        yield TestServer(TornadoWrapper.tornado_port, address)
+        yield TestServer(runtime.tornado_port, address)
     finally:
-        await TornadoWrapper.shutdown(grace=1.0)
+        await runtime.shutdown(grace=1.0)

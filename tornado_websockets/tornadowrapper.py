@@ -9,7 +9,7 @@ import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import tornado.httpserver
 import tornado.ioloop
@@ -18,7 +18,14 @@ import tornado.web
 from tornado_websockets import loops
 from tornado_websockets.broker import Broker, Envelope
 from tornado_websockets.limits import Limits
-from tornado_websockets.server import BROKER_STOP_TIMEOUT, SHUTDOWN_GRACE, Server
+from tornado_websockets.server import (
+    BROKER_STOP_TIMEOUT,
+    SHUTDOWN_GRACE,
+    Server,
+    default_server,
+    route_default_through,
+    set_default,
+)
 
 if TYPE_CHECKING:
     import socket
@@ -29,50 +36,64 @@ __all__ = ["BROKER_STOP_TIMEOUT", "SHUTDOWN_GRACE", "TornadoWrapper"]
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-def _forward(name: str, doc: str) -> property:
+
+class _Forward(Generic[T]):
     """A class-level attribute of `TornadoWrapper` that reads and writes the default server's."""
 
-    def get(cls: Any) -> Any:
-        return getattr(cls.runtime, name)
+    def __init__(self, name: str, doc: str, deprecated_as: str | None = None) -> None:
+        self.name, self.__doc__, self.deprecated_as = name, doc, deprecated_as
 
-    def set_(cls: Any, value: Any) -> None:
-        setattr(cls.runtime, name, value)
+    def _warn(self) -> None:
+        if self.deprecated_as is not None:
+            warnings.warn(
+                f"TornadoWrapper.{self.deprecated_as} is deprecated: use TornadoWrapper.{self.name}.",
+                DeprecationWarning,
+                3,
+            )
 
-    return property(get, set_, doc=doc)
+    def __get__(self, owner: object, owner_type: object = None) -> T:
+        self._warn()
+        value: T = getattr(default_server(), self.name)
+        return value
+
+    def __set__(self, owner: object, value: T) -> None:
+        self._warn()
+        setattr(default_server(), self.name, value)
 
 
-def _deprecated(old: str, new: str) -> property:
-    """A name of the original 0.2 API, kept working with a `DeprecationWarning`."""
+class _Runtime:
+    """``TornadoWrapper.runtime``: the process's default `Server` (`server.default_server`)."""
 
-    def get(cls: Any) -> Any:
-        warnings.warn(f"TornadoWrapper.{old} is deprecated: use TornadoWrapper.{new}.", DeprecationWarning, 2)
-        return getattr(cls.runtime, new)
+    def __get__(self, owner: object, owner_type: object = None) -> Server:
+        return default_server()
 
-    def set_(cls: Any, value: Any) -> None:
-        warnings.warn(f"TornadoWrapper.{old} is deprecated: use TornadoWrapper.{new}.", DeprecationWarning, 2)
-        setattr(cls.runtime, new, value)
-
-    return property(get, set_, doc=f"Deprecated alias of ``{new}``.")
+    def __set__(self, owner: object, server: Server) -> None:
+        set_default(server)
 
 
 class _Facade(type):
     """Class attributes of `TornadoWrapper` that live in its default `Server`."""
 
-    runtime: Server
-    tornado_app: tornado.web.Application | None = _forward("tornado_app", "The Tornado application.")  # type: ignore[assignment]
-    tornado_server: tornado.httpserver.HTTPServer | None = _forward("tornado_server", "The HTTP server.")  # type: ignore[assignment]
-    tornado_port: int | None = _forward("tornado_port", "The port listened on.")  # type: ignore[assignment]
-    handlers: list[Any] = _forward("handlers", "Registered handler specs; the paths follow them.")  # type: ignore[assignment]
-    io_loop: tornado.ioloop.IOLoop | None = _forward("io_loop", "The loop listen() or loop() ran on.")  # type: ignore[assignment]
-    executor: Executor | None = _forward("executor", "Runs plain def event functions.")  # type: ignore[assignment]
-    max_workers: int = _forward("max_workers", "Threads of the default executor.")  # type: ignore[assignment]
-    websockets: Mapping[str, WebSocket] = _forward("websockets", "Every WebSocket by path, from handlers.")  # type: ignore[assignment]
-    broker: Broker = _forward("broker", "The backplane.")  # type: ignore[assignment]
-    in_flight: int = _forward("in_flight", "Event functions running now.")  # type: ignore[assignment]
-    limits: Limits = _forward("limits", "Limits of paths that set none.")  # type: ignore[assignment]
-    app: tornado.web.Application | None = _deprecated("app", "tornado_app")  # type: ignore[assignment]
-    server: tornado.httpserver.HTTPServer | None = _deprecated("server", "tornado_server")  # type: ignore[assignment]
+    runtime = _Runtime()
+    tornado_app = _Forward[tornado.web.Application | None]("tornado_app", "The Tornado application.")
+    tornado_server = _Forward[tornado.httpserver.HTTPServer | None]("tornado_server", "The HTTP server.")
+    tornado_port = _Forward[int | None]("tornado_port", "The port listened on.")
+    handlers = _Forward[list[Any]]("handlers", "Registered handler specs; the paths follow them.")
+    io_loop = _Forward[tornado.ioloop.IOLoop | None]("io_loop", "The loop listen() or loop() ran on.")
+    executor = _Forward[Executor | None]("executor", "Runs plain def event functions.")
+    max_workers = _Forward[int]("max_workers", "Threads of the default executor.")
+    websockets = _Forward[Mapping[str, "WebSocket"]]("websockets", "Every WebSocket by path, from handlers.")
+    broker = _Forward[Broker]("broker", "The backplane.")
+    in_flight = _Forward[int]("in_flight", "Event functions running now.")
+    limits = _Forward[Limits]("limits", "Limits of paths that set none.")
+    app = _Forward[tornado.web.Application | None](
+        "tornado_app", "Deprecated alias of ``tornado_app``.", "app"
+    )
+    server = _Forward[tornado.httpserver.HTTPServer | None](
+        "tornado_server", "Deprecated alias of ``tornado_server``.", "server"
+    )
 
 
 class TornadoWrapper(metaclass=_Facade):
@@ -93,8 +114,6 @@ class TornadoWrapper(metaclass=_Facade):
     ``max_workers``, ``websockets``, ``broker``, ``in_flight``, ``limits``.
     """
 
-    #: The default server every `WebSocket` registers with unless given another.
-    runtime = Server()
     _shutdown_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -308,3 +327,8 @@ class TornadoWrapper(metaclass=_Facade):
         Returns False when no loop can run it (no server loop running, none in this thread).
         """
         return cls.runtime.call_in_loop(callback, *args)
+
+
+# WebSocket(path) on the default server registers through TornadoWrapper.add_handlers, as the seed
+# documents (looked up at each call, so that a wrapper installed later sees every registration).
+route_default_through(lambda specs: TornadoWrapper.add_handlers(specs))

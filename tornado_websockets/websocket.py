@@ -17,12 +17,12 @@ from tornado_websockets.events import EventFunction
 from tornado_websockets.exceptions import EmitHandlerError, NotCallableError, WebSocketEventAlreadyBinded
 from tornado_websockets.fanout import FanOut
 from tornado_websockets.limits import Limits
-from tornado_websockets.metrics import PathMetrics
+from tornado_websockets.pathmetrics import PathMetrics
 from tornado_websockets.presence import Member, Presence
 from tornado_websockets.recovery import ReplayBuffer
 from tornado_websockets.rooms import Rooms
 from tornado_websockets.routes import Route
-from tornado_websockets.tornadowrapper import TornadoWrapper
+from tornado_websockets.server import default_server
 from tornado_websockets.websockethandler import WebSocketHandler, serve_paths_of
 
 if TYPE_CHECKING:
@@ -123,19 +123,16 @@ class WebSocket:
         #: The loop the last connection opened on (connections of a loop that has gone are pruned).
         self._last_loop: Any = None
         #: The runtime this path belongs to: its broker, limits, executor and loops.
-        self.server: Server = server if server is not None else TornadoWrapper.runtime
+        self.server: Server = server if server is not None else default_server()
         if not add_to_handlers:
             # The user mounts handler_spec() where they like: the claim, if any, is that
             # application's. Known to the server only for the backplane's deliveries.
             self.server.mount(self)
             return
         self.server.make_way(self, replace)
-        if self.server is TornadoWrapper.runtime:
-            # The seed's documented path for every registration: a user or a test that wraps
-            # TornadoWrapper.add_handlers sees it (and what it does not register is not claimed).
-            TornadoWrapper.add_handlers([self.handler_spec()])
-        else:
-            self.server.add_handlers([self.handler_spec()])
+        # On the default server through TornadoWrapper.add_handlers, the seed's documented path:
+        # a user or a test that wraps it sees every registration.
+        self.server.add_route(self.handler_spec())
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.path!r} events={sorted(self.events)!r} connections={len(self.handlers)}>"
