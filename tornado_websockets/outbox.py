@@ -28,7 +28,7 @@ from tornado_websockets import delivery
 from tornado_websockets.limits import BACKLOG_CLOSE_CODE
 
 if TYPE_CHECKING:
-    from tornado_websockets.pathmetrics import PathMetrics
+    from tornado_websockets import pathmetrics
 
 __all__ = ["ORDER_TIMEOUT", "Outbox"]
 
@@ -67,7 +67,7 @@ class Outbox:
         owner: object,
         loop: asyncio.AbstractEventLoop,
         path: str,
-        metrics: PathMetrics,
+        metrics: pathmetrics.PathMetrics,
         max_backlog: int,
         send: Send,
         backlog: Callable[[], int],
