@@ -433,3 +433,13 @@ async def test_frames_of_idle_rooms_expire_on_their_own() -> None:
         assert ws.replay is not None
         assert len(ws.replay) == 5_000
         await wait_until(lambda: len(ws.replay or ()) == 0, timeout=10)
+
+
+def test_missed_since_gives_every_frame_after_a_position_or_none() -> None:
+    from tornado_websockets.recovery import missed_since
+
+    kept = [(3, b"c"), (4, b"d"), (5, b"e")]
+    assert missed_since(5, kept, 3) == [b"d", b"e"]
+    assert missed_since(5, kept, 5) == []
+    assert missed_since(5, kept, 1) is None  # frame 2 is no longer kept: resync
+    assert missed_since(5, kept, 9) is None  # a position never given out

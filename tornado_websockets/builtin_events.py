@@ -13,8 +13,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from tornado_websockets import protocol
-from tornado_websockets.presence import JOINED_EVENT, LEFT_EVENT
-from tornado_websockets.websockethandler import PING_EVENT, PONG_EVENT, RESYNC_EVENT, STREAM_EVENT
+from tornado_websockets.protocol import (
+    JOINED_EVENT,
+    LEFT_EVENT,
+    PING_EVENT,
+    PONG_EVENT,
+    RESYNC_EVENT,
+    STREAM_EVENT,
+)
 
 if TYPE_CHECKING:
     from tornado_websockets.websocket import WebSocket

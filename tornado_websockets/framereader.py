@@ -14,7 +14,7 @@ Where it differs from Tornado's reader, on purpose:
   pongs recorded at once, a close frame or the end of the TCP connection closes it at once (the
   ``close`` event function runs; what was queued is dropped and counted as
   `~tornado_websockets.delivery.CLIENT_LEFT`). Data messages wait in a bounded queue, in order
-  (`tornado_websockets.inflow`); beyond its bound the socket is not read until the queue has
+  (`QueuingProtocol`); beyond its bound the socket is not read until the queue has
   room, so TCP pushes back on a client that sends faster than its functions run.
 - A protocol error is answered with a close frame, 1002 (or 1007 for text that is not UTF-8)
   where Tornado drops the TCP connection without one; a message over ``max_message_size`` gets
@@ -29,29 +29,52 @@ Where permessage-deflate will be negotiated, Tornado's own reader runs. Set the 
 
 Every private name of Tornado the library uses is listed in `TORNADO_PRIVATE_NAMES` (the test of
 this module checks them against the installed Tornado); ``_send_pong`` (Tornado 6.6) is used where
-it exists (`TORNADO_OPTIONAL_NAMES`).
+it exists (`TORNADO_OPTIONAL_NAMES`). The connection reaches them only through this module (and
+the protocol it builds (`connection_protocol`), the fast write (`write_text`) and the count of
+bytes not yet taken by the socket (`write_backlog`).
+
+Inbound data messages wait in a bounded queue, in order, behind the event function that runs
+(`QueuingProtocol`, under both readers): it passes each complete message to ``on_message`` at
+once when no function of the connection runs, and otherwise queues it, so the reader goes on
+reading. The queue holds at most `INBOX_MESSAGES` messages or `INBOX_BYTES` (one message is
+always taken); past that the reader stops reading the socket until the running function is done
+with one. When the client leaves, what is still queued is dropped and counted
+(`~tornado_websockets.delivery.CLIENT_LEFT`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import tornado.iostream
 import tornado.websocket
 from tornado.iostream import StreamClosedError
 
+from tornado_websockets import delivery
 from tornado_websockets.frames import Close, Failure, FrameParser, Ping, Pong
-from tornado_websockets.inflow import QueuingProtocol
 
 __all__ = [
     "DRAIN_SECONDS",
     "FRAME_READER_SETTING",
+    "INBOX_BYTES",
+    "INBOX_MESSAGES",
     "READ_SIZE",
     "RECV_SIZE",
     "TORNADO_OPTIONAL_NAMES",
     "TORNADO_PRIVATE_NAMES",
     "BulkFrameProtocol",
+    "DrainingProtocol13",
+    "QueuingProtocol",
+    "connection_protocol",
     "frame_protocol",
+    "write_backlog",
+    "write_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -92,6 +115,125 @@ TORNADO_OPTIONAL_NAMES: dict[str, tuple[str, ...]] = {"protocol": ("_send_pong",
 # own fairness rule (its _YIELD_THRESHOLD and _FRAME_YIELD_COST).
 _YIELD_AFTER = 256 * 1024
 _MESSAGE_COST = 1024
+
+
+#: Data messages held while an event function of the connection runs.
+INBOX_MESSAGES = 100
+#: Bytes of data messages held while an event function runs.
+INBOX_BYTES = 1024 * 1024
+
+
+class QueuingProtocol(tornado.websocket.WebSocketProtocol13):
+    """``WebSocketProtocol13`` whose data messages wait in a bounded queue (see the module)."""
+
+    def __init__(
+        self,
+        handler: Any,
+        mask_outgoing: bool,
+        params: tornado.websocket._WebSocketParams,
+    ) -> None:
+        super().__init__(handler, mask_outgoing, params)
+        # Data messages waiting for the running event function, and their size in bytes.
+        self._inbox: collections.deque[str | bytes] = collections.deque()
+        self._inbox_bytes = 0
+        # The running function's task or future; None when none runs.
+        self._running: asyncio.Future[Any] | None = None
+        # Set when the queue has room again, while the reader waits for it.
+        self._room: asyncio.Event | None = None
+
+    def _run_callback(
+        self, callback: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> asyncio.Future[Any] | None:
+        """Tornado's reader hands each message over here: queue it (the rest goes to Tornado).
+
+        Returns what the reader awaits before reading on: the wait for room in a full queue.
+        """
+        if callback != self.handler.on_message:
+            return super()._run_callback(callback, *args, **kwargs)
+        self._deliver(args[0])
+        return asyncio.ensure_future(self._wait_for_room()) if self._inbox_full() else None
+
+    def _deliver(self, message: str | bytes) -> None:
+        if self._running is None and not self._inbox:
+            self._start(message)
+            return
+        self._inbox.append(message)
+        self._inbox_bytes += len(message)
+
+    def _start(self, message: str | bytes) -> None:
+        """Hand ``message`` over; what finishes at once lets the next queued one go at once too."""
+        handled = self._call(message)
+        while handled is None:
+            if not self._inbox or self._client_gone():
+                self._running = None
+                self._wake()
+                return
+            handled = self._call(self._take())
+        # No task of our own per message: a callback on the function's task (or future) chains.
+        running = asyncio.ensure_future(handled)
+        self._running = running
+        running.add_done_callback(self._function_done)
+
+    def _take(self) -> str | bytes:
+        message = self._inbox.popleft()
+        self._inbox_bytes -= len(message)
+        self._wake()
+        return message
+
+    def _function_done(self, running: asyncio.Future[Any]) -> None:
+        self._running = None
+        # A cancelled task is its own business (cancel_on_close): the next message goes on.
+        error = None if running.cancelled() else running.exception()
+        if error is not None:  # a coroutine returned by a subclass's on_message: as Tornado does
+            self.handler.log_exception(type(error), error, error.__traceback__)
+            self._abort()
+        if self._inbox and not self._client_gone():
+            self._start(self._take())
+        else:
+            self._wake()
+
+    def _call(self, message: str | bytes) -> Awaitable[Any] | None:
+        """``on_message``; an exception it raises aborts the connection, as with Tornado."""
+        try:
+            return self.handler.on_message(message)
+        except Exception:
+            self.handler.log_exception(*sys.exc_info())
+            self._abort()
+            return None
+
+    def _wake(self) -> None:
+        if self._room is not None:
+            self._room.set()
+
+    def _inbox_full(self) -> bool:
+        return bool(self._inbox) and (len(self._inbox) >= INBOX_MESSAGES or self._inbox_bytes >= INBOX_BYTES)
+
+    async def _wait_for_room(self) -> None:
+        """Stop reading (TCP pushes back) until the running function took a queued message."""
+        while self._inbox_full() and self._running is not None:
+            self._room = asyncio.Event()
+            await self._room.wait()
+        self._room = None
+
+    async def _idle(self) -> None:
+        """Wait until the running function and the queued messages are done."""
+        while self._running is not None:
+            await asyncio.wait([self._running])
+
+    def _client_gone(self) -> bool:
+        return self.client_terminated or self.stream is None or self.stream.closed()
+
+    def _drop_inbox(self) -> None:
+        """The client left: what it sent and no function took yet is dropped, and counted."""
+        if self._inbox:
+            path = getattr(getattr(self.handler, "websocket", None), "path", "")
+            delivery.record_drop(delivery.CLIENT_LEFT, path, len(self._inbox))
+            self._inbox.clear()
+            self._inbox_bytes = 0
+
+    def on_connection_close(self) -> None:
+        self._drop_inbox()
+        super().on_connection_close()
 
 
 class BulkFrameProtocol(QueuingProtocol):
@@ -206,3 +348,91 @@ def frame_protocol(
     if protocol.params.compression_options is not None and "permessage-deflate" in offered:
         return protocol
     return BulkFrameProtocol(handler, False, protocol.params)
+
+
+def connection_protocol(
+    handler: tornado.websocket.WebSocketHandler,
+    ping_interval: float | None,
+    ping_timeout: float | None,
+    max_message_size: int,
+) -> tornado.websocket.WebSocketProtocol | None:
+    """The protocol of a connection (``get_websocket_protocol``): frames read in bulk, or, with
+    permessage-deflate or the bulk reader switched off, Tornado's reader (`DrainingProtocol13`)."""
+    if handler.request.headers.get("Sec-WebSocket-Version") != "13":
+        return None
+    params = tornado.websocket._WebSocketParams(
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        max_message_size=max_message_size,
+        compression_options=handler.get_compression_options(),
+    )
+    return frame_protocol(handler, DrainingProtocol13(handler, False, params))
+
+
+def write_backlog(handler: tornado.websocket.WebSocketHandler) -> int:
+    """Bytes written to ``handler``'s connection that its socket has not taken yet (0 without one)."""
+    stream = getattr(handler.ws_connection, "stream", None)
+    if stream is None:
+        return 0
+    # IOStream keeps no public count of its write buffer; these counters have done so since
+    # Tornado 5 (listed in TORNADO_PRIVATE_NAMES, checked by its test).
+    return int(stream._total_write_index - stream._total_write_done_index)
+
+
+def write_text(handler: tornado.websocket.WebSocketHandler, frame: bytes) -> asyncio.Future[None]:
+    """Write one text frame, without the Task that ``write_message`` wraps around every write.
+
+    ``WebSocketProtocol13.write_message`` creates a coroutine and a Task per call only to turn
+    the stream's error into ``WebSocketClosedError``; on a fan-out that is one Task per client.
+    Writing through the protocol's ``_write_frame`` skips it (the stream's own future still tells
+    a failed write). With permessage-deflate negotiated (to keep compressing), or a Tornado
+    without that method, the public ``write_message`` is used.
+    """
+    connection = handler.ws_connection
+    if connection is None or getattr(connection, "_compressor", None) is not None:
+        return handler.write_message(frame)
+    write_frame = getattr(connection, "_write_frame", None)
+    if write_frame is None:
+        return handler.write_message(frame)
+    connection._message_bytes_out += len(frame)  # type: ignore[attr-defined]  # not on the base class
+    future: asyncio.Future[None] = write_frame(True, 0x1, frame)
+    return future
+
+
+class DrainingProtocol13(QueuingProtocol):
+    """Tornado's protocol (permessage-deflate, or the bulk reader switched off); after closing for
+    a too large message (1009) it drains the input."""
+
+    _drain_next_abort = False
+    _drain: asyncio.Task[None] | None = None
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if code == 1009:
+            self._drain_next_abort = True  # Tornado aborts right after this close
+        super().close(code, reason)
+
+    def _abort(self) -> None:
+        stream = self.stream
+        if not self._drain_next_abort or stream is None or stream.closed():
+            super()._abort()
+            return
+        self._drain_next_abort = False
+        self.client_terminated = True  # ends the receive loop; the drain reads in its place
+        self.server_terminated = True
+        self._drain = asyncio.ensure_future(self._drain_then_abort(stream))
+
+    def on_connection_close(self) -> None:
+        if self._drain is None or self._drain.done():
+            super().on_connection_close()
+        else:  # the handler is told the connection closed; the stream goes when the drain ends
+            self._drop_inbox()
+
+    async def _drain_then_abort(self, stream: tornado.iostream.IOStream) -> None:
+        """Read and drop what the client sends (no memory kept), until it closes the TCP
+        connection or `DRAIN_SECONDS` pass: the close frame reaches the client however large the
+        message it was writing."""
+        with contextlib.suppress(tornado.iostream.StreamClosedError, TimeoutError):
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while True:
+                    await stream.read_bytes(65536, partial=True)
+        super()._abort()

@@ -20,6 +20,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from tornado.ioloop import IOLoop
+from tornado.platform.asyncio import BaseAsyncIOLoop
+
 from tornado_websockets import delivery
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "MAX_QUEUED",
     "Inbox",
     "LoopUnavailableError",
+    "asyncio_loop_of",
     "call_soon",
     "call_wait",
     "inbox",
@@ -248,3 +252,11 @@ def call_wait(
             box.abandon()  # ours among them, if still queued: it fails the future
         if time.monotonic() >= deadline:
             raise TimeoutError(f"The server loop did not run {callback!r} within {timeout}s.")
+
+
+def asyncio_loop_of(io_loop: IOLoop) -> asyncio.AbstractEventLoop:
+    """The asyncio loop under a Tornado ``IOLoop`` (every ``IOLoop`` is an asyncio one since
+    Tornado 6, but only that subclass is typed with its ``asyncio_loop``)."""
+    if not isinstance(io_loop, BaseAsyncIOLoop):
+        raise TypeError(f"{io_loop!r} runs on no asyncio loop: Tornado 6 or later is needed.")
+    return io_loop.asyncio_loop

@@ -16,6 +16,13 @@ from tornado_websockets.exceptions import ProtocolError
 __all__ = [
     "ACK_EVENT",
     "ERROR_EVENT",
+    "JOINED_EVENT",
+    "LEFT_EVENT",
+    "METRICS_EVENT",
+    "PING_EVENT",
+    "PONG_EVENT",
+    "RESYNC_EVENT",
+    "STREAM_EVENT",
     "WARNING_EVENT",
     "Frame",
     "FrameId",
@@ -33,8 +40,26 @@ __all__ = [
     "warning_frame",
 ]
 
+# Every event name the library itself puts on the wire, in one place ----------------------------
+
+#: A frame the server could not use (bad JSON, an unbound event, data of the wrong shape).
 WARNING_EVENT = "warning"
+#: An event function failed (a frame sent without an ``id``).
 ERROR_EVENT = "error"
+#: With recovery on: where the client stands in a stream, so that it can recover even if nothing
+#: reaches it before it drops.
+STREAM_EVENT = "stream"
+#: With recovery on, when the frames a client missed are no longer kept: reload your state.
+RESYNC_EVENT = "resync"
+#: The JavaScript client's liveness probe, answered with `PONG_EVENT` on a path that does not bind it.
+PING_EVENT = "ping"
+PONG_EVENT = "pong"
+#: With ``presence_events=True``: a user's first connection joined a room.
+JOINED_EVENT = "joined"
+#: With ``presence_events=True``: a user's last connection left a room.
+LEFT_EVENT = "left"
+#: The dashboard's metrics snapshot, every second.
+METRICS_EVENT = "metrics"
 
 INVALID_JSON = "Invalid JSON was sent."
 NOT_AN_OBJECT = "The frame should be a JSON object."
@@ -43,6 +68,7 @@ EVENT_NOT_STRING = "The event should be a string."
 DATA_NOT_DICT = "The data should be a dictionary."
 
 
+#: The reply to a request (a frame sent with an ``id``).
 ACK_EVENT = "ack"
 ID_INVALID = "The id should be a string (up to 128 characters) or an integer (as JavaScript can hold)."
 MAX_ID_LENGTH = 128

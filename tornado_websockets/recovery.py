@@ -21,7 +21,7 @@ import hmac
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from tornado_websockets import codec
@@ -31,6 +31,7 @@ __all__ = [
     "UNUSABLE",
     "Replay",
     "ReplayBuffer",
+    "missed_since",
     "position_token",
     "read_positions",
     "token_allows",
@@ -59,6 +60,15 @@ def _position(seq: object) -> int:
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < _POSITION_LIMIT:
         return UNUSABLE
     return seq
+
+
+def missed_since(last: int, frames: Iterable[tuple[int, bytes]], seen: int) -> list[bytes] | None:
+    """The frames numbered after ``seen`` (``frames``: what is kept of a stream whose last number is
+    ``last``), or None when some are no longer kept or ``seen`` was never given out: resync."""
+    if seen > last:
+        return None
+    missed = [frame for number, frame in frames if number > seen]
+    return missed if len(missed) == last - seen else None
 
 
 def with_sequence(frame: bytes, stream: str, seq: int) -> bytes:

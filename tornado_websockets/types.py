@@ -9,14 +9,15 @@ through a small delegate the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from tornado_websockets.broker import Envelope
+    from tornado_websockets.catchup import CatchUp
     from tornado_websockets.websocket import WebSocket
 
-__all__ = ["BrokerHost"]
+__all__ = ["BrokerHost", "Connection"]
 
 
 class BrokerHost(Protocol):
@@ -38,4 +39,33 @@ class BrokerHost(Protocol):
 
     def snapshot(self) -> dict[str, Any]:
         """This server's metrics as plain data (JSON-ready), for sharing with other processes."""
+        ...
+
+
+class Connection(Protocol):
+    """One client connection as the backplane and presence see it (a
+    `~tornado_websockets.websockethandler.WebSocketHandler`), instead of ``socket: Any``."""
+
+    @property
+    def id(self) -> str:
+        """Unique among the connections of every process."""
+        ...
+
+    @property
+    def user_id(self) -> Hashable | None:
+        """Who is connected, when known."""
+        ...
+
+    @property
+    def websocket(self) -> WebSocket:
+        """The path it is connected to."""
+        ...
+
+    @property
+    def catchup(self) -> CatchUp:
+        """Its recovery state: where frames numbered by the backplane are written or held."""
+        ...
+
+    def backplane_ready(self) -> None:
+        """The backplane connected: run the catch-ups that waited for it (safe from any thread)."""
         ...

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Hashable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from tornado_websockets import delivery, loops, presence, protocol
+from tornado_websockets import loops, presence, protocol
 from tornado_websockets.broker import Envelope
 from tornado_websockets.events import EventFunction
 from tornado_websockets.exceptions import EmitHandlerError, NotCallableError, WebSocketEventAlreadyBinded
+from tornado_websockets.fanout import FanOut
 from tornado_websockets.limits import Limits
 from tornado_websockets.pathmetrics import PathMetrics
 from tornado_websockets.presence import Member, Presence
-from tornado_websockets.recovery import BROADCAST_STREAM, ReplayBuffer
+from tornado_websockets.recovery import ReplayBuffer
 from tornado_websockets.rooms import Rooms
 from tornado_websockets.routes import Route
 from tornado_websockets.server import default_server
-from tornado_websockets.websockethandler import WebSocketHandler
+from tornado_websockets.websockethandler import WebSocketHandler, serve_paths_of
 
 if TYPE_CHECKING:
     from tornado_websockets.modules import Module
@@ -301,7 +302,7 @@ class WebSocket:
             if handler.loop.is_running():
                 return handler.loop
         io_loop = self.server.io_loop
-        loop = None if io_loop is None else io_loop.asyncio_loop  # type: ignore[attr-defined]
+        loop = None if io_loop is None else loops.asyncio_loop_of(io_loop)
         return loop if loop is not None and loop.is_running() else None
 
     def connection_opened(self, handler: WebSocketHandler) -> None:
@@ -310,7 +311,7 @@ class WebSocket:
             # A new loop (a test's, a second server's): connections of a loop that has closed
             # without closing them can never be written to again.
             for stale in [h for h in self.handlers if h.loop.is_closed()]:
-                stale.forget()
+                self.connection_lost(stale)
             self._last_loop = handler.loop
         if self.server.websocket_for(self.path) is None:
             # Served by an application of the user's, unknown to the server (reset since): known
@@ -318,145 +319,42 @@ class WebSocket:
             self.server.mount(self)
         self.handlers.append(handler)
 
-    def await_after_leave(self, room: str, handler: WebSocketHandler) -> None:
-        """``handler`` left ``room`` with frames sent to it still being numbered: they come to it."""
-        waiting = [h for h in self._left_awaiting.get(room, ()) if h.awaits_numbered(room)]
-        if handler not in waiting:
-            waiting.append(handler)
-        self._left_awaiting[room] = waiting
+    def connection_lost(self, handler: WebSocketHandler) -> None:
+        """Unlink a connection whose loop has gone without closing it (nothing can be written)."""
+        with contextlib.suppress(ValueError):  # unlinked already
+            self.handlers.remove(handler)
+            for room in self.rooms.rooms_of(handler):
+                self.rooms.leave(room, handler)
+            if handler.user_id is not None:
+                self.detach_user(handler.user_id)
+            self.server.broker.presence_changed(handler, None, False)
 
     def to(self, room: str) -> RoomTarget:
         """The clients of ``room``: ``ws.to("lobby").emit("news", data)``."""
         return RoomTarget(self, room)
 
-    def send(self, envelope: Envelope) -> None:
-        """Deliver an envelope to this process's clients, then publish it to the others (on the loop).
+    # Fan-out: `tornado_websockets.fanout` -------------------------------------------------------
 
-        With recovery shared through the backplane, the backplane numbers it first and every
-        process, this one included, delivers it when it comes back numbered.
-        """
-        broker = self.server.broker
-        if self.replay is not None and broker.shares_replay and broker.replay_ready:
-            # What the sending function writes next to these clients waits for this frame.
-            for handler in self.handlers if envelope.room is None else self.rooms.members(envelope.room):
-                handler.expect_numbered(envelope.stream)
-            broker.publish(dataclasses.replace(envelope, numbered=True))
-            return
-        self.deliver(envelope)
-        broker.publish(envelope)
+    @functools.cached_property
+    def fanout(self) -> FanOut:
+        """This path's delivery to its clients in this process (made on first use)."""
+        return FanOut(self)
+
+    def send(self, envelope: Envelope) -> None:
+        """Deliver an envelope to this process's clients, then publish it to the others (on the loop)."""
+        self.fanout.send(envelope)
 
     def deliver(self, envelope: Envelope) -> None:
-        """Write the envelope's frame to this process's clients of its room (or of the path).
+        """Write the envelope's frame to this process's clients of its room (or of the path)."""
+        self.fanout.deliver(envelope)
 
-        With recovery on and the in-process broker, the frame is numbered here. With a broker that
-        shares recovery, it comes numbered (or, while the backplane is down, goes out without a
-        number: such frames cannot be replayed).
-
-        An emit made while a fan-out is under way (a slow client closed in the middle of it
-        announces its ``left``) waits for the fan-out to end: every member gets the frames of a
-        stream in the order of their numbers.
-        """
-        if self._delivering:
-            self._deferred.append(envelope)
-            return
-        self._delivering = True
-        try:
-            self._deliver_now(envelope)
-            while self._deferred:
-                self._deliver_now(self._deferred.popleft())
-        finally:
-            self._delivering = False
-            self._deferred.clear()
-
-    def _deliver_now(self, envelope: Envelope) -> None:
-        targets = self.handlers if envelope.room is None else self.rooms.members(envelope.room)
-        frame, skip = envelope.frame, envelope.skip
-        here = loops.running_loop()
-        elsewhere: list[WebSocketHandler] = []
-        seq = envelope.seq
-        if seq is None:
-            # Nobody can have it: no member here, none elsewhere (the in-process broker), and no
-            # buffer to replay it from to a member coming back.
-            broker = self.server.broker
-            nobody = not targets and self.replay is None and not broker.cross_process
-            if envelope.room is not None and nobody:
-                delivery.record_drop(delivery.UNKNOWN_ROOM, self.path)
-            if self.replay is not None and not broker.shares_replay:
-                frame = self.replay.append(envelope.stream, frame)
-                self._schedule_expiry()
-                seq = self.replay.position(envelope.stream)
-        # One this process sent to be numbered, back (or, Redis refusing, back unnumbered): its
-        # local members wrote nothing since but into their order, which it now takes its place in.
-        own = envelope.origin == self.server.broker.id and (envelope.seq is not None or envelope.numbered)
-        if seq is None and not own:  # the common case, kept lean: a fan-out runs this once per member
-            for handler in tuple(targets):
-                if handler.id == skip:
-                    continue
-                if handler.loop is here:
-                    handler._write(frame)
-                else:
-                    elsewhere.append(handler)
-        else:
-            left = self._left_awaiting.pop(envelope.stream, None) if own and self._left_awaiting else None
-            if left:
-                members = set(targets)
-                targets = [
-                    *targets,
-                    *(h for h in left if h not in members and h.awaits_numbered(envelope.stream)),
-                ]
-            for handler in tuple(targets):
-                if handler.loop is here:
-                    _write_member(handler, envelope, frame, seq, own)
-                else:
-                    elsewhere.append(handler)
-            if left:  # those still waiting for a later frame of the stream
-                for handler in left:
-                    if handler.awaits_numbered(envelope.stream):
-                        self.await_after_leave(envelope.stream, handler)
-        if elsewhere:
-            self._write_elsewhere(elsewhere, envelope, frame, seq, own)
-
-    def _write_elsewhere(
-        self,
-        handlers: list[WebSocketHandler],
-        envelope: Envelope,
-        frame: bytes,
-        seq: int | None,
-        own: bool,
-    ) -> None:
-        """Hand a frame to connections served by other loops than this one (rare: several loops)."""
-        by_loop: dict[Any, list[WebSocketHandler]] = {}
-        for handler in handlers:
-            by_loop.setdefault(handler.loop, []).append(handler)
-        for loop, group in by_loop.items():
-            try:
-                loops.call_soon(loop, _write_all, group, envelope, frame, seq, own)
-            except loops.LoopUnavailableError:  # that loop has gone, and its connections with it
-                delivery.record_drop(delivery.CONNECTION_CLOSED, self.path, len(group))
-                for handler in group:
-                    handler.forget()
-
-    def _schedule_expiry(self) -> None:
-        """Expire the replay buffer's old frames on a timer while it keeps any, touched or not."""
-        if self._expiry is not None or self.replay is None:
-            return
-        replay = self.replay
-
-        def expire() -> None:
-            self._expiry = None
-            replay.expire(lambda stream: stream == BROADCAST_STREAM or stream in self.rooms)
-            if len(replay):
-                self._schedule_expiry()
-
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # delivered outside a loop (a test's broadcast): expired at the next one
-            return
-        self._expiry = loop.call_later(max(replay.seconds / 4, 0.05), expire)
+    def await_after_leave(self, room: str, handler: WebSocketHandler) -> None:
+        """``handler`` left ``room`` with frames sent to it still being numbered: they come to it."""
+        self.fanout.await_after_leave(room, handler)
 
     def broadcast(self, frame: bytes) -> None:
         """Write an encoded frame to every live connection of this process; call on the loop."""
-        self.deliver(Envelope(self.path, frame))
+        self.fanout.deliver(Envelope(self.path, frame))
 
     # Presence -----------------------------------------------------------------------------------
 
@@ -517,6 +415,9 @@ class WebSocket:
         return tuple(self._user_states)
 
 
+serve_paths_of(WebSocket)
+
+
 class RoomTarget:
     """The clients of one room of a `WebSocket`, returned by `WebSocket.to`."""
 
@@ -536,31 +437,3 @@ class RoomTarget:
     def emit(self, event: str, data: dict[str, Any] | str | None = None, *, skip: Skip = None) -> None:
         """Send to every client in the room; see `WebSocket.emit`."""
         self.websocket.emit(event, data, room=self.room, skip=skip)
-
-
-def _write_all(
-    handlers: list[WebSocketHandler], envelope: Envelope, frame: bytes, seq: int | None, own: bool
-) -> None:
-    for handler in handlers:
-        _write_member(handler, envelope, frame, seq, own)
-
-
-def _write_member(
-    handler: WebSocketHandler, envelope: Envelope, frame: bytes, seq: int | None, own: bool
-) -> None:
-    """One member's copy of a frame: in its place in the member's order if this process sent it."""
-    write = functools.partial(_write_one, handler, envelope, frame, seq)
-    if not (own and handler.fill_numbered(envelope.stream, write)):
-        write()
-
-
-def _write_one(handler: WebSocketHandler, envelope: Envelope, frame: bytes, seq: int | None) -> None:
-    if seq is None:
-        if handler.id != envelope.skip:
-            handler._write(frame)
-    elif handler.id == envelope.skip:  # its numbers must go on without a gap all the same
-        handler.write_position(envelope.stream, seq)
-    elif envelope.seq is not None:  # numbered by the broker: held while the stream's catch-up runs
-        handler.write_numbered(envelope.stream, seq, frame)
-    else:
-        handler._write(frame)
