@@ -60,7 +60,7 @@ DASHBOARD_PATH = "/tws-dashboard"
 #: Seconds between two snapshots pushed to the dashboard's clients.
 PUSH_INTERVAL = 1.0
 #: The event that carries a snapshot.
-METRICS_EVENT = "metrics"
+METRICS_EVENT = protocol.METRICS_EVENT
 
 
 def is_staff(user: object) -> bool:

@@ -10,12 +10,14 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from tornado_websockets import protocol
+
 __all__ = ["JOINED_EVENT", "LEFT_EVENT", "Member", "Presence", "identity", "member_of"]
 
 #: Sent to a room when a user's first connection joins it (with ``presence_events=True``).
-JOINED_EVENT = "joined"
+JOINED_EVENT = protocol.JOINED_EVENT
 #: Sent to a room when a user's last connection leaves it.
-LEFT_EVENT = "left"
+LEFT_EVENT = protocol.LEFT_EVENT
 
 
 @dataclass(frozen=True, slots=True)

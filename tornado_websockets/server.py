@@ -15,11 +15,9 @@ import asyncio
 import logging
 import socket
 import uuid
-import weakref
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Executor
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import tornado.httpserver
 import tornado.ioloop
@@ -29,14 +27,13 @@ import tornado.web
 from tornado_websockets import delivery, loops
 from tornado_websockets.backplanes import broker_from_url
 from tornado_websockets.broker import CONTROL_HANDLERS, Broker, Envelope
-from tornado_websockets.exceptions import PathAlreadyRegistered
 from tornado_websockets.limits import Limits
 from tornado_websockets.pathmetrics import snapshot_of
 from tornado_websockets.processes import fork_workers, worker_count
+from tornado_websockets.routing import Routes, check_handlers, is_catch_all
 from tornado_websockets.workers import DEFAULT_WORKERS, Done, WorkerPool
 
 if TYPE_CHECKING:
-    from tornado_websockets.websocket import WebSocket
     from tornado_websockets.websockethandler import WebSocketHandler
 
 __all__ = [
@@ -51,9 +48,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Route patterns that match every path: kept after every other handler so they never hide one.
-_CATCH_ALL_PATTERNS = frozenset({".*", "/.*", "(.*)", "/(.*)", ".*$", "^.*$", "/.*$", "^/.*$"})
-
 #: Seconds that shutdown() waits for connections to close and event functions to finish.
 SHUTDOWN_GRACE = 5.0
 #: Seconds that shutdown() waits for the backplane to flush and disconnect.
@@ -63,24 +57,7 @@ BROKER_STOP_TIMEOUT = 2.0
 CONNECT_WORKERS = 4
 
 
-def _is_catch_all(spec: Any) -> bool:
-    pattern = spec[0] if isinstance(spec, (tuple, list)) and spec else getattr(spec, "regex", None)
-    if pattern is not None and not isinstance(pattern, str):
-        pattern = getattr(pattern, "pattern", None)
-    return isinstance(pattern, str) and pattern in _CATCH_ALL_PATTERNS
-
-
-def check_handlers(handlers: Any, argument: str) -> list[Any]:
-    """``handlers`` as a list, or a TypeError that shows the expected shape."""
-    if not isinstance(handlers, (list, tuple)):
-        raise TypeError(
-            f"{argument} should be a list or a tuple of handler specs such as "
-            f"[('/path', HandlerClass)], not {type(handlers).__qualname__}."
-        )
-    return list(handlers)
-
-
-class Server:
+class Server(Routes):
     """Everything one server needs at run time, in one object.
 
     ``Server()`` is independent of every other; `TornadoWrapper` uses a default one. Attributes:
@@ -103,9 +80,7 @@ class Server:
 
     def _clear(self, broker: Broker | str | None, limits: Limits | None) -> None:
         """The state `reset` forgets: paths, application, listening, broker, limits, counts."""
-        self._handlers: list[Any] = []
-        #: WebSockets mounted by hand (``add_to_handlers=False``), held weakly: see `mount`.
-        self._mounted: weakref.WeakValueDictionary[str, WebSocket] = weakref.WeakValueDictionary()
+        self._clear_routes()
         self.broker: Broker = broker if isinstance(broker, Broker) else broker_from_url(broker)
         self.limits = limits or Limits()
         self.tornado_app: tornado.web.Application | None = None
@@ -125,135 +100,8 @@ class Server:
         where = "stopped" if self.tornado_port is None else f"port {self.tornado_port}"
         return f"<Server {where} paths={sorted(self.websockets)!r} broker={self.broker!r}>"
 
-    # Registration -------------------------------------------------------------------------------
-
-    @property
-    def handlers(self) -> list[Any]:
-        """The handler specs `start_app` builds the application from; the paths follow them.
-
-        Assign it (``handlers = []``, as the original library's tests do) or change it in place:
-        `websockets` is computed from it, so a path dropped from it is free again.
-        """
-        return self._handlers
-
-    @handlers.setter
-    def handlers(self, handlers: list[Any]) -> None:
-        handlers = handlers if isinstance(handlers, list) else check_handlers(handlers, "handlers")
-        _check_paths([], handlers)
-        self._handlers = handlers
-
-    @property
-    def websockets(self) -> Mapping[str, WebSocket]:
-        """Every `WebSocket` served here, by path: a read-only view computed from ``handlers``.
-
-        A path is claimed exactly as long as a handler spec in ``handlers`` carries its
-        `WebSocket`, however ``handlers`` is changed (``handlers = []`` frees every path). A
-        `WebSocket` made with ``add_to_handlers=False`` and mounted by hand is listed too (it gets
-        the backplane's deliveries) but claims nothing: a spec for its path takes precedence.
-        """
-        # items(), not dict(): a WebSocket collected meanwhile is skipped, not a KeyError.
-        served: dict[str, WebSocket] = dict(self._mounted.items())
-        claimed: set[str] = set()
-        for spec in self.handlers:
-            websocket = _spec_websocket(spec)
-            if websocket is not None and websocket.path not in claimed:  # Tornado serves the first
-                claimed.add(websocket.path)
-                served[websocket.path] = websocket
-        return MappingProxyType(served)
-
-    @websockets.setter
-    def websockets(self, websockets: Mapping[str, WebSocket]) -> None:
-        """Serve exactly these: the specs of every other `WebSocket` go, the missing ones are added."""
-        for path, websocket in websockets.items():
-            if websocket.path != path:
-                raise ValueError(f"{path!r} is served by {websocket!r}: key it by {websocket.path!r}.")
-        kept = {id(websocket) for websocket in websockets.values()}
-        handlers = []
-        for spec in self.handlers:
-            carried = _spec_websocket(spec)
-            if carried is None or id(carried) in kept:
-                handlers.append(spec)
-        for path, mounted in list(self._mounted.items()):
-            if id(mounted) not in kept:
-                del self._mounted[path]
-        self.handlers = handlers
-        known = {id(_spec_websocket(spec)) for spec in handlers} | {id(w) for w in self._mounted.values()}
-        self.add_handlers([w.handler_spec() for w in websockets.values() if id(w) not in known])
-
-    def websocket_for(self, path: str) -> WebSocket | None:
-        """The `WebSocket` that serves ``path`` here (see `websockets`), or None."""
-        served = self.served(path)
-        return served if served is not None else self._mounted.get(path)
-
-    def add_handlers(self, handlers: Sequence[Any]) -> list[Any]:
-        """Register handler specs; added to the running application at once if there is one.
-
-        :raise PathAlreadyRegistered: a spec carries a `WebSocket` for a path that another one
-            serves here already; nothing is added then.
-        """
-        new = check_handlers(handlers, "handlers")
-        _check_paths(self.handlers, new)
-        self.handlers.extend(new)
-        if self.tornado_app is not None:
-            # Application.add_handlers puts the new host rule before the initial one, so live
-            # additions stay ahead of a catch-all fallback given to start_app.
-            self.tornado_app.add_handlers(r".*", new)
-        return self.handlers
-
-    def add_route(self, spec: Any) -> None:
-        """Add one `WebSocket`'s handler spec the way the seed documents it for its server.
-
-        On the default server that is `TornadoWrapper.add_handlers` (installed with
-        `route_default_through`), so that a user or a test wrapping it sees every registration;
-        on any other server, `add_handlers`.
-        """
-        if self is _default and _default_registrar is not None:
-            _default_registrar([spec])
-        else:
-            self.add_handlers([spec])
-
-    def make_way(self, websocket: WebSocket, replace: bool = False) -> None:
-        """Check that ``websocket`` may serve its path here, before its spec is added.
-
-        With ``replace``, the `WebSocket` serving the path loses its specs and its connections
-        (closed with 1012), so that the new one both receives the connections and gets the
-        backplane's deliveries.
-
-        :raise PathAlreadyRegistered: another `WebSocket` serves the path and ``replace`` is False.
-        """
-        existing = self.served(websocket.path)
-        if existing is None or existing is websocket:
-            return
-        if not replace:
-            raise PathAlreadyRegistered(websocket.path)
-        # Tornado routes by the first matching spec: take the old one out.
-        self.handlers = [spec for spec in self.handlers if _spec_websocket(spec) is not existing]
-        for handler in list(existing.handlers):
-            handler.close(1012, "Service restart")
-        logger.info("%r replaces %r", websocket, existing)
-
-    def register_websocket(self, websocket: WebSocket, replace: bool = False) -> None:
-        """Serve ``websocket`` here: add its handler spec (see `make_way` for ``replace``)."""
-        self.make_way(websocket, replace)
-        if self.served(websocket.path) is not websocket:
-            self.add_handlers([websocket.handler_spec()])
-
-    def mount(self, websocket: WebSocket) -> None:
-        """Note a `WebSocket` of this server that the user mounts in an application of their own.
-
-        It claims no path (a spec for its path takes precedence and raises nothing), but it is
-        listed in `websockets` and gets the backplane's deliveries while it exists.
-        """
-        if self._mounted.get(websocket.path) is not websocket:
-            self._mounted[websocket.path] = websocket
-
-    def served(self, path: str) -> WebSocket | None:
-        """The `WebSocket` a handler spec of ``handlers`` serves ``path`` with (the path's claim)."""
-        for spec in self.handlers:
-            websocket = _spec_websocket(spec)
-            if websocket is not None and websocket.path == path:
-                return websocket
-        return None
+    def _registrar(self) -> Callable[[Sequence[Any]], object] | None:
+        return _default_registrar if self is _default else None
 
     def use_broker(self, broker: Broker | str | None) -> Broker:
         """Set the backplane: a `Broker`, or a URL (``redis://127.0.0.1:6379/0``, ``memory://``)."""
@@ -329,7 +177,7 @@ class Server:
         if not isinstance(tornado_settings, dict):
             raise TypeError(f"tornado_settings should be a dict, not {type(tornado_settings).__qualname__}.")
         every = [*extra, *self.handlers]
-        routes = [h for h in every if not _is_catch_all(h)] + [h for h in every if _is_catch_all(h)]
+        routes = [h for h in every if not is_catch_all(h)] + [h for h in every if is_catch_all(h)]
         self.tornado_app = tornado.web.Application(routes, **tornado_settings)
         return self.tornado_app
 
@@ -558,33 +406,6 @@ class Server:
             self.tornado_server.stop()
         # The worker threads and the control handlers stay: threads are reused, not leaked.
         self._clear(None, None)
-
-
-def _spec_websocket(spec: Any) -> WebSocket | None:
-    """The `WebSocket` a handler spec carries in its ``websocket`` keyword, if it has one."""
-    if isinstance(spec, (tuple, list)) and len(spec) >= 3 and isinstance(spec[2], dict):
-        websocket = spec[2].get("websocket")
-    else:
-        kwargs = getattr(spec, "kwargs", None)
-        websocket = kwargs.get("websocket") if isinstance(kwargs, dict) else None
-    # Duck-typed: this module cannot import websocket.py, which imports it (through the facade).
-    return cast("WebSocket", websocket) if isinstance(getattr(websocket, "path", None), str) else None
-
-
-def _check_paths(handlers: Sequence[Any], new: Sequence[Any]) -> None:
-    """Raise `PathAlreadyRegistered` if a spec of ``new`` carries a `WebSocket` for a path that
-    another `WebSocket` is served on by ``handlers`` or by an earlier spec of ``new``."""
-    served: dict[str, Any] = {}
-    for spec in handlers:
-        websocket = _spec_websocket(spec)
-        if websocket is not None:
-            served.setdefault(websocket.path, websocket)
-    for spec in new:
-        websocket = _spec_websocket(spec)
-        if websocket is None:
-            continue
-        if served.setdefault(websocket.path, websocket) is not websocket:
-            raise PathAlreadyRegistered(websocket.path)
 
 
 _default: Server | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
 import logging
@@ -114,12 +113,6 @@ class WebSocket:
         #: Listed in the AsyncAPI document and the explorer (False for the library's own paths).
         self.documented = True
         self._user_states: dict[Hashable, tuple[SimpleNamespace, int]] = {}
-        self._delivering = False  # a fan-out is under way (see deliver)
-        self._deferred: collections.deque[Envelope] = collections.deque()
-        #: Connections that left a room while a frame sent to it as members was being numbered by
-        #: the backplane (emit to the room, then leave): it still comes to them, in its place.
-        self._left_awaiting: dict[str, list[WebSocketHandler]] = {}
-        self._expiry: asyncio.TimerHandle | None = None  # the replay buffer's next expiry
         #: The loop the last connection opened on (connections of a loop that has gone are pruned).
         self._last_loop: Any = None
         #: The runtime this path belongs to: its broker, limits, executor and loops.
