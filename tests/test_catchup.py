@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 
+from tests.outboxes import recording_outbox
 from tornado_websockets import protocol
 from tornado_websockets.catchup import CatchUp
-from tornado_websockets.outbox import Outbox
-from tornado_websockets.pathmetrics import PathMetrics
 from tornado_websockets.recovery import BROADCAST_STREAM, position_token, with_sequence
 from tornado_websockets.recovery_redis import SharedReplay
 from tornado_websockets.websocket import WebSocket
@@ -26,25 +25,7 @@ from tornado_websockets.websocket import WebSocket
 def connection(websocket: WebSocket) -> tuple[Any, list[Any]]:
     """A connection stand-in: its outbox appends each frame written, decoded, to the list returned."""
     written: list[Any] = []
-    loop = asyncio.get_running_loop()
-
-    def send(frame: bytes) -> asyncio.Future[None]:
-        written.append(json.loads(frame))
-        future = loop.create_future()
-        future.set_result(None)
-        return future
-
-    outbox = Outbox(
-        owner="test",
-        loop=loop,
-        path=websocket.path,
-        metrics=PathMetrics(),
-        max_backlog=1 << 20,
-        send=send,
-        backlog=lambda: 0,
-        is_closed=lambda: False,
-        close=lambda code, reason: None,
-    )
+    outbox = recording_outbox(websocket.path, lambda frame: written.append(json.loads(frame)))
     return SimpleNamespace(websocket=websocket, outbox=outbox, is_closed=False), written
 
 

@@ -13,11 +13,10 @@ import uuid
 from types import SimpleNamespace
 from typing import Any
 
+from tests.outboxes import recording_outbox
 from tornado_websockets import delivery, protocol
 from tornado_websockets.broker import Envelope
 from tornado_websockets.fanout import FanOut, LocalNumbering, SharedNumbering
-from tornado_websockets.outbox import Outbox
-from tornado_websockets.pathmetrics import PathMetrics
 from tornado_websockets.recovery import ReplayBuffer
 from tornado_websockets.websocket import WebSocket
 
@@ -34,25 +33,12 @@ def member(websocket: WebSocket, room: str | None = None, on_send: Any = None) -
     loop = asyncio.get_running_loop()
     written: list[bytes] = []
 
-    def send(frame: bytes) -> asyncio.Future[None]:
+    def record(frame: bytes) -> None:
         written.append(frame)
         if on_send is not None:
             on_send(frame)
-        future = loop.create_future()
-        future.set_result(None)
-        return future
 
-    outbox = Outbox(
-        owner="test",
-        loop=loop,
-        path=websocket.path,
-        metrics=PathMetrics(),
-        max_backlog=1 << 20,
-        send=send,
-        backlog=lambda: 0,
-        is_closed=lambda: False,
-        close=lambda code, reason: None,
-    )
+    outbox = recording_outbox(websocket.path, record)
     socket = Member(id=uuid.uuid4().hex, loop=loop, outbox=outbox, written=written)
     websocket.handlers.append(socket)
     if room is not None:
