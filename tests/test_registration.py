@@ -269,3 +269,15 @@ def test_a_users_pytest_suite_making_its_websocket_in_each_test(tmp_path: Path) 
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 passed" in done.stdout
+
+
+def test_routes_and_connections_are_the_names_with_one_meaning() -> None:
+    """``Server.routes`` is ``handlers`` (route specs); ``WebSocket.connections`` is ``handlers``
+    (live connections): one word per meaning, the seed's names kept."""
+    server = Server()
+    ws = WebSocket("/named", server=server)
+    assert server.routes is server.handlers
+    assert [spec[0] for spec in server.routes] == ["/ws/named"]
+    server.routes = []
+    assert server.websocket_for("/named") is None
+    assert ws.connections is ws.handlers

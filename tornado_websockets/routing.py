@@ -78,6 +78,15 @@ class Routes:
         self._handlers = handlers
 
     @property
+    def routes(self) -> list[Any]:
+        """The route specs (Tornado's "handlers"), the name for them with one meaning: ``handlers``."""
+        return self._handlers
+
+    @routes.setter
+    def routes(self, routes: list[Any]) -> None:
+        self.handlers = routes
+
+    @property
     def websockets(self) -> Mapping[str, WebSocket]:
         """Every `WebSocket` served here, by path: a read-only view computed from ``handlers``.
 

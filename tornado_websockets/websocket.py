@@ -127,6 +127,12 @@ class WebSocket:
         # a user or a test that wraps it sees every registration.
         self.server.add_route(self.handler_spec())
 
+    @property
+    def connections(self) -> list[WebSocketHandler]:
+        """This path's open connections in this process (``handlers``, the seed's name, is the same
+        list): read it, never change it."""
+        return self.handlers
+
     def __repr__(self) -> str:
         return f"<WebSocket {self.path!r} events={sorted(self.events)!r} connections={len(self.handlers)}>"
 
