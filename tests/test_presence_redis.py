@@ -140,6 +140,26 @@ async def test_presence_writes_failing_at_maxmemory_never_touch_delivery(redis_s
             client.close()
 
 
+async def test_a_redis_full_before_the_server_connects_is_refusal_not_loss(redis_server: RedisServer) -> None:
+    """Redis at maxmemory (noeviction) before the backplane connects: declaring the recovering paths
+    is refused, which is no lost connection (it was taken for one: a reconnection every 40 ms)."""
+    with redis_server.client() as admin:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)  # every write refused from the start
+    port = free_port()
+    async with running(backplane(port, redis_server.url)):
+        listener = await connect_when_up(f"ws://127.0.0.1:{port}/ws/chat")
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 1, timeout=20)
+        await listener.request("join", {"room": "lobby"})
+        await listener.emit("say", {"room": "lobby", "text": "still here"})
+        assert (await listener.wait_for("said"))["text"] == "still here"
+        await asyncio.sleep(0.5)  # time for a storm of reconnections, if any
+        status = await listener.request("backplane")
+        assert status["state"] == "connected"
+        assert status["reconnects"] == 0
+        listener.close()
+
+
 async def test_a_change_writes_what_changed_whatever_the_number_of_connections(
     redis_server: RedisServer,
 ) -> None:

@@ -172,7 +172,12 @@ class SharedRecovery:
         for path, websocket in list(host.websockets.items()):
             if websocket.replay is not None:
                 bounds = replay.conf_value(websocket.replay.seconds, websocket.replay.size)
-                await client.hset(self.owner.channels.keys(self.owner.channel, path).conf, path, bounds)
+                try:
+                    await client.hset(self.owner.channels.keys(self.owner.channel, path).conf, path, bounds)
+                except redis.ResponseError as error:
+                    # Refused (maxmemory with noeviction), not lost: the connection serves on. This
+                    # server's own emits carry their bounds; an Emitter's are numbered once declared.
+                    logger.warning("Redis refused to declare the recovery of %r (%s)", path, error)
 
     # Reads of a joining connection ---------------------------------------------------------------
 
