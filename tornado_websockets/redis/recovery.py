@@ -174,9 +174,10 @@ class SharedRecovery:
                 bounds = replay.conf_value(websocket.replay.seconds, websocket.replay.size)
                 try:
                     await client.hset(self.owner.channels.keys(self.owner.channel, path).conf, path, bounds)
-                except redis.ResponseError as error:
+                except redis.exceptions.OutOfMemoryError as error:
                     # Refused (maxmemory with noeviction), not lost: the connection serves on. This
                     # server's own emits carry their bounds; an Emitter's are numbered once declared.
+                    # (A cluster still forming answers CLUSTERDOWN: that one is a reconnection.)
                     logger.warning("Redis refused to declare the recovery of %r (%s)", path, error)
 
     # Reads of a joining connection ---------------------------------------------------------------
