@@ -28,11 +28,10 @@ __all__ = [
     "until_one_fails",
 ]
 
-# redis-py raises this (from 8.2 on) when no node of a cluster answers; it is not a RedisError, so
-# without it a cluster that is down would be logged as a bug at every attempt, with a traceback.
-_CLUSTER_UNREACHABLE: tuple[type[Exception], ...] = tuple(
-    kind for kind in [getattr(redis.exceptions, "RedisClusterUnreachableError", None)] if kind is not None
-)
+# redis-py raises these when no node of a cluster answers or the cluster is still forming ("slots
+# not covered"): not RedisErrors, so without them a cluster that is down would be logged as a bug at
+# every attempt, with a traceback. RedisClusterUnreachableError (8.2 on) is one of them.
+_CLUSTER_UNREACHABLE: tuple[type[Exception], ...] = (redis.exceptions.RedisClusterException,)
 
 #: Redis errors and socket errors (``asyncio``'s timeouts are ``OSError`` too), and a cluster that
 #: no node of answers: what a lost or missing Redis raises.
