@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import tornado.web
 
+from tests.nested_pytest import run_pytest
 from tests.servers import connect_when_up, free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,16 +143,7 @@ def run_under_pytest_django(page: Path, blocks: list[str], tmp_path: Path) -> No
     for block in blocks:
         write_module(tmp_path, block)
     script.write_text("\n".join(parts))
-    options = ["-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"]
-    pytest_args = [script.name, "-v", "-p", "no:cacheprovider", "--rootdir", ".", "--ds=page_settings"]
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", *pytest_args, *options],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_pytest(tmp_path, script.name, "page_settings")
     assert result.returncode == 0, f"{page.name} samples failed:\n{result.stdout}\n{result.stderr}"
     tests = len(re.findall(r"^\s*(?:async )?def test_", "\n".join(blocks), re.M))
     assert result.stdout.count(" PASSED") == tests, result.stdout

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +10,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 import tests.djangotestapp.websockets
-from tests.servers import ROOT
+from tests.nested_pytest import run_pytest
 from tornado_websockets.testing import serve, session_cookie
 
 
@@ -102,16 +99,6 @@ def test_no_database_mark_is_needed_after_a_transactional_test_left_a_connection
     """pytest-django runs transactional tests first; a worker thread keeps their in-memory connection."""
     (tmp_path / "order_settings.py").write_text(ORDER_SETTINGS)
     (tmp_path / "test_order.py").write_text(ORDER_TESTS)
-    options = ["-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"]
-    pytest_args = ["test_order.py", "-v", "-p", "no:cacheprovider", "--rootdir", ".", "--ds=order_settings"]
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", *pytest_args, *options],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_pytest(tmp_path, "test_order.py", "order_settings")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count(" PASSED") == 2, done.stdout
