@@ -152,10 +152,11 @@ class CatchUp:
                 self.waiting[stream] = None
                 return
             logger.warning("Recovery of %r for %r unavailable: %s", stream, connection, error)
-            if seen is not None:
-                self._write(protocol.encode(protocol.RESYNC_EVENT, {"stream": stream}))
-            for seq, frame in self.held.pop(stream, []):
-                self._write_held(stream, seq, frame)
+            with connection.outbox.ahead_of_order():  # see below
+                if seen is not None:
+                    self._write(protocol.encode(protocol.RESYNC_EVENT, {"stream": stream}))
+                for seq, frame in self.held.pop(stream, []):
+                    self._write_held(stream, seq, frame)
             return
         held = self.held.pop(stream, [])
         if connection.is_closed:  # gone while Redis answered: nothing to write, nothing lost
@@ -170,9 +171,14 @@ class CatchUp:
             missed = None if seen is None else Replay(resync=True)
             # Nothing replayed: the client gets what reached this process after it joined.
             position = held[0][0] - 1 if held else shared.last
-        self._write_catch_up(stream, missed, position, shared.epoch, shared.secret)
-        for seq, frame in held:
-            self._write_held(stream, seq, frame)
+        # Ahead of the writes waiting in the connection's order for a frame this process sent to be
+        # numbered (someone talked as the client joined): every frame of the stream numbered before
+        # the read is here (replayed or held), and those after it come after, so nothing of this
+        # stream may wait behind such a frame. Left in the order, the client got that new frame first.
+        with connection.outbox.ahead_of_order():
+            self._write_catch_up(stream, missed, position, shared.epoch, shared.secret)
+            for seq, frame in held:
+                self._write_held(stream, seq, frame)
 
     # Frames numbered by the backplane, on their way to this connection -----------------------------
 
