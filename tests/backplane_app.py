@@ -2,7 +2,7 @@
 
 - ``serve PORT REDIS_URL [PROCESSES]``: a server with ``/chat`` (rooms, replies telling which
   process a client is on and how the backplane is doing) and ``/news`` (the same with recovery,
-  keeping ``TWS_RECOVER_SIZE`` frames), through ``TornadoWrapper.run``.
+  keeping ``TWS_RECOVER_SIZE`` frames, and ``leave``), through ``TornadoWrapper.run``.
 - ``/room?user=name``: rooms announcing ``joined`` and ``left``, for the user the URL names.
 - ``emit REDIS_URL ROOM TEXT``: ``ws.emit`` from a process that runs no server (`publish_sync`).
 - ``emitter REDIS_URL ROOM TEXT [PATH]``: the same through an `Emitter` (to ``/chat`` unless
@@ -41,6 +41,12 @@ RETRY = {
 async def join(socket: WebSocketHandler, data: dict[str, Any]) -> list[str]:
     """Enter ``data["room"]``; replies with the rooms the connection is in."""
     socket.join(data["room"])
+    return sorted(socket.rooms)
+
+
+async def leave(socket: WebSocketHandler, data: dict[str, Any]) -> list[str]:
+    """Leave ``data["room"]``; replies with the rooms the connection is in."""
+    socket.leave(data["room"])
     return sorted(socket.rooms)
 
 
@@ -88,6 +94,7 @@ def news_app() -> WebSocket:
     news = WebSocket("/news", recover=60, recover_size=int(os.environ.get("TWS_RECOVER_SIZE", "1000")))
 
     news.add_event("join", join)
+    news.add_event("leave", leave)
 
     @news.on
     async def say(socket: WebSocketHandler, data: dict[str, Any]) -> None:

@@ -50,7 +50,7 @@ async def test_a_returning_client_gets_what_it_missed_then_its_position() -> Non
     assert replay is not None
     for n in range(3):
         replay.append("lobby", protocol.encode("news", {"n": n}))
-    token = position_token(replay.secret, ws.path, "lobby", replay.epoch, 1)
+    token = position_token(replay.secret, ws.path, "lobby", replay.epoch, 1, grant="g")
     socket, written = connection(ws)
     catchup = CatchUp(socket)
     request = {"epoch": replay.epoch, "streams": {"lobby": 1}, "tokens": {"lobby": token}}

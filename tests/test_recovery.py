@@ -21,6 +21,7 @@ from tornado_websockets.recovery import (
     position_token,
     read_positions,
     token_allows,
+    token_grant,
     with_sequence,
 )
 from tornado_websockets.testing import WebSocketTestClient, serve
@@ -225,7 +226,7 @@ async def test_frames_from_other_processes_are_numbered_where_they_are_delivered
 
 def test_a_token_vouches_for_its_stream_epoch_and_later_positions_only() -> None:
     secret = b"s" * 32
-    token = position_token(secret, "/chat", "lobby", "ep", 10)
+    token = position_token(secret, "/chat", "lobby", "ep", 10, grant="g1")
     assert token_allows(secret, "/chat", "lobby", "ep", token, 10)
     assert token_allows(secret, "/chat", "lobby", "ep", token, 25)  # it read on after it was handed
     assert not token_allows(secret, "/chat", "lobby", "ep", token, 7)  # from before it was there
@@ -235,7 +236,11 @@ def test_a_token_vouches_for_its_stream_epoch_and_later_positions_only() -> None
     assert not token_allows(b"x" * 32, "/chat", "lobby", "ep", token, 10)
     forged = "3." + token.partition(".")[2]  # its signature on an earlier position
     assert not token_allows(secret, "/chat", "lobby", "ep", forged, 3)
-    for bad in (None, 5, "", "abc", "5", "-1.x", "9" * 30 + ".x", "².x", "١٠.x"):  # noqa: RUF001
+    other_grant = token.replace(".g1.", ".g2.")  # its signature for another grant
+    assert not token_allows(secret, "/chat", "lobby", "ep", other_grant, 10)
+    assert token_grant(token) == "g1"
+    bad_tokens = (None, 5, "", "abc", "5", "-1.x", "9" * 30 + ".x", "².x", "١٠.x", "5.x", "5..x", "5.g.")  # noqa: RUF001
+    for bad in bad_tokens:
         assert not token_allows(secret, "/chat", "lobby", "ep", bad, 10)
 
 
@@ -371,6 +376,74 @@ async def test_joining_a_room_again_replays_nothing_from_the_first_position() ->
         await talker.emit("say", {"room": "lobby", "n": 3})
         assert (await back.wait_for("said"))["n"] == 3  # not 0, 1 or 2 again
         back.close()
+        talker.close()
+
+
+async def lobby_until_position(client: WebSocketTestClient) -> list[tuple[str, Any]]:
+    """The frames of the lobby up to its position, that included: ``(event, n or seq)``."""
+    frames: list[tuple[str, Any]] = []
+    while not frames or frames[-1][0] != "stream":
+        frame = await client.receive()
+        if frame.event == "said":
+            frames.append(("said", frame.data["n"]))
+        elif frame.event in ("resync", "stream") and frame.data["stream"] == "lobby":
+            frames.append((frame.event, frame.data.get("seq")))
+    return frames
+
+
+async def test_a_token_recovers_once_and_each_reconnection_gets_a_fresh_one() -> None:
+    """Issue 28 §6: the same token recovered the same frames on any number of new connections."""
+    chat()
+    tracker = Tracker()
+    async with serve() as server:
+        talker = await server.connect("/chat/lobby")
+        client = await server.connect("/chat/lobby")
+        while "lobby" not in tracker.streams:
+            tracker.see(await client.receive())
+        # What a client does: drop, come back with its newest token, recover; again and again.
+        for round_ in range(3):
+            client.close()
+            await client.wait_closed()
+            for n in (2 * round_, 2 * round_ + 1):
+                await talker.emit("say", {"n": n})
+                await talker.wait_for("said")
+            query = tracker.query()
+            client = await server.connect("/chat/lobby" + query)
+            await tracker.read(client, 2 * round_ + 2)
+            # The same token again, on another connection (a copied URL, a second tab): resync.
+            async with server.connect("/chat/lobby" + query) as copy:
+                assert await lobby_until_position(copy) == [("resync", None), ("stream", 2 * round_ + 2)]
+            while tracker.tokens["lobby"].startswith(f"{2 * round_}."):  # up to its new position
+                tracker.see(await client.receive())
+        assert tracker.said == list(range(6))
+        assert tracker.resyncs == []
+        client.close()
+        talker.close()
+
+
+async def test_a_token_kept_after_leaving_the_room_recovers_nothing() -> None:
+    """Issue 28 §6: a token kept after ``left`` recovered the frames sent while its client was out."""
+    rooms_app()
+    async with serve() as server:
+        talker = await server.connect("/rooms")
+        await talker.request("join", {"room": "lobby"})
+        client = await server.connect("/rooms")
+        await client.request("join", {"room": "lobby"})
+        position = await client.wait_for("stream")
+        while position["stream"] != "lobby":
+            position = await client.wait_for("stream")
+        epoch, seq, kept = position["epoch"], position["seq"], position["token"]
+        await client.request("leave", {"room": "lobby"})
+        client.close()
+        await client.wait_closed()
+        for n in range(2):  # sent while it was out of the room
+            await talker.emit("say", {"room": "lobby", "n": n})
+            await talker.wait_for("said")
+        request = {"epoch": epoch, "streams": {"lobby": seq}, "tokens": {"lobby": kept}}
+        query = "?recover=" + urllib.parse.quote(json.dumps(request))
+        async with server.connect("/rooms" + query) as back:
+            await back.request("join", {"room": "lobby"})
+            assert await lobby_until_position(back) == [("resync", None), ("stream", seq + 2)]
         talker.close()
 
 

@@ -525,3 +525,53 @@ async def test_missed_frames_come_before_a_frame_sent_while_the_client_joins(red
             await said(talker, 1)
             back.close()
         talker.close()
+
+
+# Tokens: once, and not after leaving ---------------------------------------------------------------
+
+
+async def test_a_token_recovers_once_on_any_process_and_leaving_revokes_it(redis_server: RedisServer) -> None:
+    """Issue 28 §6: one token recovered on any number of connections, and after ``left``."""
+    ports = free_port(), free_port()
+    url = "ws://127.0.0.1:{}/ws/news".format
+    async with running(backplane(ports[0], redis_server.url)), running(backplane(ports[1], redis_server.url)):
+        talker = await connect_when_up(url(ports[1]))
+        reader = await connect_when_up(url(ports[0]))
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2, timeout=20)
+        await joined(talker)
+        position = (await joined(reader))[-1].data
+        epoch, first = position["epoch"], position["seq"]
+        reader.close()
+
+        async def say(*numbers: int) -> None:
+            for n in numbers:
+                await talker.emit("say", {"room": "lobby", "n": n})
+            await said(talker, len(numbers))
+
+        async def back_to(port: int, seq: int, token: str) -> tuple[WebSocketTestClient, list[Any]]:
+            client = await connect_when_up(url(port) + recover_query(epoch, {"lobby": seq}, {"lobby": token}))
+            return client, await joined(client)
+
+        await say(0, 1)
+        back, frames = await back_to(ports[1], first, position["token"])
+        assert [f.data.get("n") for f in frames[:-1]] == [0, 1]
+        fresh = frames[-1].data
+        # The same token on another connection, on the other process: resync, nothing replayed.
+        copy, frames = await back_to(ports[0], first, position["token"])
+        assert [f.event for f in frames] == ["resync", "stream"]
+        copy.close()
+        # The newest token, handed with the recovered position, recovers the next drop.
+        back.close()
+        await say(2)
+        again, frames = await back_to(ports[0], fresh["seq"], fresh["token"])
+        assert [(f.event, f.data.get("n")) for f in frames[:-1]] == [("said", 2)]
+        kept = frames[-1].data
+        # Leaving the room revokes its tokens: kept after "left", it recovers nothing sent since.
+        assert await again.request("leave", {"room": "lobby"}) == []
+        again.close()
+        await say(3, 4)
+        out, frames = await back_to(ports[1], kept["seq"], kept["token"])
+        assert [f.event for f in frames] == ["resync", "stream"]
+        assert frames[-1].data["seq"] == kept["seq"] + 2
+        for client in (talker, out):
+            client.close()

@@ -159,6 +159,15 @@ class ReplayStore(Protocol):
         """Call ``socket.backplane_ready()`` once `ready` turns True; False when it will not."""
         ...
 
+    async def spend(self, path: str, grant: str, seconds: float) -> bool:
+        """Use a recovery grant, for every process: True the first time only (kept ``seconds``);
+        raises ``ConnectionError`` while the backplane is down."""
+        ...
+
+    async def revoke(self, path: str, grant: str, seconds: float) -> None:
+        """Revoke a recovery grant (its connection left the stream), for every process."""
+        ...
+
 
 class PresenceStore(Protocol):
     """Shared presence and metrics, a capability beside a broker's delivery

@@ -3,7 +3,9 @@
 With recovery on (``WebSocket(recover=...)``), a client coming back sends its last positions
 (``?recover=...``). When the connection opens (the path's own stream) and whenever it joins a
 room, it first gets what it missed of that stream (or ``resync`` when those frames are no longer
-kept), then its position. With the in-process broker the path's `~tornado_websockets.recovery.ReplayBuffer`
+kept), then its position. A token recovers once (its grant is spent, on every process when
+recovery is shared), and leaving a room revokes the tokens the connection was handed there. With
+the in-process broker the path's `~tornado_websockets.recovery.ReplayBuffer`
 answers at once; with recovery shared by the backplane, the broker is read asynchronously and
 the frames of the stream that reach the connection meanwhile are held, then written in order.
 
@@ -14,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from tornado_websockets import codec, protocol, recovery
 from tornado_websockets.recovery import BROADCAST_STREAM, Replay
 
 if TYPE_CHECKING:
+    from tornado_websockets.broker import ReplayStore
     from tornado_websockets.websockethandler import WebSocketHandler
 
 __all__ = ["CatchUp"]
@@ -41,6 +45,8 @@ class CatchUp:
         #: Frames numbered by the backplane held, per stream, until its catch-up is written.
         self.held: dict[str, list[tuple[int, bytes | None]]] = {}  # None: its position only
         self._signing: tuple[str, bytes] | None = None  # the epoch and secret of the last position
+        #: The grant of the tokens handed to this connection in each stream (see `left`).
+        self._grants: dict[str, str] = {}
         self._tasks: set[asyncio.Future[None]] = set()
         #: Streams whose shared catch-up waits for the backplane to connect (see `backplane_ready`).
         self.waiting: dict[str, None] = {}
@@ -78,13 +84,49 @@ class CatchUp:
         missed = None
         if seen is not None:
             vouched = self._vouched(stream, seen, token, replay.epoch, replay.secret)
-            missed = replay.since(stream, seen) if vouched else Replay(resync=True)
+            # A token recovers once: the second connection to show it resyncs.
+            spent = vouched and replay.spend(recovery.token_grant(token) or "")
+            missed = replay.since(stream, seen) if spent else Replay(resync=True)
         self._write_catch_up(stream, missed, replay.position(stream), replay.epoch, replay.secret)
 
     def _start(self, stream: str, seconds: float) -> None:
-        task = asyncio.ensure_future(self._catch_up_shared(stream, seconds))
+        self._spawn(self._catch_up_shared(stream, seconds))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)  # the loop keeps only a weak reference to a task
         task.add_done_callback(self._tasks.discard)
+
+    def left(self, stream: str) -> None:
+        """The connection left ``stream``: the tokens it was handed there recover nothing any more,
+        so a client that kept one does not get what was sent while it was out."""
+        grant = self._grants.pop(stream, None)
+        replay = self.websocket.replay
+        if grant is None or replay is None:
+            return
+        store = self.websocket.server.broker.replay
+        if store is None:
+            replay.revoke(grant)
+        else:
+            self._spawn(self._revoke_shared(store, grant, replay.seconds))
+
+    async def _revoke_shared(self, store: ReplayStore, grant: str, seconds: float) -> None:
+        try:
+            await store.revoke(self.websocket.path, grant, seconds)
+        except ConnectionError as error:
+            logger.warning("The tokens %r was handed could not be revoked: %s", self.connection, error)
+
+    async def _spend_shared(self, token: object, seconds: float) -> bool:
+        """Spend the grant of a vouched ``token`` for every process: False when it was spent or
+        revoked already, or Redis cannot tell (the client resyncs rather than recover twice)."""
+        store, grant = self.websocket.server.broker.replay, recovery.token_grant(token)
+        if store is None or grant is None:
+            return False
+        try:
+            return await store.spend(self.websocket.path, grant, seconds)
+        except ConnectionError as error:
+            logger.warning("Recovery token of %r not checked, resync: %s", self.connection, error)
+            return False
 
     def backplane_ready(self) -> None:
         """The backplane connected: run the catch-ups that waited for it."""
@@ -119,7 +161,10 @@ class CatchUp:
         if self._signing is None:  # no position handed out yet (the backplane was down)
             return
         epoch, secret = self._signing
-        token = recovery.position_token(secret, self.websocket.path, stream, epoch, seq)
+        grant = self._grants.get(stream)
+        if grant is None:
+            grant = self._grants[stream] = recovery.new_grant()
+        token = recovery.position_token(secret, self.websocket.path, stream, epoch, seq, grant=grant)
         data = {"stream": stream, "seq": seq, "epoch": epoch, "token": token}
         self._write(protocol.encode(protocol.STREAM_EVENT, data))
 
@@ -158,12 +203,14 @@ class CatchUp:
                 for seq, frame in self.held.pop(stream, []):
                     self._write_held(stream, seq, frame)
             return
+        frames = None
+        if seen is not None and self._vouched(stream, seen, token, shared.epoch, shared.secret):
+            # Frames reaching this process meanwhile are still held: the round trip costs no order.
+            if await self._spend_shared(token, seconds):
+                frames = recovery.missed_since(shared.last, shared.frames, seen)
         held = self.held.pop(stream, [])
         if connection.is_closed:  # gone while Redis answered: nothing to write, nothing lost
             return
-        frames = None
-        if seen is not None and self._vouched(stream, seen, token, shared.epoch, shared.secret):
-            frames = recovery.missed_since(shared.last, shared.frames, seen)
         if frames is not None:
             missed: Replay | None = Replay(frames)
             position, held = shared.last, [(n, frame) for n, frame in held if n > shared.last]

@@ -9,6 +9,12 @@ they are no longer kept, if the token does not vouch for the position (a positio
 client was there), or the server restarted (another ``epoch``), it gets a ``resync`` event instead
 and reloads its state.
 
+A token belongs to one *grant*: the positions one connection is handed in one stream, from when it
+enters the stream until it leaves it. A grant recovers once: the connection that recovers with it
+is given a grant of its own, and leaving the stream revokes the connection's grant, so a token kept
+after ``left`` recovers nothing sent while its client was out. Spent and revoked grants are kept
+for the path's ``recover`` seconds (`ReplayBuffer.spend`, or in Redis with shared recovery).
+
 Pure bookkeeping: no Tornado, no Django.
 """
 
@@ -32,9 +38,11 @@ __all__ = [
     "Replay",
     "ReplayBuffer",
     "missed_since",
+    "new_grant",
     "position_token",
     "read_positions",
     "token_allows",
+    "token_grant",
     "with_sequence",
 ]
 
@@ -76,31 +84,55 @@ def with_sequence(frame: bytes, stream: str, seq: int) -> bytes:
     return frame[:-1] + b',"stream":' + codec.dumps(stream) + b',"seq":' + str(seq).encode() + b"}"
 
 
-def _signature(secret: bytes, path: str, stream: str, epoch: str, seq: int) -> str:
-    message = codec.dumps([path, stream, epoch, seq])
+def _signature(secret: bytes, path: str, stream: str, epoch: str, seq: int, grant: str) -> str:
+    message = codec.dumps([path, stream, epoch, seq, grant])
     digest = hmac.new(secret, message, hashlib.sha256).digest()[:18]
     return base64.urlsafe_b64encode(digest).decode()
 
 
-def position_token(secret: bytes, path: str, stream: str, epoch: str, seq: int) -> str:
-    """The token handed to a client with its position ``seq`` in ``stream``: ``"<seq>.<signature>"``.
+def new_grant() -> str:
+    """A new grant: the id shared by the tokens one connection is handed in one stream."""
+    return secrets.token_urlsafe(9)
+
+
+def position_token(secret: bytes, path: str, stream: str, epoch: str, seq: int, *, grant: str) -> str:
+    """The token handed to a client with its position ``seq`` in ``stream``: ``"<seq>.<grant>.<signature>"``.
 
     Opaque to the client; only a server holding ``secret`` can make one, so a client can recover
-    only from a position it was given (or a later one).
+    only from a position it was given (or a later one), and only once per ``grant`` (`new_grant`).
     """
-    return f"{seq}.{_signature(secret, path, stream, epoch, seq)}"
+    return f"{seq}.{grant}.{_signature(secret, path, stream, epoch, seq, grant)}"
+
+
+def _parts(token: object) -> tuple[int, str, str] | None:
+    """A token's position, grant and signature; None when it is not shaped as `position_token` makes them."""
+    if not isinstance(token, str) or len(token) > 80:
+        return None
+    issued, _, rest = token.partition(".")
+    grant, _, signature = rest.partition(".")
+    # isdigit() alone takes "²" (and other non-ASCII digits) that int() refuses.
+    if not (issued.isascii() and issued.isdigit()) or len(issued) > 20 or not grant or not signature:
+        return None
+    return int(issued), grant, signature
+
+
+def token_grant(token: object) -> str | None:
+    """The grant a token names (not checked: see `token_allows`), or None if it is no token."""
+    parts = _parts(token)
+    return None if parts is None else parts[1]
 
 
 def token_allows(secret: bytes, path: str, stream: str, epoch: str, token: object, seq: int) -> bool:
-    """Whether ``token`` was made by `position_token` for this stream and epoch, at ``seq`` or before."""
-    if not isinstance(token, str):
+    """Whether ``token`` was made by `position_token` for this stream and epoch, at ``seq`` or before.
+
+    Whether its grant was spent or revoked is the caller's to check (`ReplayBuffer.spend`).
+    """
+    parts = _parts(token)
+    if parts is None:
         return False
-    issued, _, signature = token.partition(".")
-    # isdigit() alone takes "²" (and other non-ASCII digits) that int() refuses.
-    if not (issued.isascii() and issued.isdigit()) or len(issued) > 20:
-        return False
-    expected = _signature(secret, path, stream, epoch, int(issued))
-    return hmac.compare_digest(signature, expected) and seq >= int(issued)
+    issued, grant, signature = parts
+    expected = _signature(secret, path, stream, epoch, issued, grant)
+    return hmac.compare_digest(signature, expected) and seq >= issued
 
 
 @dataclass(slots=True)
@@ -151,6 +183,8 @@ class ReplayBuffer:
         self._idle: dict[str, int] = {}  # streams kept without frames (someone is in them): last number
         self._floor = 0  # the highest number of a forgotten stream
         self._frames = 0  # frames kept, all streams together
+        #: Grants spent or revoked -> when they may be forgotten, oldest first (one lifetime each).
+        self._spent: collections.OrderedDict[str, float] = collections.OrderedDict()
 
     def __repr__(self) -> str:
         return (
@@ -203,6 +237,28 @@ class ReplayBuffer:
         if state is None or not state.frames or state.frames[0][0] > seq + 1:
             return Replay(resync=True)
         return Replay([frame for number, _, frame in state.frames if number > seq])
+
+    def spend(self, grant: str) -> bool:
+        """Use ``grant`` to recover: True the first time, False once spent or revoked (remembered
+        for ``seconds``, the time frames are kept; one entry per recovery or departure)."""
+        now = self.clock()
+        self._forget_spent(now)
+        if grant in self._spent:
+            return False
+        self._spent[grant] = now + self.seconds
+        return True
+
+    def revoke(self, grant: str) -> None:
+        """The connection holding ``grant`` left its stream: its tokens recover nothing any more."""
+        now = self.clock()
+        self._forget_spent(now)
+        self._spent.pop(grant, None)
+        self._spent[grant] = now + self.seconds
+
+    def _forget_spent(self, now: float) -> None:
+        spent = self._spent
+        while spent and next(iter(spent.values())) <= now:
+            spent.popitem(last=False)
 
     def expire(self, in_use: Callable[[str], bool]) -> None:
         """Drop the frames older than ``seconds`` of every stream; forget the streams not ``in_use``."""

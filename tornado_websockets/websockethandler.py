@@ -265,13 +265,17 @@ class WebSocketHandler(DeprecatedPlumbing, tornado.websocket.WebSocketHandler):
         if not self.runtime.broker.presence_changed(self, room, True) and first:
             self._announce(JOINED_EVENT, room)
 
-    def _leave(self, room: str) -> None:
+    def _leave(self, room: str, ending: bool = False) -> None:
         if room not in self.websocket.rooms.rooms_of(self):
             return
         self.websocket.rooms.leave(room, self)
+        # A connection that ends (a close, from either side) keeps its position and token, to come
+        # back with; one that leaves the room forgets them, and its tokens recover nothing more.
+        if not ending:
+            self.catchup.left(room)
         if self.outbox.awaits_numbered(room):  # emitted to the room, then left: that frame is still its own
             self.websocket.await_after_leave(room, self)
-        if self.websocket.replay is not None and not self.is_closed:  # the client forgets its position
+        if self.websocket.replay is not None and not (ending or self.is_closed):
             self.write_frame(protocol.encode(STREAM_EVENT, {"stream": room, "left": True}))
         shared = self.runtime.broker.presence_changed(self, room, False)
         if not shared and self.websocket.presence_events and not self._identity_in(room):
@@ -390,7 +394,7 @@ class WebSocketHandler(DeprecatedPlumbing, tornado.websocket.WebSocketHandler):
         with contextlib.suppress(ValueError):  # already unlinked by close()
             self.websocket.handlers.remove(self)
             for room in self.websocket.rooms.rooms_of(self):
-                self._leave(room)
+                self._leave(room, ending=True)
             if self._user_id is not None:
                 self.websocket.detach_user(self._user_id)
             self.runtime.broker.presence_changed(self, None, False)

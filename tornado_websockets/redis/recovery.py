@@ -220,6 +220,32 @@ class SharedRecovery:
             self._markers.pop(token, None)
         return SharedReplay.parse(reply)
 
+    async def spend(self, path: str, grant: str, seconds: float) -> bool:
+        """Use ``grant`` to recover, atomically for every process: True the first time, False once
+        spent or revoked (Redis remembers it ``seconds``).
+
+        :raise ConnectionError: Redis cannot be reached.
+        """
+        return await self._mark_grant(path, grant, seconds, only_new=True)
+
+    async def revoke(self, path: str, grant: str, seconds: float) -> None:
+        """A connection left its stream: the tokens of its ``grant`` recover nothing any more.
+
+        :raise ConnectionError: Redis cannot be reached.
+        """
+        await self._mark_grant(path, grant, seconds, only_new=False)
+
+    async def _mark_grant(self, path: str, grant: str, seconds: float, only_new: bool) -> bool:
+        client = self._client
+        if client is None or not self.owner.connected:
+            raise ConnectionError(f"the Redis backplane is {self.owner.state}")
+        key = self.owner.channels.keys(self.owner.channel, path).grant(grant)
+        try:
+            done = await client.set(key, b"1", px=max(1, round(seconds * 1000)), nx=only_new)
+        except _READ_ERRORS as error:  # a refusal too (maxmemory): the grant is not spent, resync
+            raise ConnectionError(f"a recovery grant could not be written ({error!r})") from error
+        return bool(done)
+
     def marker_arrived(self, data: bytes) -> None:
         """A read's marker came back: every frame numbered before the read has been delivered."""
         try:

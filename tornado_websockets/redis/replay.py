@@ -21,6 +21,9 @@ Keys, for a channel ``C``, a path ``P`` and a stream ``S``:
 - ``C:replay:P:S:seq``: the last number given. A new stream starts at the current Unix time in
   milliseconds times 1,000, so that a stream whose key expired after a day idle never reuses a
   number a client may still hold.
+- ``C:replay:P:grant:G``: a grant ``G`` spent (a client recovered with one of its tokens) or
+  revoked (its connection left the stream), kept ``recover`` seconds: its tokens recover nothing
+  more, on any process (see `tornado_websockets.recovery`).
 - ``C:replay:P:S:frames``: the numbered frames, as a Redis Stream whose entry ids are
   ``0-<number>``, each with the Redis time it was added and the envelope's header; capped by
   length on every append, and expiring ``seconds`` after the last one.
@@ -163,6 +166,10 @@ class ReplayKeys:
     def frames(self, stream: str) -> str:
         """The numbered frames of ``stream``."""
         return f"{self._prefix}:{stream}:frames"
+
+    def grant(self, grant: str) -> str:
+        """The key telling that ``grant`` was spent or revoked."""
+        return f"{self._prefix}:grant:{grant}"
 
     def pubsub(self, stream: str) -> str:
         """The sharded channel of ``stream`` (tagged keys only)."""
