@@ -489,7 +489,9 @@ async def test_any_recover_request_ends_in_a_resync_and_a_position_per_stream(
 # A client that comes back while someone talks -----------------------------------------------------
 
 
-async def test_missed_frames_come_before_a_frame_sent_while_the_client_joins(redis_server: RedisServer) -> None:
+async def test_missed_frames_come_before_a_frame_sent_while_the_client_joins(
+    redis_server: RedisServer,
+) -> None:
     """Issue 28 §1: back on the process where someone talks, joining while a new frame is sent, the
     client got ``[99, 0, 1, 2, 3]``: its catch-up waited in its order behind that frame, which waits
     for its number from Redis. Many trials, for the race comes in most but not all of them."""

@@ -155,7 +155,7 @@ async def test_a_rolling_deploy_loses_nothing(redis_server: RedisServer) -> None
         for slot in slots:
             await slot.aclose()
 
-    print(
+    print(  # noqa: T201 - the figures of the deploy, with -s
         f"rolling deploy: {len(sent)} frames at ~{RATE}/s over {time.monotonic() - began:.1f} s, "
         f"{PROCESSES} restarts; reconnections per client: {[len(r.closes) for r in readers]}"
     )

@@ -204,10 +204,10 @@ class CatchUp:
                     self._write_held(stream, seq, frame)
             return
         frames = None
-        if seen is not None and self._vouched(stream, seen, token, shared.epoch, shared.secret):
-            # Frames reaching this process meanwhile are still held: the round trip costs no order.
-            if await self._spend_shared(token, seconds):
-                frames = recovery.missed_since(shared.last, shared.frames, seen)
+        vouched = seen is not None and self._vouched(stream, seen, token, shared.epoch, shared.secret)
+        # Spent across processes; frames reaching this process meanwhile are still held.
+        if seen is not None and vouched and await self._spend_shared(token, seconds):
+            frames = recovery.missed_since(shared.last, shared.frames, seen)
         held = self.held.pop(stream, [])
         if connection.is_closed:  # gone while Redis answered: nothing to write, nothing lost
             return
