@@ -630,6 +630,36 @@ def test_a_dropped_client_gets_what_it_missed_in_order(tab: Tab) -> None:
     assert json.loads(query["recover"][0])["streams"] == {"*": 1}  # where it stood when it dropped
 
 
+def test_a_client_that_drops_again_and_again_recovers_each_time_with_its_newest_token(tab: Tab) -> None:
+    """A token recovers once (issue 28 §6): each reconnection must bring the one handed last."""
+    result = tab.page.evaluate("""async () => {
+        const listener = new TornadoWebSocket("/feed", {reconnect: false});
+        const talker = new TornadoWebSocket("/feed");
+        const heard = record(listener, "said"), told = record(talker, "said"), resyncs = record(listener, "resync");
+        await Promise.all([nextEvent(listener, "stream"), nextEvent(talker, "open")]);
+        const urls = [];
+        for (let drop = 0; drop < 3; drop++) {
+            listener.websocket.close();
+            await nextEvent(listener, "close");
+            talker.emit("say", {n: drop});
+            await until(() => told.length === drop + 1);
+            const positioned = nextEvent(listener, "stream");
+            listener.connect();
+            urls.push(listener.websocket.url);
+            await until(() => heard.length === drop + 1);
+            await positioned;
+        }
+        listener.close(); talker.close();
+        return {heard: heard.map(([, data]) => data.n), resyncs: resyncs.length, urls};
+    }""")
+    assert result == {"heard": [0, 1, 2], "resyncs": 0, "urls": result["urls"]}
+    tokens = [
+        json.loads(urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["recover"][0])["tokens"]["*"]
+        for url in result["urls"]
+    ]
+    assert len(set(tokens)) == 3  # a fresh token each time
+
+
 def test_a_client_too_far_behind_gets_resync(tab: Tab) -> None:
     result = tab.page.evaluate("""async () => {
         const listener = new TornadoWebSocket("/small", {reconnect: false});
