@@ -635,7 +635,8 @@ def test_a_client_that_drops_again_and_again_recovers_each_time_with_its_newest_
     result = tab.page.evaluate("""async () => {
         const listener = new TornadoWebSocket("/feed", {reconnect: false});
         const talker = new TornadoWebSocket("/feed");
-        const heard = record(listener, "said"), told = record(talker, "said"), resyncs = record(listener, "resync");
+        const heard = record(listener, "said"), told = record(talker, "said");
+        const resyncs = record(listener, "resync");
         await Promise.all([nextEvent(listener, "stream"), nextEvent(talker, "open")]);
         const urls = [];
         for (let drop = 0; drop < 3; drop++) {
