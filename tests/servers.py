@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -53,21 +54,42 @@ async def connect_when_up(url: str, timeout: float = 20.0) -> WebSocketTestClien
             await asyncio.sleep(0.1)
 
 
+#: Where each process started by `running` writes its output, by pid (see `output_of`).
+_OUTPUTS: dict[int, Path] = {}
+
+
+def output_of(process: subprocess.Popen[str]) -> str:
+    """What a process started by `running` has printed so far (stdout and stderr)."""
+    return _OUTPUTS[process.pid].read_text(errors="replace")
+
+
+async def finished(process: subprocess.Popen[str], timeout: float) -> str:
+    """Wait for a process started by `running` to end; everything it printed."""
+    await asyncio.to_thread(process.wait, timeout)
+    return output_of(process)
+
+
 @contextlib.asynccontextmanager
 async def running(
     args: Sequence[str], env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> AsyncIterator[subprocess.Popen[str]]:
-    """Run ``python args...`` with the repository importable; SIGTERM and reap it afterwards."""
+    """Run ``python args...`` with the repository importable; SIGTERM and reap it afterwards.
+
+    Its output goes to a file, not a pipe: a pipe nobody reads fills up after 64 KiB (a server
+    logging a retry loop, say) and then blocks the server in the middle of a test.
+    """
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
-    process = subprocess.Popen(
-        [sys.executable, *args],
-        cwd=cwd,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # the autoreloader's child goes with its parent
-    )
+    with tempfile.NamedTemporaryFile("w", prefix="tws-process-", suffix=".log", delete=False) as log:
+        process = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=cwd,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # the autoreloader's child goes with its parent
+        )
+    _OUTPUTS[process.pid] = Path(log.name)
     try:
         yield process
     finally:
@@ -79,6 +101,8 @@ async def running(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(_OUTPUTS.pop(process.pid))
 
 
 def backplane(port: int, url: str) -> list[str]:

@@ -9,7 +9,6 @@ Blocks of other languages (shell, JavaScript, nginx, ini) are not run.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -22,7 +21,7 @@ import pytest
 import tornado.web
 
 from tests.nested_pytest import run_pytest
-from tests.servers import connect_when_up, free_port, running
+from tests.servers import connect_when_up, finished, free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([*ROOT.joinpath("docs").glob("*.rst"), ROOT / "README.rst"])
@@ -192,7 +191,7 @@ async def test_quick_start_script_runs_as_pasted(page: Path, tmp_path: Path) -> 
             assert await client.wait_for("you") == {"ip": "127.0.0.1"}
         process.send_signal(signal.SIGINT)  # Ctrl-C
         assert await client.wait_closed() == 1001
-        output, _ = await asyncio.to_thread(process.communicate, timeout=10)
+        output = await finished(process, 10)
     assert process.returncode == 0, output
 
 

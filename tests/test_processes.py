@@ -13,7 +13,7 @@ import pytest
 
 from tests.polling import wait_until
 from tests.redis_server import RedisServer
-from tests.servers import connect_when_up, free_port, running
+from tests.servers import connect_when_up, free_port, output_of, running
 from tornado_websockets.broker_redis import DEFAULT_CHANNEL
 from tornado_websockets.processes import worker_count
 from tornado_websockets.testing import WebSocketTestClient
@@ -82,7 +82,10 @@ async def test_two_processes_on_one_port_share_emits_through_redis(tmp_path: Pat
     with RedisServer.running(tmp_path) as redis_server:
         args = ["-m", "tests.backplane_app", "serve", str(port), redis_server.url, "2"]
         async with running(args) as parent:
-            await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2, timeout=20)
+            try:
+                await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2, timeout=20)
+            except AssertionError as error:
+                raise AssertionError(f"{error}; the servers printed:\n{output_of(parent)}") from None
             clients: list[WebSocketTestClient] = []
             places: dict[int, str] = {}  # pid -> broker id
             # The kernel hands each connection to either process: connect until both have some.
@@ -102,6 +105,4 @@ async def test_two_processes_on_one_port_share_emits_through_redis(tmp_path: Pat
             parent.send_signal(signal.SIGTERM)  # the parent passes it on; each process closes gracefully
             for client in clients:
                 assert await client.wait_closed() == 1001
-            assert await asyncio.to_thread(parent.wait, 10) == 0, (
-                parent.stdout.read() if parent.stdout else ""
-            )
+            assert await asyncio.to_thread(parent.wait, 10) == 0, output_of(parent)

@@ -8,7 +8,7 @@ import signal
 import textwrap
 from pathlib import Path
 
-from tests.servers import ROOT, connect_when_up, free_port, running
+from tests.servers import ROOT, connect_when_up, finished, free_port, running
 
 DJANGO_ENV = {"DJANGO_SETTINGS_MODULE": "tests.django_settings"}  # DEBUG: the reloader is on
 
@@ -20,7 +20,7 @@ async def test_sigterm_to_the_reloader_closes_every_websocket_with_1001() -> Non
         os.kill(server.pid, signal.SIGTERM)  # the parent only, as a process manager does
         # Django's own reloader kills its child instead: the client would see 1006.
         assert await client.wait_closed(timeout=15) == 1001
-        output, _ = await asyncio.to_thread(server.communicate, timeout=15)
+        output = await finished(server, 15)
     assert server.returncode == 0, output
     assert output.count("Received SIGTERM, shutting down") == 1
 
@@ -31,7 +31,7 @@ async def test_ctrl_c_reaches_both_processes_and_shuts_down_once() -> None:
         client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/discovered")
         os.killpg(server.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
         assert await client.wait_closed(timeout=15) == 1001
-        output, _ = await asyncio.to_thread(server.communicate, timeout=15)
+        output = await finished(server, 15)
     assert server.returncode == 0, output
     assert output.count("Received SIGINT, shutting down") == 1
 

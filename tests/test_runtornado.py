@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 
 from tests.polling import wait_until
 from tests.redis_server import RedisServer
-from tests.servers import ROOT, connect_when_up, free_port, running, wait_for_http
+from tests.servers import ROOT, connect_when_up, finished, free_port, running, wait_for_http
 from tornado_websockets.broker_redis import DEFAULT_CHANNEL
 from tornado_websockets.management.commands.runtornado import Command
 from tornado_websockets.testing import WebSocketTestClient
@@ -80,7 +80,7 @@ def test_the_old_threads_flag_still_works_with_a_deprecation_warning(
 
 async def test_bad_port_exits_with_code_1() -> None:
     async with running(["-m", "django", "runtornado", "nonsense"], env=DJANGO_ENV) as process:
-        output, _ = await asyncio.to_thread(process.communicate, timeout=30)
+        output = await finished(process, 30)
     assert process.returncode == 1
     assert "not a valid port" in output
 
@@ -103,7 +103,7 @@ async def test_serves_django_static_files_and_websockets_on_one_port_then_stops_
         assert await client.wait_for("echo") == {"over": "runtornado"}
         server.send_signal(signum)  # the server itself (--noreload), as a process manager or Ctrl-C does
         assert await client.wait_closed() == 1001
-        output, _ = await asyncio.to_thread(server.communicate, timeout=15)
+        output = await finished(server, 15)
     assert server.returncode == 0, output
     assert f"Received {signum.name}, shutting down" in output
     assert f"Serving Django and WebSockets at http://127.0.0.1:{port}/" in output
@@ -123,7 +123,7 @@ async def test_a_port_in_use_exits_with_code_1() -> None:
         port = taken.getsockname()[1]
         argv = ["-m", "django", "runtornado", f"127.0.0.1:{port}", "--noreload"]
         async with running(argv, env=DJANGO_ENV) as process:
-            output, _ = await asyncio.to_thread(process.communicate, timeout=30)
+            output = await finished(process, 30)
     assert process.returncode == 1
     assert f"Error: cannot listen on 127.0.0.1:{port}" in output
 
@@ -179,7 +179,7 @@ async def test_websockets_imported_from_views_py_are_served(tmp_path: Path) -> N
         assert page.body == b"legacy page"
         client.close()
         server.send_signal(signal.SIGTERM)
-        output, _ = await asyncio.to_thread(server.communicate, timeout=15)
+        output = await finished(server, 15)
     assert f"WebSocket ws://127.0.0.1:{port}/ws/legacy" in output
 
 
@@ -238,7 +238,7 @@ async def test_several_processes_share_the_port_and_emits_through_redis(tmp_path
             parent.send_signal(signal.SIGTERM)  # passed on to each process, which closes gracefully
             for client in clients:
                 assert await client.wait_closed() == 1001
-            output, _ = await asyncio.to_thread(parent.communicate, timeout=15)
+            output = await finished(parent, 15)
     assert parent.returncode == 0, output
     assert output.count("Serving Django and WebSockets at") == 2
 
