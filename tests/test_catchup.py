@@ -124,3 +124,24 @@ async def test_shared_frames_arriving_during_the_read_are_held_then_follow_the_p
     written.clear()
     catchup.write_numbered("lobby", 7, protocol.encode("news", {"n": 7}))  # nothing held: at once
     assert events(written) == [("news", {"n": 7})]
+
+
+async def test_the_catch_up_goes_ahead_of_a_frame_of_its_stream_being_numbered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 28 §1, alone: someone in this process sent a frame to the room as the client joined;
+    the client's catch-up must not wait behind it in the connection's order."""
+    ws = WebSocket("/c", add_to_handlers=False, recover=60)
+    broker = SharingBroker()
+    monkeypatch.setattr(ws.server, "broker", broker)
+    socket, written = connection(ws)
+    catchup = CatchUp(socket)
+    catchup.catch_up("lobby")
+    socket.outbox.expect_numbered("lobby")  # the frame sent to the room, on its way to Redis
+    broker.answer.set_result(SharedReplay("e", 4, [], b"s"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [(e, d.get("seq")) for e, d in events(written)] == [(protocol.STREAM_EVENT, 4)]
+    frame = with_sequence(protocol.encode("news", {"n": 5}), "lobby", 5)
+    assert socket.outbox.fill_numbered("lobby", lambda: catchup.write_numbered("lobby", 5, frame))
+    assert [e for e, _ in events(written)] == [protocol.STREAM_EVENT, "news"]
