@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping
@@ -58,7 +59,8 @@ try:
     from websockets.typing import Origin
 except ImportError as error:  # pragma: no cover - the extra is installed wherever the client is used
     raise ImportError(
-        "tornado_websockets.client needs the websockets package: pip install 'django-tornado-websockets[client]'"
+        "tornado_websockets.client needs the websockets package: "
+        "pip install 'django-tornado-websockets[client]'"
     ) from error
 
 __all__ = ["RESERVED_EVENTS", "SERVER_ERROR_EVENT", "Client", "connect"]
@@ -146,6 +148,10 @@ class Client:
         #: The current streak of attempts that never opened, once it reached ``refused_after``.
         self.unreachable: ConnectionUnreachable | None = None
         self.positions = Positions()
+        #: The URL of the latest attempt, ``?recover=`` included.
+        self.last_url: str | None = None
+        #: How many liveness probes (``ping`` frames) were sent.
+        self.probes = 0
         self._listeners = Listeners(self.dropped)
         self._outbox: collections.deque[tuple[str, int | None]] = collections.deque()
         self._requests: dict[int, _Request] = {}
@@ -156,6 +162,7 @@ class Client:
         self._stopped = False
         self._attempts = 0
         self._failures = 0
+        self._streaks = 0  # how many times "unreachable" was told
         self._pings = 0
         self._last_frame = 0.0
         self._heard = asyncio.Event()
@@ -195,13 +202,15 @@ class Client:
         """Wait until the socket is open.
 
         :raise ConnectionEnded: the server closed it for good first.
-        :raise ConnectionUnreachable: ``refused_after`` attempts in a row never opened.
+        :raise ConnectionUnreachable: meanwhile, ``refused_after`` attempts in a row never opened (the
+            client goes on trying).
         :raise ConnectionLost: the client was closed, or gave up (``reconnect=False``).
         """
+        streaks = self._streaks
         while self._ws is None:
             if self.ended is not None:
                 raise self.ended
-            if self.unreachable is not None:
+            if self._streaks != streaks and self.unreachable is not None:
                 raise self.unreachable
             if self._task is None or self._task.done():
                 raise ConnectionLost("open")
@@ -244,7 +253,7 @@ class Client:
     # Listeners and iteration ------------------------------------------------------------------------
 
     def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
-        """Call ``callback(data)`` (or ``callback(data, frame)``) for every ``event``; a decorator without it."""
+        """Call ``callback(data)`` or ``callback(data, frame)`` on every ``event``; a decorator without it."""
         if callback is None:
             return lambda function: self.on(event, function) and function
         self._listeners.add(event, callback, once=False)
@@ -357,8 +366,9 @@ class Client:
         return f"{self.url}{'&' if '?' in self.url else '?'}recover={recover}"
 
     async def _open(self) -> ClientConnection:
+        self.last_url = self._connect_url()
         return await ws_connect(
-            self._connect_url(),
+            self.last_url,
             additional_headers=self.headers,
             origin=None if self.origin is None else Origin(self.origin),
             ping_interval=None,  # the liveness probe is the client's own, as in the browser
@@ -396,6 +406,7 @@ class Client:
         self._emit_local("close", {"code": 1006, "reason": str(error)})
         if self._failures == self.refused_after:
             self.unreachable = ConnectionUnreachable(self._failures, status, str(error))
+            self._streaks += 1
             logger.warning("%s: %s", self.url, self.unreachable)
             self._emit_local("unreachable", {"attempts": self._failures, "status": status})
             self._set_phase(self._phase)  # wake wait_open()
@@ -417,10 +428,8 @@ class Client:
         self._set_phase("waiting")
         self._emit_local("reconnecting", {"attempt": self._attempts, "delay": delay})
         self._wake.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
-        except TimeoutError:
-            pass
 
     async def _serve(self, ws: ClientConnection) -> tuple[int, str]:
         """Run one open connection until it closes or is given up; its close code and reason."""
@@ -456,7 +465,7 @@ class Client:
         self._ws = None
         outcome = next(iter(done)).result()
         if isinstance(outcome, str):
-            # Given up (a silent server, a gap): its closing handshake could take minutes, so it is not awaited.
+            # Given up (a silent server, a gap): its closing handshake could take minutes: not awaited.
             ws.transport.abort()
             code, reason = 1006, outcome
         else:
@@ -488,6 +497,7 @@ class Client:
                 continue
             # Any frame counts as the answer: the "pong", or anything else the server had to say meanwhile.
             self._pings += 1
+            self.probes += 1
             self._heard.clear()
             try:
                 async with asyncio.timeout(liveness.timeout):
@@ -545,7 +555,7 @@ class Client:
         self._deliver(event, {} if frame.data is None else frame.data, frame)
         stream = self.positions.resyncs(frame)
         if stream is not None:
-            # Its position was left out of ?recover=, so what it missed was not replayed: reload, as on "resync".
+            # Left out of ?recover=, so what it missed was not replayed: reload, as on "resync".
             self._deliver(RESYNC_EVENT, {"stream": stream}, None)
         return None
 

@@ -71,7 +71,10 @@ class SyncClient:
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
         """``for event, data in client``: the server's events from now on, until the client closes."""
-        iterator = self._call(self._aiter())
+        iterator = self._call(self._aiter())  # now, not at the first next(): events from here on are kept
+        return self._next_events(iterator)
+
+    def _next_events(self, iterator: Any) -> Iterator[tuple[str, Any]]:
         while True:
             try:
                 yield self._call(anext(iterator))
