@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import msgspec
 import tornado.web
 import tornado.websocket
 
@@ -103,7 +104,41 @@ class PongServer(Crafted):
             self.send("pong", {})
 
 
-CRAFTED: dict[str, type[Crafted]] = {"gap": GapServer, "rooms": RoomsServer, "pong": PongServer}
+#: docs/protocol.rst's example: ``socket.emit("thumb", {"png": b"\x89PN"})`` as a MessagePack frame.
+THUMB = bytes.fromhex("82a56576656e74a57468756d62a46461746181a3706e67c40389504e")
+
+
+class MessagePackServer(Crafted):
+    """Speaks docs/protocol.rst: accepts ``tornado-websockets.msgpack``, sends the page's example, and
+    answers each request with the kind of message it came in and its data (bytes as MessagePack)."""
+
+    urls: ClassVar[list[str]] = []
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return "tornado-websockets.msgpack" if "tornado-websockets.msgpack" in subprotocols else None
+
+    def script(self, recover: dict[str, Any] | None) -> None:
+        if self.selected_subprotocol:
+            self.write_message(THUMB, binary=True)
+        else:
+            self.send("thumb", {"png": "iVBO"})  # bytes as base64, for a client without MessagePack
+
+    def on_message(self, message: str | bytes) -> None:
+        binary = isinstance(message, bytes)
+        frame = msgspec.msgpack.decode(message) if binary else json.loads(message)
+        reply = {"event": "ack", "id": frame["id"], "data": {"binary": binary, "data": frame["data"]}}
+        if binary:
+            self.write_message(msgspec.msgpack.encode(reply), binary=True)
+        else:
+            self.write_message(json.dumps(reply))
+
+
+CRAFTED: dict[str, type[Crafted]] = {
+    "gap": GapServer,
+    "rooms": RoomsServer,
+    "pong": PongServer,
+    "msgpack": MessagePackServer,
+}
 
 
 class Control(tornado.web.RequestHandler):

@@ -497,3 +497,30 @@ def test_the_blocking_client(server: Server) -> None:
         events = iter(client)
         client.emit("echo", "hi")
         assert next(events) == ("echo", {"message": "hi"})
+
+
+# Binary payloads (docs/protocol.rst) -------------------------------------------------------------
+
+
+async def test_bytes_travel_as_messagepack_frames_when_negotiated(server: Server) -> None:
+    thumbs: list[Any] = []
+    client = Client(server.url("/crafted/msgpack"))
+    client.on("thumb", thumbs.append)
+    async with client:
+        await until(lambda: len(thumbs) == 1)
+        upload = await client.request("upload", {"png": b"\x01\x02", "name": "a.png"})
+        plain = await client.request("plain", {"n": 1})
+    assert thumbs == [{"png": b"\x89PN"}]  # the page's example, byte for byte
+    assert upload == {"binary": True, "data": {"png": b"\x01\x02", "name": "a.png"}}
+    assert plain == {"binary": False, "data": {"n": 1}}  # a frame without bytes stays JSON text
+
+
+async def test_without_messagepack_bytes_travel_as_base64(server: Server) -> None:
+    thumbs: list[Any] = []
+    client = Client(server.url("/crafted/msgpack"), binary=False)
+    client.on("thumb", thumbs.append)
+    async with client:
+        await until(lambda: len(thumbs) == 1)
+        upload = await client.request("upload", {"png": b"\x01\x02"})
+    assert thumbs == [{"png": "iVBO"}]
+    assert upload == {"binary": False, "data": {"png": "AQI="}}

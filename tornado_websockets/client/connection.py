@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
-from tornado_websockets import codec
 from tornado_websockets.client.errors import (
     ClientUsageError,
     ConnectionEnded,
@@ -40,7 +39,13 @@ from tornado_websockets.client.options import (
     whole_number,
 )
 from tornado_websockets.client.positions import Positions
-from tornado_websockets.exceptions import ProtocolError
+from tornado_websockets.client.wire import (
+    MSGPACK_AVAILABLE,
+    SUBPROTOCOL,
+    decode_frame,
+    encode_frame,
+    has_bytes,
+)
 from tornado_websockets.protocol import (
     ACK_EVENT,
     ERROR_EVENT,
@@ -49,14 +54,13 @@ from tornado_websockets.protocol import (
     RESYNC_EVENT,
     WARNING_EVENT,
     ServerFrame,
-    decode_server_frame,
 )
 
 try:
     from websockets.asyncio.client import ClientConnection
     from websockets.asyncio.client import connect as ws_connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-    from websockets.typing import Origin
+    from websockets.typing import Origin, Subprotocol
 except ImportError as error:  # pragma: no cover - the extra is installed wherever the client is used
     raise ImportError(
         "tornado_websockets.client needs the websockets package: "
@@ -75,6 +79,15 @@ PING_FRAME = '{"event":"ping","data":{}}'
 
 State = Literal["connecting", "open", "waiting", "closed"]
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A frame waiting for the socket: its message, its payload (re-encoded if it holds bytes), its id."""
+
+    message: str | bytes
+    payload: dict[str, Any]
+    id: int | None
 
 
 @dataclass(eq=False, slots=True)
@@ -126,6 +139,7 @@ class Client:
         request_timeout: float = 10.0,
         open_timeout: float = 10.0,
         max_size: int | None = 2**20,
+        binary: bool = True,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
             raise ClientUsageError(
@@ -141,7 +155,10 @@ class Client:
         self.request_timeout = request_timeout
         self.open_timeout = open_timeout
         self.max_size = max_size
-        #: Frames not delivered, by reason: outbox_full, invalid_frame, reserved_name, payload_error, binary.
+        #: Offer MessagePack frames for bytes (needs msgspec); without them bytes travel as base64 in JSON.
+        self.binary = binary and MSGPACK_AVAILABLE
+        self._msgpack = False  # negotiated on the current connection
+        #: Frames not delivered, by reason: outbox_full, invalid_frame, reserved_name, payload_error.
         self.dropped: collections.Counter[str] = collections.Counter()
         #: Why the server ended the connection for good, once it did.
         self.ended: ConnectionEnded | None = None
@@ -153,7 +170,7 @@ class Client:
         #: How many liveness probes (``ping`` frames) were sent.
         self.probes = 0
         self._listeners = Listeners(self.dropped)
-        self._outbox: collections.deque[tuple[str, int | None]] = collections.deque()
+        self._outbox: collections.deque[_Queued] = collections.deque()
         self._requests: dict[int, _Request] = {}
         self._ids = itertools.count(1)
         self._ws: ClientConnection | None = None
@@ -288,7 +305,7 @@ class Client:
 
     async def emit(self, event: str, data: Any = None) -> None:
         """Send an event, now if the socket is open, else once it opens (in order)."""
-        await self._send(self._encode(event, data, None), None, event)
+        await self._send(self._queued(event, data, None))
 
     async def request(self, event: str, data: Any = None, timeout: float | None = None) -> Any:
         """Send an event and return its event function's return value (the server's ``ack``).
@@ -296,48 +313,57 @@ class Client:
         :raise RequestFailed: the function failed (its message). :raise RequestTimeout: no reply in time.
         """
         frame_id = next(self._ids)
-        text = self._encode(event, data, frame_id)
+        queued = self._queued(event, data, frame_id)
         wait = self.request_timeout if timeout is None else timeout
         request = _Request(event, asyncio.get_running_loop().create_future())
         self._requests[frame_id] = request
         try:
-            await self._send(text, frame_id, event)
+            await self._send(queued)
             return await asyncio.wait_for(request.future, wait)
         except TimeoutError:
             raise RequestTimeout(event, wait) from None
         finally:
             self._requests.pop(frame_id, None)
             if request.future.cancelled() or not request.sent:
-                self._outbox = collections.deque(entry for entry in self._outbox if entry[1] != frame_id)
+                self._outbox = collections.deque(entry for entry in self._outbox if entry.id != frame_id)
 
-    def _encode(self, event: str, data: Any, frame_id: int | None) -> str:
+    def _queued(self, event: str, data: Any, frame_id: int | None) -> _Queued:
+        """The frame, encoded for the current connection (or, while closed, for the one expected)."""
         if not isinstance(event, str) or not event:
             raise ClientUsageError(f"An event name should be a non-empty str, not {event!r}.")
-        payload: dict[str, Any] = {"event": event, "data": normalize_data(data)}
+        payload: dict[str, Any] = {"event": event}
         if frame_id is not None:
             payload["id"] = frame_id
+        payload["data"] = normalize_data(data)
+        msgpack = self._msgpack if self._ws is not None else self.binary
         try:
-            return codec.dumps(payload).decode("utf-8")
+            return _Queued(encode_frame(payload, msgpack), payload, frame_id)
         except TypeError as error:
             raise ClientUsageError(f'Cannot encode the data of "{event}": {error}.') from None
 
-    async def _send(self, text: str, frame_id: int | None, event: str) -> None:
+    def _message(self, queued: _Queued) -> str | bytes:
+        """The message to write on the current connection: a frame with bytes follows its negotiation."""
+        if has_bytes(queued.payload):
+            return encode_frame(queued.payload, self._msgpack)
+        return queued.message
+
+    async def _send(self, queued: _Queued) -> None:
         if self._ws is not None:
             try:
-                await self._ws.send(text)
+                await self._ws.send(self._message(queued))
             except ConnectionClosed:
                 pass  # not written: it waits for the next connection
             else:
-                self._mark_sent(frame_id)
+                self._mark_sent(queued.id)
                 return
         if len(self._outbox) >= self.outbox_size:
-            dropped = (text, frame_id) if self.outbox_size == 0 else self._outbox.popleft()
+            dropped = queued if self.outbox_size == 0 else self._outbox.popleft()
             self.dropped["outbox_full"] += 1
-            logger.warning("Outbox full (%d frames), dropped: %s", self.outbox_size, dropped[0][:200])
-            self._fail(dropped[1], lambda request: RequestDropped(request.event, self.outbox_size))
+            logger.warning("Outbox full (%d frames), dropped: %r", self.outbox_size, dropped.message[:200])
+            self._fail(dropped.id, lambda request: RequestDropped(request.event, self.outbox_size))
             if self.outbox_size == 0:
                 return
-        self._outbox.append((text, frame_id))
+        self._outbox.append(queued)
 
     def _mark_sent(self, frame_id: int | None) -> None:
         request = None if frame_id is None else self._requests.get(frame_id)
@@ -371,6 +397,7 @@ class Client:
             self.last_url,
             additional_headers=self.headers,
             origin=None if self.origin is None else Origin(self.origin),
+            subprotocols=[Subprotocol(SUBPROTOCOL)] if self.binary else None,
             ping_interval=None,  # the liveness probe is the client's own, as in the browser
             open_timeout=self.open_timeout,
             max_size=self.max_size,
@@ -439,13 +466,14 @@ class Client:
         self.unreachable = None
         self._pings = 0
         self._last_frame = opened_at
+        self._msgpack = ws.subprotocol == SUBPROTOCOL
         # Frames emitted while closed go first, so they keep their order with what open listeners send.
         try:
             while self._outbox:
-                text, frame_id = self._outbox[0]
-                await ws.send(text)
+                queued = self._outbox[0]
+                await ws.send(self._message(queued))
                 self._outbox.popleft()
-                self._mark_sent(frame_id)
+                self._mark_sent(queued.id)
         except ConnectionClosed:
             pass  # the reader below sees the close
         except BaseException:
@@ -514,17 +542,11 @@ class Client:
         """Handle one message; a reason when the connection is to be given up (a gap to recover)."""
         self._last_frame = asyncio.get_running_loop().time()
         self._heard.set()
-        if isinstance(message, bytes):
-            self.dropped["binary"] += 1
-            logger.warning(
-                "Ignored a binary message of %d bytes (not supported by this client).", len(message)
-            )
-            return None
         try:
-            frame = decode_server_frame(message)
-        except (ProtocolError, ValueError, TypeError, RecursionError):
+            frame = decode_frame(message, self._msgpack)
+        except (ValueError, TypeError, RecursionError):
             self.dropped["invalid_frame"] += 1
-            logger.warning("Ignored a frame that is not {event, data}: %s", message[:200])
+            logger.warning("Ignored a frame that is not {event, data}: %r", message[:200])
             return None
         if self._answers_ping(frame):
             return None
