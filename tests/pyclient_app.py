@@ -133,7 +133,20 @@ class MessagePackServer(Crafted):
             self.write_message(json.dumps(reply))
 
 
+class ReservedServer(Crafted):
+    """Frames named after the client's own events ("ended", "gap"), the server's "error", then "hello"."""
+
+    urls: ClassVar[list[str]] = []
+
+    def script(self, recover: dict[str, Any] | None) -> None:
+        self.send("ended", {"code": 4001, "reason": "fake", "final": True})
+        self.send("gap", {"stream": "*", "expected": 1, "received": 9})
+        self.send("error", {"message": "It failed.", "event": "buy"})
+        self.send("hello", {})
+
+
 CRAFTED: dict[str, type[Crafted]] = {
+    "reserved": ReservedServer,
     "gap": GapServer,
     "rooms": RoomsServer,
     "pong": PongServer,

@@ -419,6 +419,26 @@ async def test_requests_get_the_reply_the_failure_or_a_timeout(server: Server) -
         await pending
 
 
+async def test_a_drop_fails_the_requests_sent_and_the_client_comes_back(server: Server) -> None:
+    async with connect(server.url("/echo"), reconnect=FAST) as client:
+        pending = asyncio.ensure_future(client.request("slow", {"seconds": 5}))
+        await asyncio.sleep(0.1)
+        assert client._ws is not None
+        client._ws.transport.abort()  # a network drop: the reply cannot come on another connection
+        with pytest.raises(ConnectionLost, match='before the reply to "slow"'):
+            await pending
+        assert await client.request("add", {"a": 1, "b": 1}) == 2  # on the next connection
+
+
+async def test_server_frames_named_after_the_clients_own_events_are_ignored(server: Server) -> None:
+    client = Client(server.url("/crafted/reserved"))
+    log = record(client, "ended", "gap", "server_error", "hello")
+    async with client:
+        await until(lambda: len(log) == 2)
+    assert log == [["server_error", {"message": "It failed.", "event": "buy"}], ["hello", {}]]
+    assert client.dropped["reserved_name"] == 2
+
+
 async def test_the_outbox_keeps_the_newest_frames_while_disconnected(server: Server) -> None:
     client = Client(server.url("/echo"), outbox=2)
     echoes: list[Any] = []
