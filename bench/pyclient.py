@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("pyclient", "pyclient-iter", "websockets", "loadclient")
@@ -144,9 +144,9 @@ async def receive_loadclient(url: str, start: dict[str, Any]) -> Tally:
             elif incoming.event == "done":
                 tally.finish(incoming.data)
 
-    counter = Counter()
+    counter: Any = Counter()  # stands for the LoadClient, whose on_event is all Connection calls
     transport, listener = await ws_connect(lambda: Connection(counter, DIALECTS["json"], "feed"), url)
-    listener.send("start", start)
+    cast(Connection, listener).send("start", start)
     await tally.done.wait()
     transport.disconnect()
     return tally
