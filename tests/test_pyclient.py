@@ -27,6 +27,7 @@ from tests.pyclient_app import LEFT, ROOMS, token
 from tests.servers import ROOT, free_port
 from tornado_websockets.client import (
     Client,
+    ClientUsageError,
     ConnectionEnded,
     ConnectionLost,
     ConnectionUnreachable,
@@ -513,6 +514,8 @@ async def test_headers_and_cookies_reach_the_server(server: Server) -> None:
 
 def test_the_blocking_client(server: Server) -> None:
     with connect_sync(server.url("/echo")) as client:
+        with pytest.raises(ClientUsageError, match="non-empty str"):
+            client.on("", print)  # raised in the caller's thread, not lost in the client's
         assert client.request("add", {"a": 1, "b": 2}) == 3
         events = iter(client)
         client.emit("echo", "hi")

@@ -48,18 +48,23 @@ class SyncClient:
 
     def on(self, event: str, callback: Callable[..., Any]) -> SyncClient:
         """Like `Client.on`; the listener runs in the client's thread."""
-        self._loop.call_soon_threadsafe(self.client.on, event, callback)
+        self._call(self._in_loop(self.client.on, event, callback))
         return self
 
     def once(self, event: str, callback: Callable[..., Any]) -> SyncClient:
         """Like `Client.once`."""
-        self._loop.call_soon_threadsafe(self.client.once, event, callback)
+        self._call(self._in_loop(self.client.once, event, callback))
         return self
 
     def off(self, event: str | None = None, callback: Callable[..., Any] | None = None) -> SyncClient:
         """Like `Client.off`."""
-        self._loop.call_soon_threadsafe(self.client.off, event, callback)
+        self._call(self._in_loop(self.client.off, event, callback))
         return self
+
+    @staticmethod
+    async def _in_loop(method: Callable[..., Any], *args: Any) -> None:
+        """Run ``method`` in the client's thread, so that a bad argument raises here, in the caller's."""
+        method(*args)
 
     def emit(self, event: str, data: Any = None) -> None:
         """Like `Client.emit`."""
