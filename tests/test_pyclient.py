@@ -182,6 +182,8 @@ async def test_a_client_that_closes_with_a_final_code_itself_gets_no_ended(serve
         await client.close(4001, "bye")
     assert log == [["open"], ["close", 4001]]
     assert client.ended is None
+    with pytest.raises(ConnectionLost, match=r"client is closed .* call connect\(\) again"):
+        await client.wait_open()
 
 
 # Attempts that never open ------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
@@ -25,7 +24,6 @@ from tornado_websockets.client.errors import (
     ConnectionLost,
     ConnectionUnreachable,
     RequestDropped,
-    RequestFailed,
     RequestTimeout,
 )
 from tornado_websockets.client.listeners import Listeners
@@ -38,6 +36,7 @@ from tornado_websockets.client.options import (
     reconnect_option,
     whole_number,
 )
+from tornado_websockets.client.pending import Outbox, Queued, Requests
 from tornado_websockets.client.positions import Positions
 from tornado_websockets.client.wire import (
     MSGPACK_AVAILABLE,
@@ -79,22 +78,6 @@ PING_FRAME = '{"event":"ping","data":{}}'
 
 State = Literal["connecting", "open", "waiting", "closed"]
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Queued:
-    """A frame waiting for the socket: its message, its payload (re-encoded if it holds bytes), its id."""
-
-    message: str | bytes
-    payload: dict[str, Any]
-    id: int | None
-
-
-@dataclass(eq=False, slots=True)
-class _Request:
-    event: str
-    future: asyncio.Future[Any]
-    sent: bool = False
 
 
 def normalize_data(data: Any) -> Any:
@@ -170,8 +153,8 @@ class Client:
         #: How many liveness probes (``ping`` frames) were sent.
         self.probes = 0
         self._listeners = Listeners(self.dropped)
-        self._outbox: collections.deque[_Queued] = collections.deque()
-        self._requests: dict[int, _Request] = {}
+        self._outbox = Outbox(self.outbox_size)
+        self._requests = Requests()
         self._ids = itertools.count(1)
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -230,7 +213,7 @@ class Client:
             if self._streaks != streaks and self.unreachable is not None:
                 raise self.unreachable
             if self._task is None or self._task.done():
-                raise ConnectionLost("open")
+                raise ConnectionLost("")
             await self._changed.wait()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -315,19 +298,18 @@ class Client:
         frame_id = next(self._ids)
         queued = self._queued(event, data, frame_id)
         wait = self.request_timeout if timeout is None else timeout
-        request = _Request(event, asyncio.get_running_loop().create_future())
-        self._requests[frame_id] = request
+        request = self._requests.open(frame_id, event)
         try:
             await self._send(queued)
             return await asyncio.wait_for(request.future, wait)
         except TimeoutError:
             raise RequestTimeout(event, wait) from None
         finally:
-            self._requests.pop(frame_id, None)
-            if request.future.cancelled() or not request.sent:
-                self._outbox = collections.deque(entry for entry in self._outbox if entry.id != frame_id)
+            self._requests.forget(frame_id)
+            if not request.sent:
+                self._outbox.discard(frame_id)
 
-    def _queued(self, event: str, data: Any, frame_id: int | None) -> _Queued:
+    def _queued(self, event: str, data: Any, frame_id: int | None) -> Queued:
         """The frame, encoded for the current connection (or, while closed, for the one expected)."""
         if not isinstance(event, str) or not event:
             raise ClientUsageError(f"An event name should be a non-empty str, not {event!r}.")
@@ -337,43 +319,30 @@ class Client:
         payload["data"] = normalize_data(data)
         msgpack = self._msgpack if self._ws is not None else self.binary
         try:
-            return _Queued(encode_frame(payload, msgpack), payload, frame_id)
+            return Queued(encode_frame(payload, msgpack), payload, frame_id)
         except TypeError as error:
             raise ClientUsageError(f'Cannot encode the data of "{event}": {error}.') from None
 
-    def _message(self, queued: _Queued) -> str | bytes:
+    def _message(self, queued: Queued) -> str | bytes:
         """The message to write on the current connection: a frame with bytes follows its negotiation."""
         if has_bytes(queued.payload):
             return encode_frame(queued.payload, self._msgpack)
         return queued.message
 
-    async def _send(self, queued: _Queued) -> None:
+    async def _send(self, queued: Queued) -> None:
         if self._ws is not None:
             try:
                 await self._ws.send(self._message(queued))
             except ConnectionClosed:
                 pass  # not written: it waits for the next connection
             else:
-                self._mark_sent(queued.id)
+                self._requests.mark_sent(queued.id)
                 return
-        if len(self._outbox) >= self.outbox_size:
-            dropped = queued if self.outbox_size == 0 else self._outbox.popleft()
+        dropped = self._outbox.push(queued)
+        if dropped is not None:
             self.dropped["outbox_full"] += 1
             logger.warning("Outbox full (%d frames), dropped: %r", self.outbox_size, dropped.message[:200])
-            self._fail(dropped.id, lambda request: RequestDropped(request.event, self.outbox_size))
-            if self.outbox_size == 0:
-                return
-        self._outbox.append(queued)
-
-    def _mark_sent(self, frame_id: int | None) -> None:
-        request = None if frame_id is None else self._requests.get(frame_id)
-        if request is not None:
-            request.sent = True
-
-    def _fail(self, frame_id: int | None, error: Callable[[_Request], Exception]) -> None:
-        request = None if frame_id is None else self._requests.pop(frame_id, None)
-        if request is not None and not request.future.done():
-            request.future.set_exception(error(request))
+            self._requests.fail(dropped.id, lambda request: RequestDropped(request.event, self.outbox_size))
 
     # The connection loop ----------------------------------------------------------------------------
 
@@ -469,11 +438,10 @@ class Client:
         self._msgpack = ws.subprotocol == SUBPROTOCOL
         # Frames emitted while closed go first, so they keep their order with what open listeners send.
         try:
-            while self._outbox:
-                queued = self._outbox[0]
+            while (queued := self._outbox.first()) is not None:
                 await ws.send(self._message(queued))
-                self._outbox.popleft()
-                self._mark_sent(queued.id)
+                self._outbox.pop()
+                self._requests.mark_sent(queued.id)
         except ConnectionClosed:
             pass  # the reader below sees the close
         except BaseException:
@@ -500,9 +468,7 @@ class Client:
             code, reason = outcome
         if self.reconnect is not None and loop.time() - opened_at >= self.reconnect.stable:
             self._attempts = 0  # stayed open long enough: the backoff starts over
-        for frame_id, request in list(self._requests.items()):
-            if request.sent:  # its reply cannot come any more; queued ones wait for the next connection
-                self._fail(frame_id, lambda failed: ConnectionLost(failed.event))
+        self._requests.fail_sent()  # their replies cannot come any more; queued ones wait for the next
         return code, reason
 
     async def _read(self, ws: ClientConnection) -> tuple[int, str] | str:
@@ -565,8 +531,8 @@ class Client:
             if recovering:  # the frames from the gap on come again on the next connection
                 return f"Frames {gap.expected} to {gap.received - 1} of {gap.stream!r} are missing."
             self.positions.accept(gap)
-        if frame.event == ACK_EVENT and isinstance(frame.id, int) and frame.id in self._requests:
-            self._settle(frame)
+        if frame.event == ACK_EVENT and frame.id in self._requests:
+            self._requests.settle(frame)
             return None
         if frame.event != ERROR_EVENT and frame.event in RESERVED_EVENTS:
             # Only the client raises these: a server frame named so would fake a close, an end, a gap...
@@ -600,21 +566,9 @@ class Client:
         self._pings -= 1
         return True
 
-    def _settle(self, frame: ServerFrame) -> None:
-        assert isinstance(frame.id, int)
-        request = self._requests.pop(frame.id)
-        if request.future.done():
-            return
-        if frame.error is not None:
-            error = frame.error if isinstance(frame.error, dict) else {}
-            request.future.set_exception(RequestFailed(str(error.get("message")), error.get("event")))
-        else:
-            request.future.set_result(frame.data)
-
     def _finish(self) -> None:
         """Closed for good: fail what waits for a reply, end the iterations."""
-        for frame_id in list(self._requests):
-            self._fail(frame_id, lambda request: ConnectionLost(request.event))
+        self._requests.fail_all()
         if self._queue is not None:
             self._queue.put_nowait(None)
             self._queue = None

@@ -81,6 +81,8 @@ class ConnectionLost(ClientError):  # noqa: N818 - named after what happened
         super().__init__(event)
 
     def __str__(self) -> str:
+        if not self.event:
+            return "The client is closed (close(), or reconnect=False after a drop): call connect() again."
         return f'The connection closed before the reply to "{self.event}": send the request again.'
 
 
