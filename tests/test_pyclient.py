@@ -529,7 +529,7 @@ def test_the_blocking_client(server: Server) -> None:
 
 async def test_bytes_travel_as_messagepack_frames_when_negotiated(server: Server) -> None:
     thumbs: list[Any] = []
-    client = Client(server.url("/crafted/msgpack"))
+    client = Client(server.url("/crafted/msgpack"), binary=True)
     client.on("thumb", thumbs.append)
     async with client:
         await until(lambda: len(thumbs) == 1)
@@ -542,7 +542,7 @@ async def test_bytes_travel_as_messagepack_frames_when_negotiated(server: Server
 
 async def test_without_messagepack_bytes_travel_as_base64(server: Server) -> None:
     thumbs: list[Any] = []
-    client = Client(server.url("/crafted/msgpack"), binary=False)
+    client = Client(server.url("/crafted/msgpack"))  # binary=False, the default
     client.on("thumb", thumbs.append)
     async with client:
         await until(lambda: len(thumbs) == 1)
