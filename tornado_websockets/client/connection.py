@@ -27,6 +27,7 @@ from tornado_websockets.client.errors import (
     RequestTimeout,
 )
 from tornado_websockets.client.listeners import Listeners
+from tornado_websockets.client.liveness import Probe
 from tornado_websockets.client.options import (
     Liveness,
     Reconnect,
@@ -48,8 +49,6 @@ from tornado_websockets.client.wire import (
 from tornado_websockets.protocol import (
     ACK_EVENT,
     ERROR_EVENT,
-    PING_EVENT,
-    PONG_EVENT,
     RESYNC_EVENT,
     WARNING_EVENT,
     ServerFrame,
@@ -74,7 +73,6 @@ logger = logging.getLogger(__name__)
 RESERVED_EVENTS = frozenset(["open", "close", "error", "reconnecting", "ended", "unreachable", "gap"])
 #: The local name of the server's "error" frame (an event function failed); "error" is the socket's own.
 SERVER_ERROR_EVENT = "server_error"
-PING_FRAME = '{"event":"ping","data":{}}'
 
 State = Literal["connecting", "open", "waiting", "closed"]
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
@@ -151,8 +149,7 @@ class Client:
         self.positions = Positions()
         #: The URL of the latest attempt, ``?recover=`` included.
         self.last_url: str | None = None
-        #: How many liveness probes (``ping`` frames) were sent.
-        self.probes = 0
+        self._probe = Probe()
         self._listeners = Listeners(self.dropped)
         self._outbox = Outbox(self.outbox_size)
         self._requests = Requests()
@@ -164,9 +161,6 @@ class Client:
         self._attempts = 0
         self._failures = 0
         self._streaks = 0  # how many times "unreachable" was told
-        self._pings = 0
-        self._last_frame = 0.0
-        self._heard = asyncio.Event()
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._queue: asyncio.Queue[tuple[str, Any] | None] | None = None
@@ -180,6 +174,11 @@ class Client:
     def state(self) -> State:
         """ "connecting", "open", "waiting" (to reconnect) or "closed" (for good, or never opened)."""
         return self._phase
+
+    @property
+    def probes(self) -> int:
+        """How many liveness probes (``ping`` frames) were sent, over every connection."""
+        return self._probe.sent
 
     @property
     def connected(self) -> bool:
@@ -434,8 +433,7 @@ class Client:
         opened_at = loop.time()
         self._failures = 0
         self.unreachable = None
-        self._pings = 0
-        self._last_frame = opened_at
+        self._probe.restart()
         self._msgpack = ws.subprotocol == SUBPROTOCOL
         # Frames emitted while closed go first, so they keep their order with what open listeners send.
         try:
@@ -453,7 +451,7 @@ class Client:
         self._emit_local("open", {})
         parts = [loop.create_task(self._read(ws))]
         if self.liveness is not None:
-            parts.append(loop.create_task(self._watch(ws, self.liveness)))
+            parts.append(loop.create_task(self._probe.watch(self.liveness, ws.send)))
         try:
             done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -482,40 +480,18 @@ class Client:
             if given_up is not None:
                 return given_up
 
-    async def _watch(self, ws: ClientConnection, liveness: Liveness) -> str:
-        """Probe the server after ``idle`` seconds of silence; give up when nothing answers in ``timeout``."""
-        loop = asyncio.get_running_loop()
-        while True:
-            silent = loop.time() - self._last_frame
-            if silent < liveness.idle:
-                await asyncio.sleep(liveness.idle - silent)
-                continue
-            # Any frame counts as the answer: the "pong", or anything else the server had to say meanwhile.
-            self._pings += 1
-            self.probes += 1
-            self._heard.clear()
-            try:
-                async with asyncio.timeout(liveness.timeout):
-                    await ws.send(PING_FRAME)
-                    await self._heard.wait()
-            except TimeoutError:
-                return f"No answer from the server within {liveness.timeout:g} s."
-            except ConnectionClosed:
-                await asyncio.Event().wait()  # the reader reports the close
-
     # Receiving --------------------------------------------------------------------------------------
 
     def _received(self, message: str | bytes) -> str | None:
         """Handle one message; a reason when the connection is to be given up (a gap to recover)."""
-        self._last_frame = asyncio.get_running_loop().time()
-        self._heard.set()
+        self._probe.heard()
         try:
             frame = decode_frame(message, self._msgpack)
         except (ValueError, TypeError, RecursionError):
             self.dropped["invalid_frame"] += 1
             logger.warning("Ignored a frame that is not {event, data}: %r", message[:200])
             return None
-        if self._answers_ping(frame):
+        if self._probe.answers(frame):
             return None
         gap = self.positions.track(frame)
         if gap is not None:
@@ -555,17 +531,6 @@ class Client:
         self._listeners.dispatch(event, data, frame)
         if self._queue is not None:
             self._queue.put_nowait((event, data))
-
-    def _answers_ping(self, frame: ServerFrame) -> bool:
-        """The answer to a liveness probe: "pong", or the warning of a server that has no "ping"."""
-        if self._pings == 0:
-            return False
-        data = frame.data if isinstance(frame.data, dict) else {}
-        unknown = frame.event == WARNING_EVENT and data.get("event") == PING_EVENT and frame.id is None
-        if frame.event != PONG_EVENT and not unknown:
-            return False
-        self._pings -= 1
-        return True
 
     def _finish(self) -> None:
         """Closed for good: fail what waits for a reply, end the iterations."""
