@@ -110,5 +110,11 @@ bench-quick: $(BENCH_VENV)/.installed
 bench-echo: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench run --mode echo --no-redis --output bench/RESULTS-echo-$(BENCH_PY).md
 
+# The Python client's own cost (bench/pyclient.py, under a minute): CPU per frame received from a fan-out
+# of 10,000 small frames per second, beside the websockets package and the benchmark's load client.
+bench-pyclient: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[fast,typed,client]'
+	$(BENCH_VENV)/bin/python -m bench.pyclient
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
