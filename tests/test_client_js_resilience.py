@@ -7,7 +7,6 @@ frozen TCP proxy (the liveness check), a jump in a stream's numbers (gap recover
 
 from __future__ import annotations
 
-import asyncio
 import json
 import urllib.parse
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from playwright.sync_api import Browser
 
 from tests.browser import STATIC_ROOT, ServerThread, Tab
 from tests.client_pages import CLASSIC_PAGE
+from tests.freezable_proxy import FreezableProxy
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
 
@@ -106,51 +106,6 @@ class PongServer(Crafted):
     def on_message(self, message: str | bytes) -> None:
         if json.loads(message).get("event") == "ping":
             self.send("pong", {})
-
-
-class FreezableProxy:
-    """A TCP proxy on loopback; freeze() turns its current connections into black holes, both ways."""
-
-    def __init__(self, target: int) -> None:
-        self.target = target
-        self.port = 0
-        self.connections: list[dict[str, bool]] = []
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-
-    def freeze(self) -> None:
-        for connection in self.connections:
-            connection["frozen"] = True
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        connection = {"frozen": False}
-        self.connections.append(connection)
-        await asyncio.gather(
-            self._pump(reader, upstream_writer, connection),
-            self._pump(upstream_reader, writer, connection),
-            return_exceptions=True,
-        )
-
-    @staticmethod
-    async def _pump(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: dict[str, bool]
-    ) -> None:
-        try:
-            while data := await reader.read(65536):
-                if not state["frozen"]:  # frozen: swallowed, as by a dead link that TCP knows nothing of
-                    writer.write(data)
-                    await writer.drain()
-        finally:
-            if not state["frozen"]:
-                writer.close()
 
 
 #: What the registered paths saw: opens per path, guard calls, and whether the guard refuses.
