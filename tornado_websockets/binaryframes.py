@@ -117,20 +117,26 @@ def unpack(message: bytes) -> Any:
         value = _decoder.decode(message)
     except (msgspec.DecodeError, ValueError, RecursionError):
         raise ValueError(INVALID_MSGPACK) from None
-    _check_keys(value, 0)
+    _check(value)
     return value
 
 
-def _check_keys(value: Any, depth: int) -> None:
-    """Refuse maps whose keys are not strings (JSON has none, and ``**data`` needs str)."""
+_PLAIN = (str, int, float, bool, bytes, type(None))
+
+
+def _check(value: Any) -> None:
+    """Refuse map keys that are not strings (``**data`` needs str) and what msgspec reads from an
+    extension type without asking (the timestamp, as a ``datetime``)."""
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValueError(INVALID_MSGPACK)
-            _check_keys(item, depth + 1)
+            _check(item)
     elif isinstance(value, list):
         for item in value:
-            _check_keys(item, depth + 1)
+            _check(item)
+    elif not isinstance(value, _PLAIN):
+        raise ValueError(INVALID_MSGPACK)
 
 
 @functools.lru_cache(maxsize=8)
