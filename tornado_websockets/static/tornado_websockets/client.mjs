@@ -483,6 +483,7 @@ class TornadoWebSocket {
       refusedAfter: refusedAfterCount(options.refusedAfter),
       liveness: livenessOptions(options.liveness),
       WebSocket: options.WebSocket ?? null,
+      binary: options.binary ?? true,
     };
     const trimmed = path.trim();
     /** The path below /ws, with its leading slash. */

@@ -1,0 +1,153 @@
+"""Binary payloads in real headless Chromium: a page uploads a 5 MiB file as bytes through ``emit``,
+the server keeps its SHA-256 and sends a thumbnail back as bytes, which the page shows; beside it, a
+page speaking the original (0.2) client's wire format, plain JSON text with no subprotocol, still
+chats and gets the thumbnail as base64 (docs/protocol.rst)."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import tornado.web
+from playwright.sync_api import Browser
+
+from tests.browser import STATIC_ROOT, ServerThread, Tab
+from tests.client_pages import CLASSIC_PAGE, HELPERS
+from tornado_websockets.limits import Limits
+from tornado_websockets.websocket import WebSocket
+from tornado_websockets.websockethandler import WebSocketHandler
+
+SIZE = 5 * 1024 * 1024
+
+# What the original client (0.2) did on the wire: new WebSocket(url), no subprotocol, JSON text
+# {"event", "data"} both ways, data as JSON.parse gives it.
+ORIGINAL_PAGE = f"""<!doctype html>
+<meta charset="utf-8"><title>original client</title>
+{HELPERS}
+<img id="thumb" alt="thumbnail">
+<script>
+window.received = [];
+window.socket = new WebSocket(`ws://${{location.host}}/ws/files`);
+socket.onmessage = (message) => {{
+  received.push(typeof message.data === "string" ? JSON.parse(message.data) : "a binary message");
+  const frame = received[received.length - 1];
+  if (frame.event === "stored") {{
+    document.getElementById("thumb").src = "data:image/png;base64," + frame.data.png;
+  }}
+}};
+window.emit = (event, data) => socket.send(JSON.stringify({{event, data}}));
+</script>
+"""
+
+PAGES = {"classic": CLASSIC_PAGE, "original": ORIGINAL_PAGE}
+
+
+def png(width: int, height: int, rgb: bytes) -> bytes:
+    """A solid ``rgb`` PNG, built by hand (no imaging library needed)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack("!I", len(body)) + kind + body + struct.pack("!I", zlib.crc32(kind + body))
+
+    rows = b"".join(b"\x00" + rgb * width for _ in range(height))
+    header = struct.pack("!IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+class PageHandler(tornado.web.RequestHandler):
+    def get(self, name: str) -> None:
+        if name not in PAGES:
+            raise tornado.web.HTTPError(404)
+        self.write(PAGES[name])
+
+
+stored: dict[str, str] = {}
+
+
+def register() -> None:
+    files = WebSocket("/files", limits=Limits(max_message_size=8 * 1024 * 1024))
+
+    @files.on
+    async def upload(socket: WebSocketHandler, data: dict[str, Any]) -> dict[str, Any]:
+        content = data["file"]
+        digest = hashlib.sha256(content).hexdigest()
+        stored[data["name"]] = digest
+        thumbnail = png(24, 16, content[:3])  # coloured by the file's first bytes
+        socket.emit("thumb", {"png": thumbnail, "sha256": digest})
+        files.emit("stored", {"name": data["name"], "png": thumbnail}, skip=socket)
+        return {"sha256": digest, "size": len(content), "bytes": isinstance(content, bytes)}
+
+    @files.on
+    async def chat(data: dict[str, Any]) -> None:
+        files.emit("chat", {"text": str(data.get("text", ""))})
+
+
+@pytest.fixture
+def server() -> Iterator[ServerThread]:
+    stored.clear()
+    register()
+    thread = ServerThread(
+        [
+            (r"/page/(\w+)", PageHandler),
+            (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC_ROOT)}),
+        ]
+    )
+    thread.start()
+    yield thread
+    thread.close()
+
+
+def test_a_page_uploads_5_mib_as_bytes_and_shows_the_thumbnail_beside_an_original_client(
+    browser: Browser, server: ServerThread
+) -> None:
+    original = Tab.open(browser, server.url("/page/original"))
+    page = Tab.open(browser, server.url("/page/classic"))
+    try:
+        original.page.wait_for_function("() => socket.readyState === 1")
+        result = page.page.evaluate(
+            """async (size) => {
+            const content = new Uint8Array(size);
+            for (let at = 0; at < size; at += 65536) crypto.getRandomValues(content.subarray(at, at + 65536));
+            content.set([200, 40, 90]);
+            const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", content))]
+                .map((b) => b.toString(16).padStart(2, "0")).join("");
+            const ws = new TornadoWebSocket("/files");
+            await nextEvent(ws, "open");
+            const thumb = nextEvent(ws, "thumb", 30000);
+            const reply = await ws.request("upload", {name: "big.bin", file: new Blob([content])}, {timeout: 30000});
+            const data = await thumb;
+            const img = document.createElement("img");
+            document.body.append(img);
+            img.src = URL.createObjectURL(new Blob([data.png], {type: "image/png"}));
+            await img.decode();
+            const canvas = document.createElement("canvas");
+            canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+            const context = canvas.getContext("2d");
+            context.drawImage(img, 0, 0);
+            const pixel = [...context.getImageData(3, 3, 1, 1).data];
+            ws.close();
+            return {digest, reply, sha256: data.sha256, binary: ws.binary, isUint8Array: data.png instanceof Uint8Array,
+                    size: [img.naturalWidth, img.naturalHeight], pixel};
+        }""",
+            SIZE,
+        )
+        assert result["reply"] == {"sha256": result["digest"], "size": SIZE, "bytes": True}
+        assert result["sha256"] == result["digest"] == stored["big.bin"]
+        assert result["isUint8Array"] is True
+        assert result["size"] == [24, 16] and result["pixel"] == [200, 40, 90, 255]
+
+        # Beside it, the original client: the thumbnail as base64 in JSON text, shown, and chat works.
+        original.page.wait_for_function("() => document.getElementById('thumb').naturalWidth === 24")
+        original.page.evaluate("() => emit('chat', {text: 'still here'})")
+        original.page.wait_for_function("() => received.some((f) => f.event === 'chat')")
+        frames = original.page.evaluate("() => received")
+        assert "a binary message" not in frames
+        assert [f["event"] for f in frames] == ["stored", "chat"]
+        assert frames[1]["data"] == {"text": "still here"}
+        assert original.errors == [] and page.errors == []
+    finally:
+        page.close()
+        original.close()
