@@ -114,7 +114,7 @@ def test_a_page_uploads_5_mib_as_bytes_and_shows_the_thumbnail_beside_an_origina
             content.set([200, 40, 90]);
             const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", content))]
                 .map((b) => b.toString(16).padStart(2, "0")).join("");
-            const ws = new TornadoWebSocket("/files");
+            const ws = new TornadoWebSocket("/files", {binary: true});
             await nextEvent(ws, "open");
             const thumb = nextEvent(ws, "thumb", 30000);
             const reply = await ws.request("upload", {name: "big.bin", file: new Blob([content])}, {timeout: 30000});

@@ -191,8 +191,16 @@ class WebSocketHandler(DeprecatedPlumbing, tornado.websocket.WebSocketHandler):
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         """Accept ``tornado-websockets.msgpack`` (docs/protocol.rst) when MessagePack is installed."""
-        if binaryframes.SUBPROTOCOL in subprotocols and binaryframes.available():
+        if binaryframes.SUBPROTOCOL not in subprotocols:
+            return None
+        if binaryframes.available():
             return binaryframes.SUBPROTOCOL
+        # Browsers fail a handshake whose offered subprotocol is not accepted: say why, server side.
+        logger.warning(
+            "A client of %s asked for %s: install the binary extra (django-tornado-websockets[binary]).",
+            self.websocket.path,
+            binaryframes.SUBPROTOCOL,
+        )
         return None
 
     @property

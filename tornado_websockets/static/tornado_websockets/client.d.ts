@@ -138,7 +138,11 @@ declare namespace TornadoWebSocket {
     liveness?: boolean | LivenessOptions;
     /** A WebSocket constructor, for runtimes without a global one. */
     WebSocket?: new (url: string, protocols?: string | string[]) => WebSocket;
-    /** Offer MessagePack ("tornado-websockets.msgpack") so that bytes travel as bytes (default true). */
+    /**
+     * Ask for MessagePack ("tornado-websockets.msgpack") so that bytes travel as bytes and arrive as Uint8Array
+     * (default false: bytes as base64 strings). The server needs the binary extra: browsers fail the handshake of
+     * a server that does not accept the subprotocol.
+     */
     binary?: boolean;
   }
 

@@ -6,10 +6,10 @@
  *   ws.on("echo", (data) => console.log(data.message));
  *   ws.emit("echo", {message: "hi"});                     // queued until the socket opens
  *
- * Frames are JSON text, {"event": "...", "data": {...}}, in both directions; a frame holding bytes (ArrayBuffer,
- * typed array, DataView or Blob anywhere in its data) is a MessagePack binary message when the server accepts the
- * "tornado-websockets.msgpack" subprotocol (docs/protocol.rst), its bytes as base64 strings otherwise. Bytes
- * from the server arrive as Uint8Array. The connection comes back
+ * Frames are JSON text, {"event": "...", "data": {...}}, in both directions. Bytes (ArrayBuffer, typed array,
+ * DataView or Blob) may sit anywhere in emitted data: with {binary: true} the client asks for the
+ * "tornado-websockets.msgpack" subprotocol and such a frame is a MessagePack binary message, bytes from the
+ * server arriving as Uint8Array (docs/protocol.rst); without it, bytes travel as base64 strings both ways. The connection comes back
  * by itself (exponential backoff with jitter) until close() is called or the server closes it for good
  * (close codes 4000-4099 and 1008: the "ended" event). A connection that stays silent is probed and, when
  * nothing answers, replaced (the liveness check); a jump in a stream's numbers is recovered by reconnecting.
@@ -483,7 +483,7 @@ class TornadoWebSocket {
       refusedAfter: refusedAfterCount(options.refusedAfter),
       liveness: livenessOptions(options.liveness),
       WebSocket: options.WebSocket ?? null,
-      binary: options.binary ?? true,
+      binary: Boolean(options.binary ?? false),
     };
     const trimmed = path.trim();
     /** The path below /ws, with its leading slash. */
