@@ -178,7 +178,10 @@ def test_bytes_are_declared_as_binary_content(use_msgspec: bool, monkeypatch: py
     doc = asyncapi.document([files])
     jsonschema.Draft7Validator(SCHEMA).validate(doc)
     messages = doc["channels"]["files"]["messages"]
-    assert doc["components"]["schemas"]["Upload"]["properties"]["content"] == {"type": "string", "contentEncoding": "base64"}
+    assert doc["components"]["schemas"]["Upload"]["properties"]["content"] == {
+        "type": "string",
+        "contentEncoding": "base64",
+    }
     for key in ("upload", "upload_reply", "emit_thumb"):
         assert messages[key]["contentType"] == "application/vnd.msgpack", key
     assert "contentType" not in messages["emit_warning"]  # JSON, the default content type

@@ -54,7 +54,12 @@ def png(width: int, height: int, rgb: bytes) -> bytes:
 
     rows = b"".join(b"\x00" + rgb * width for _ in range(height))
     header = struct.pack("!IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 class PageHandler(tornado.web.RequestHandler):
@@ -117,7 +122,9 @@ def test_a_page_uploads_5_mib_as_bytes_and_shows_the_thumbnail_beside_an_origina
             const ws = new TornadoWebSocket("/files", {binary: true});
             await nextEvent(ws, "open");
             const thumb = nextEvent(ws, "thumb", 30000);
-            const reply = await ws.request("upload", {name: "big.bin", file: new Blob([content])}, {timeout: 30000});
+            const file = new Blob([content]);
+            const reply = await ws.request("upload", {name: "big.bin", file}, {timeout: 30000});
+            const binary = ws.binary;
             const data = await thumb;
             const img = document.createElement("img");
             document.body.append(img);
@@ -129,15 +136,18 @@ def test_a_page_uploads_5_mib_as_bytes_and_shows_the_thumbnail_beside_an_origina
             context.drawImage(img, 0, 0);
             const pixel = [...context.getImageData(3, 3, 1, 1).data];
             ws.close();
-            return {digest, reply, sha256: data.sha256, binary: ws.binary, isUint8Array: data.png instanceof Uint8Array,
-                    size: [img.naturalWidth, img.naturalHeight], pixel};
+            const isUint8Array = data.png instanceof Uint8Array;
+            const size = [img.naturalWidth, img.naturalHeight];
+            return {digest, reply, sha256: data.sha256, binary, isUint8Array, size, pixel};
         }""",
             SIZE,
         )
         assert result["reply"] == {"sha256": result["digest"], "size": SIZE, "bytes": True}
         assert result["sha256"] == result["digest"] == stored["big.bin"]
+        assert result["binary"] is True
         assert result["isUint8Array"] is True
-        assert result["size"] == [24, 16] and result["pixel"] == [200, 40, 90, 255]
+        assert result["size"] == [24, 16]
+        assert result["pixel"] == [200, 40, 90, 255]
 
         # Beside it, the original client: the thumbnail as base64 in JSON text, shown, and chat works.
         original.page.wait_for_function("() => document.getElementById('thumb').naturalWidth === 24")
@@ -147,7 +157,8 @@ def test_a_page_uploads_5_mib_as_bytes_and_shows_the_thumbnail_beside_an_origina
         assert "a binary message" not in frames
         assert [f["event"] for f in frames] == ["stored", "chat"]
         assert frames[1]["data"] == {"text": "still here"}
-        assert original.errors == [] and page.errors == []
+        assert original.errors == []
+        assert page.errors == []
     finally:
         page.close()
         original.close()

@@ -15,6 +15,7 @@ import msgspec
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.typing import Subprotocol
 
 from tests.polling import wait_until
 from tests.redis_server import RedisServer
@@ -29,7 +30,7 @@ from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
 
-MSGPACK = binaryframes.SUBPROTOCOL
+MSGPACK = Subprotocol(binaryframes.SUBPROTOCOL)
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 
 
@@ -43,7 +44,8 @@ def test_a_frame_with_bytes_is_messagepack_and_one_without_stays_json() -> None:
     assert frame.hex(" ") == (
         "82 a5 65 76 65 6e 74 a5 74 68 75 6d 62 a4 64 61 74 61 81 a3 70 6e 67 c4 03 89 50 4e"
     )
-    assert binaryframes.is_packed(frame) and not binaryframes.is_packed(b'{"event":"e"}')
+    assert binaryframes.is_packed(frame)
+    assert not binaryframes.is_packed(b'{"event":"e"}')
     assert binaryframes.as_text(frame) == b'{"event":"thumb","data":{"png":"iVBO"}}'
 
 
@@ -59,10 +61,16 @@ def test_bytes_anywhere_and_what_json_lacks_are_converted_as_json_converts_them(
 
 def test_a_numbered_messagepack_frame_carries_stream_and_seq() -> None:
     frame = with_sequence(protocol.encode("e", {"b": b"\x00"}), "lobby", 2**52 + 3)
-    assert msgspec.msgpack.decode(frame) == {"event": "e", "data": {"b": b"\x00"}, "stream": "lobby", "seq": 2**52 + 3}
+    assert msgspec.msgpack.decode(frame) == {
+        "event": "e",
+        "data": {"b": b"\x00"},
+        "stream": "lobby",
+        "seq": 2**52 + 3,
+    }
     buffer = ReplayBuffer(60)
     kept = buffer.append("*", protocol.encode("e", {"b": b"\x01"}))
-    assert msgspec.msgpack.decode(kept)["seq"] == 1 and buffer.since("*", 0).frames == [kept]
+    assert msgspec.msgpack.decode(kept)["seq"] == 1
+    assert buffer.since("*", 0).frames == [kept]
 
 
 @pytest.mark.parametrize(
@@ -103,7 +111,7 @@ async def frame_of(client: ClientConnection) -> tuple[str, dict[str, Any]]:
 @asynccontextmanager
 async def connect(server: TestServer, path: str, binary: bool = True) -> AsyncIterator[ClientConnection]:
     protocols = [MSGPACK] if binary else None
-    async with websockets.connect(server.url(path), subprotocols=protocols, max_size=None) as client:  # type: ignore[arg-type]  # str is a Subprotocol
+    async with websockets.connect(server.url(path), subprotocols=protocols, max_size=None) as client:
         yield client
 
 
@@ -144,12 +152,18 @@ async def test_bytes_reach_the_function_and_come_back_as_bytes_to_a_client_that_
         content = bytes(range(256)) * 4
         request = {"event": "upload", "data": {"file": {"name": "a.png", "content": content}}, "id": 1}
         await client.send(msgspec.msgpack.encode(request))
-        assert await frame_of(client) == ("binary", {"event": "thumb", "data": {"png": content[:4], "name": "a.png"}})
-        assert await frame_of(client) == ("binary", {"event": "ack", "id": 1, "data": {"size": 1024, "head": b"\x00\x01"}})
+        assert await frame_of(client) == (
+            "binary",
+            {"event": "thumb", "data": {"png": content[:4], "name": "a.png"}},
+        )
+        assert await frame_of(client) == (
+            "binary",
+            {"event": "ack", "id": 1, "data": {"size": 1024, "head": b"\x00\x01"}},
+        )
         # A frame without bytes stays JSON text, both ways, on the same connection.
         await client.send(json.dumps({"event": "nothing"}))
         kind, warning = await frame_of(client)
-        assert kind == "text" and warning["event"] == "warning"
+        assert (kind, warning["event"]) == ("text", "warning")
 
 
 async def test_a_client_that_did_not_negotiate_gets_base64_text_and_never_a_binary_message() -> None:
@@ -170,57 +184,62 @@ async def test_a_client_that_did_not_negotiate_gets_base64_text_and_never_a_bina
         assert frames[1][1] == {"event": "all", "data": {"b": base64.b64encode(PNG).decode()}}
 
 
-async def test_a_broadcast_with_bytes_is_encoded_once_per_encoding() -> None:
+async def test_a_broadcast_with_bytes_is_encoded_once_per_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
     ws = files_app()
-    async with serve() as server:
-        async with (
-            connect(server, "/files") as a,
-            connect(server, "/files") as b,
-            connect(server, "/files", binary=False) as c,
-            connect(server, "/files", binary=False) as d,
-        ):
-            await wait_until(lambda: len(ws.handlers) == 4)
-            packed_before = binaryframes.as_text.cache_info().misses
-            encoded: list[bytes] = []
-            original = binaryframes.pack
+    async with (
+        serve() as server,
+        connect(server, "/files") as a,
+        connect(server, "/files") as b,
+        connect(server, "/files", binary=False) as c,
+        connect(server, "/files", binary=False) as d,
+    ):
+        await wait_until(lambda: len(ws.handlers) == 4)
+        packed_before = binaryframes.as_text.cache_info().misses
+        encoded: list[bytes] = []
+        original = binaryframes.pack
 
-            def counting(frame: dict[str, Any]) -> bytes:
-                encoded.append(original(frame))
-                return encoded[-1]
+        def counting(frame: dict[str, Any]) -> bytes:
+            encoded.append(original(frame))
+            return encoded[-1]
 
-            binaryframes.pack = counting  # type: ignore[assignment]  # counts the encodings, then restored
-            try:
-                for client in (a, c):
-                    await client.send(json.dumps({"event": "join", "data": {"room": "r"}}))
-                await b.send(json.dumps({"event": "join", "data": {"room": "r"}}))
-                await d.send(json.dumps({"event": "join", "data": {"room": "r"}}))
-                await wait_until(lambda: len(ws.rooms.members("r")) == 4)
-                ws.emit("all", {"b": b"one"})
-                ws.to("r").emit("in_room", {"b": b"two"})
-            finally:
-                binaryframes.pack = original  # type: ignore[assignment]
-            for client in (a, b):
-                assert [await frame_of(client) for _ in range(2)] == [
-                    ("binary", {"event": "all", "data": {"b": b"one"}}),
-                    ("binary", {"event": "in_room", "data": {"b": b"two"}}),
-                ]
-            for client in (c, d):
-                assert [await frame_of(client) for _ in range(2)] == [
-                    ("text", {"event": "all", "data": {"b": "b25l"}}),
-                    ("text", {"event": "in_room", "data": {"b": "dHdv"}}),
-                ]
-            assert len(encoded) == 2  # once per emit for the MessagePack clients
-            assert binaryframes.as_text.cache_info().misses - packed_before == 2  # once per emit for JSON ones
+        monkeypatch.setattr(binaryframes, "pack", counting)
+        for client in (a, c):
+            await client.send(json.dumps({"event": "join", "data": {"room": "r"}}))
+        await b.send(json.dumps({"event": "join", "data": {"room": "r"}}))
+        await d.send(json.dumps({"event": "join", "data": {"room": "r"}}))
+        await wait_until(lambda: len(ws.rooms.members("r")) == 4)
+        ws.emit("all", {"b": b"one"})
+        ws.to("r").emit("in_room", {"b": b"two"})
+        monkeypatch.undo()
+        for client in (a, b):
+            assert [await frame_of(client) for _ in range(2)] == [
+                ("binary", {"event": "all", "data": {"b": b"one"}}),
+                ("binary", {"event": "in_room", "data": {"b": b"two"}}),
+            ]
+        for client in (c, d):
+            assert [await frame_of(client) for _ in range(2)] == [
+                ("text", {"event": "all", "data": {"b": "b25l"}}),
+                ("text", {"event": "in_room", "data": {"b": "dHdv"}}),
+            ]
+        assert len(encoded) == 2  # once per emit for the MessagePack clients
+        assert binaryframes.as_text.cache_info().misses - packed_before == 2  # once per emit for JSON ones
 
 
 async def test_a_bad_binary_message_earns_a_warning_and_the_connection_stays_usable() -> None:
     files_app()
     async with serve() as server, connect(server, "/files") as client:
         await client.send(b"\xc1\xc1")
-        assert await frame_of(client) == ("text", {"event": "warning", "data": {"message": binaryframes.INVALID_MSGPACK}})
+        assert await frame_of(client) == (
+            "text",
+            {"event": "warning", "data": {"message": binaryframes.INVALID_MSGPACK}},
+        )
         await client.send(msgspec.msgpack.encode({"event": "upload", "data": [], "id": 9}))
         assert (await frame_of(client))[1]["data"]["message"] == protocol.DATA_NOT_DICT
-        assert (await frame_of(client))[1] == {"event": "ack", "id": 9, "error": {"message": protocol.DATA_NOT_DICT}}
+        assert (await frame_of(client))[1] == {
+            "event": "ack",
+            "id": 9,
+            "error": {"message": protocol.DATA_NOT_DICT},
+        }
         await client.send(msgspec.msgpack.encode({"event": "everyone", "data": {"b": b"ok"}}))
         assert await frame_of(client) == ("binary", {"event": "all", "data": {"b": b"ok"}})
 
@@ -236,17 +255,22 @@ async def test_max_message_size_and_the_rate_limit_count_binary_messages() -> No
         async with connect(server, "/small") as client:
             for _ in range(10):
                 await client.send(msgspec.msgpack.encode({"event": "ping_me", "data": {"b": b"x"}}))
-            frames = []
-            with pytest.raises(websockets.ConnectionClosed):
+            frames: list[tuple[str, dict[str, Any]]] = []
+
+            async def read_until_closed() -> None:
                 while True:
                     frames.append(await frame_of(client))
-            warnings = [f for _, f in frames if f["event"] == "warning"]
-            assert warnings and "Too many events" in warnings[0]["data"]["message"]
+
+            with pytest.raises(websockets.ConnectionClosed):
+                await read_until_closed()
+            warnings = [f["data"]["message"] for _, f in frames if f["event"] == "warning"]
+            assert "Too many events" in warnings[0]
         async with connect(server, "/small") as client:
             await client.send(msgspec.msgpack.encode({"event": "ping_me", "data": {"b": bytes(2048)}}))
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await frame_of(client)
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1009
 
 
 def recovering_app() -> WebSocket:
@@ -271,9 +295,13 @@ async def position_of(client: ClientConnection, stream: str) -> dict[str, Any]:
 
 
 async def recover(server: TestServer, path: str, position: dict[str, Any], binary: bool) -> ClientConnection:
-    request = {"epoch": position["epoch"], "streams": {"lobby": position["seq"]}, "tokens": {"lobby": position["token"]}}
+    request = {
+        "epoch": position["epoch"],
+        "streams": {"lobby": position["seq"]},
+        "tokens": {"lobby": position["token"]},
+    }
     url = server.url(path) + "?recover=" + urllib.parse.quote(json.dumps(request))
-    return await websockets.connect(url, subprotocols=[MSGPACK] if binary else None, max_size=None)  # type: ignore[list-item]  # str is a Subprotocol
+    return await websockets.connect(url, subprotocols=[MSGPACK] if binary else None, max_size=None)
 
 
 async def missed(client: ClientConnection, count: int) -> list[tuple[str, dict[str, Any]]]:
@@ -301,7 +329,10 @@ async def test_numbered_binary_frames_are_replayed_like_the_others() -> None:
             seq = position["seq"]
             assert await missed(back, 2) == [
                 ("text", {"event": "said", "data": {"n": 0}, "stream": "lobby", "seq": seq + 1}),
-                ("binary", {"event": "said", "data": {"n": 1, "b": b"\x01"}, "stream": "lobby", "seq": seq + 2}),
+                (
+                    "binary",
+                    {"event": "said", "data": {"n": 1, "b": b"\x01"}, "stream": "lobby", "seq": seq + 2},
+                ),
             ]
             assert (await missed(plain, 2))[1] == (
                 "text",
@@ -312,7 +343,9 @@ async def test_numbered_binary_frames_are_replayed_like_the_others() -> None:
             await plain.close()
 
 
-async def test_binary_frames_through_redis_are_numbered_delivered_and_replayed(redis_server: RedisServer) -> None:
+async def test_binary_frames_through_redis_are_numbered_delivered_and_replayed(
+    redis_server: RedisServer,
+) -> None:
     recovering_app()
     broker = TornadoWrapper.use_broker(RedisBroker(redis_server.url))
     async with serve() as server:
@@ -322,7 +355,10 @@ async def test_binary_frames_through_redis_are_numbered_delivered_and_replayed(r
             with Emitter(redis_server.url) as emitter:
                 assert await asyncio.to_thread(emitter.emit, "/rec", "said", {"b": PNG}, room="lobby") == 1
             [(kind, frame)] = await missed(reader, 1)
-            assert (kind, frame) == ("binary", {"event": "said", "data": {"b": PNG}, "stream": "lobby", "seq": position["seq"] + 1})
+            assert (kind, frame) == (
+                "binary",
+                {"event": "said", "data": {"b": PNG}, "stream": "lobby", "seq": position["seq"] + 1},
+            )
             await reader.send(msgspec.msgpack.encode({"event": "say", "data": {"b": b"\x02"}}))
             await missed(reader, 1)
         back = await recover(server, "/rec", position, binary=True)

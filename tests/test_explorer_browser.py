@@ -271,7 +271,9 @@ def mailbox() -> Iterator[ServerThread]:
         thread.close()
 
 
-def test_a_file_goes_to_a_bytes_field_as_bytes(browser: Browser, mailbox: ServerThread, tmp_path: Path) -> None:
+def test_a_file_goes_to_a_bytes_field_as_bytes(
+    browser: Browser, mailbox: ServerThread, tmp_path: Path
+) -> None:
     upload = tmp_path / "note.txt"
     upload.write_bytes(b"PK\x03\x04 and then some")
     tab = Tab.open(browser, mailbox.url("/ws-api/explorer/"))

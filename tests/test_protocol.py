@@ -195,7 +195,12 @@ def test_a_long_event_name_is_echoed_shortened() -> None:
 # MessagePack frames (binaryframes): the binary codec fuzzed alone ----------------------------------
 
 binary_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text() | st.binary(),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+    | st.binary(),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
     max_leaves=20,
 )
@@ -206,7 +211,8 @@ def test_any_binary_message_decodes_or_raises_protocol_error(message: bytes) -> 
     try:
         frame = protocol.decode(message, packed=True)
     except ProtocolError as error:
-        assert error.message in WARNINGS | {binaryframes.INVALID_MSGPACK}
+        message_text = error.message
+        assert message_text in WARNINGS | {binaryframes.INVALID_MSGPACK}
         return
     assert isinstance(frame.event, str)
     assert isinstance(frame.data, dict)
@@ -217,7 +223,8 @@ def test_any_messagepack_map_decodes_or_raises_protocol_error(payload: dict[str,
     try:
         frame = protocol.decode(msgspec.msgpack.encode(payload), packed=True)
     except ProtocolError as error:
-        assert error.message in WARNINGS
+        message_text = error.message
+        assert message_text in WARNINGS
         return
     assert frame.event == payload["event"]
     assert frame.data == (payload.get("data") or {})
@@ -230,4 +237,7 @@ def test_bytes_anywhere_round_trip_and_become_base64_for_json(data: dict[str, An
         assert json.loads(encoded) == {"event": event, "data": data}
         return
     assert protocol.decode(encoded, packed=True) == Frame(event, data)
-    assert json.loads(binaryframes.as_text(encoded)) == {"event": event, "data": binaryframes.text_value(data)}
+    assert json.loads(binaryframes.as_text(encoded)) == {
+        "event": event,
+        "data": binaryframes.text_value(data),
+    }

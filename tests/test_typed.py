@@ -425,4 +425,5 @@ def test_a_bytes_reply_stays_bytes(use_msgspec: bool) -> None:
         return {"name": "t", "content": b"\x89PNG"}
 
     encode = typed.reply_encoder(thumbnail, use_msgspec)
-    assert encode is not None and encode(thumbnail()) == {"name": "t", "content": b"\x89PNG"}
+    assert encode is not None
+    assert encode(thumbnail()) == {"name": "t", "content": b"\x89PNG"}

@@ -57,10 +57,11 @@ def is_packed(frame: bytes) -> bool:
 
 def carries_bytes(error: BaseException) -> bool:
     """Whether a JSON encoding failed because the value holds bytes (`codec.BytesInData`)."""
-    while error is not None:
-        if isinstance(error, codec.BytesInData):
+    current: BaseException | None = error
+    while current is not None:  # orjson wraps what `default` raised; the standard library does not
+        if isinstance(current, codec.BytesInData):
             return True
-        error = error.__cause__ or error.__context__  # type: ignore[assignment]  # None ends it
+        current = current.__cause__ or current.__context__
     return False
 
 

@@ -64,9 +64,10 @@ HISTORY_SECONDS = 86_400
 MARKER_PREFIX = b'{"m":'
 
 # KEYS: conf hash, seq, frames. ARGV: channel, envelope header (a JSON object), frame (a JSON
-# object, or a MessagePack fixmap: it gets two more entries, see binaryframes.with_sequence), path, stream as JSON, history ms, the path's bounds when a server sends it ('' from an
-# Emitter), the publish command (PUBLISH, or SPUBLISH on Redis Cluster). Returns {the number
-# given or 0 (the path does not recover), how many processes received it}.
+# object, or a MessagePack fixmap: two entries more, as binaryframes.with_sequence adds), path,
+# stream as JSON, history ms, the path's bounds when a server sends it ('' from an Emitter), the
+# publish command (PUBLISH, or SPUBLISH on Redis Cluster). Returns {the number given or 0 (the path
+# does not recover), how many processes received it}.
 EMIT_SCRIPT = """
 local conf = redis.call('HGET', KEYS[1], ARGV[4])
 if ARGV[7] ~= '' then
