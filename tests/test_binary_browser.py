@@ -86,6 +86,10 @@ def register() -> None:
         return {"sha256": digest, "size": len(content), "bytes": isinstance(content, bytes)}
 
     @files.on
+    async def echo(socket: WebSocketHandler, data: dict[str, Any]) -> None:
+        socket.emit("echo", {"n": data["n"], "value": data["value"], "type": type(data["value"]).__name__})
+
+    @files.on
     async def chat(data: dict[str, Any]) -> None:
         files.emit("chat", {"text": str(data.get("text", ""))})
 
@@ -137,8 +141,8 @@ def test_a_page_uploads_5_mib_as_bytes_and_shows_the_thumbnail_beside_an_origina
             const pixel = [...context.getImageData(3, 3, 1, 1).data];
             ws.close();
             const isUint8Array = data.png instanceof Uint8Array;
-            const size = [img.naturalWidth, img.naturalHeight];
-            return {digest, reply, sha256: data.sha256, binary, isUint8Array, size, pixel};
+            const shape = [img.naturalWidth, img.naturalHeight];
+            return {digest, reply, sha256: data.sha256, binary, isUint8Array, size: shape, pixel};
         }""",
             SIZE,
         )
@@ -162,3 +166,55 @@ def test_a_page_uploads_5_mib_as_bytes_and_shows_the_thumbnail_beside_an_origina
     finally:
         page.close()
         original.close()
+
+
+def test_every_kind_of_bytes_queued_before_open_arrives_in_order(
+    browser: Browser, server: ServerThread
+) -> None:
+    tab = Tab.open(browser, server.url("/page/classic"))
+    try:
+        result = tab.page.evaluate("""async () => {
+            const run = async (options) => {
+                const ws = new TornadoWebSocket("/files", {...options, auto_connect: false});
+                const echoed = [];
+                ws.on("echo", (data) => echoed.push(data));
+                const buffer = new Uint8Array([1, 2, 3, 4]).buffer;
+                const values = [buffer, new Int16Array([-2, 513]), new DataView(buffer, 1, 2),
+                                new Blob([new Uint8Array([9, 8])]), "text", new Uint8Array(buffer, 2)];
+                values.forEach((value, n) => ws.emit("echo", {n, value}));  // queued: the socket is not open
+                const queued = ws.queued;
+                ws.connect();
+                await until(() => echoed.length === values.length);
+                const binary = ws.binary;
+                ws.close();
+                return {queued, binary, echoed: echoed.map(({n, value, type}) =>
+                    [n, type, value instanceof Uint8Array ? ["u8", ...value] : value])};
+            };
+            return {binary: await run({binary: true}), json: await run({})};
+        }""")
+    finally:
+        tab.close()
+    assert tab.errors == []
+    # Bytes in, bytes back: the server sees bytes, the page gets Uint8Array, in the order emitted.
+    assert result["binary"]["binary"] is True
+    assert (
+        result["binary"]["queued"] == 3
+    )  # the Blob's frame, and those after it, wait for the Blob to be read
+    assert result["binary"]["echoed"] == [
+        [0, "bytes", ["u8", 1, 2, 3, 4]],
+        [1, "bytes", ["u8", 254, 255, 1, 2]],  # an Int16Array's bytes, little-endian as in memory
+        [2, "bytes", ["u8", 2, 3]],
+        [3, "bytes", ["u8", 9, 8]],
+        [4, "str", "text"],
+        [5, "bytes", ["u8", 3, 4]],
+    ]
+    # Without binary: true, the same bytes travel as base64 strings both ways.
+    assert result["json"]["binary"] is False
+    assert result["json"]["echoed"] == [
+        [0, "str", "AQIDBA=="],
+        [1, "str", "/v8BAg=="],
+        [2, "str", "AgM="],
+        [3, "str", "CQg="],
+        [4, "str", "text"],
+        [5, "str", "AwQ="],
+    ]
