@@ -94,10 +94,19 @@ def register() -> None:
         files.emit("chat", {"text": str(data.get("text", ""))})
 
 
+def register_feed() -> WebSocket:
+    """A path with recovery on: what a client misses while it is away is replayed when it comes back."""
+    return WebSocket("/feed", recover=60)
+
+
+feeds: list[WebSocket] = []
+
+
 @pytest.fixture
 def server() -> Iterator[ServerThread]:
     stored.clear()
     register()
+    feeds[:] = [register_feed()]
     thread = ServerThread(
         [
             (r"/page/(\w+)", PageHandler),
@@ -218,3 +227,35 @@ def test_every_kind_of_bytes_queued_before_open_arrives_in_order(
         [4, "str", "text"],
         [5, "str", "AwQ="],
     ]
+
+
+def test_binary_frames_missed_while_away_are_replayed_in_order(
+    browser: Browser, server: ServerThread
+) -> None:
+    tab = Tab.open(browser, server.url("/page/classic"))
+    feed = feeds[0]
+
+    async def emit(n: int) -> None:
+        feed.emit("said", {"n": n, "b": bytes([n]) * 3})
+
+    try:
+        tab.page.evaluate("""async () => {
+            window.ws = new TornadoWebSocket("/feed", {binary: true, reconnect: {initial: 300, jitter: 0}});
+            window.said = [];
+            ws.on("said", (data, frame) => said.push([data.n, [...data.b], frame.seq]));
+            await nextEvent(ws, "open");
+            await until(() => ws.websocket.readyState === 1);
+        }""")
+        server.run(emit(1))
+        tab.page.wait_for_function("() => said.length === 1")
+        tab.page.evaluate("() => ws.websocket.close(4500)")  # dropped: the client comes back by itself
+        tab.page.wait_for_function("() => ws.state !== 'open'")
+        for n in (2, 3):
+            server.run(emit(n))  # missed while away
+        tab.page.wait_for_function("() => said.length === 3", timeout=10_000)
+        said = tab.page.evaluate("() => said")
+    finally:
+        tab.close()
+    assert tab.errors == []
+    first = said[0][2]
+    assert said == [[1, [1, 1, 1], first], [2, [2, 2, 2], first + 1], [3, [3, 3, 3], first + 2]]
