@@ -391,3 +391,18 @@ async def test_the_test_client_sends_bytes_as_base64_as_a_client_without_message
         assert await client.request("size", {"name": "a", "content": b"\x00\x01\x02"}) == 3
         await client.emit("store", {"name": "a", "content": b"\xff"})
         assert await client.wait_for("stored") == {"content": "/w=="}
+
+
+async def test_without_msgspec_the_subprotocol_is_refused_naming_the_extra_and_bytes_go_as_base64(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # msgspec is installed here; the binary extra missing is what this stands for.
+    monkeypatch.setattr(binaryframes, "msgspec", None)
+    assert protocol.encode("e", {"b": b"\x00"}) == b'{"event":"e","data":{"b":"AA=="}}'
+    files_app()
+    async with serve() as server, connect(server, "/files") as client:
+        assert client.subprotocol is None
+        assert "install the binary extra" in caplog.text
+        await client.send(json.dumps({"event": "gift", "id": 1}))
+        assert await frame_of(client) == ("text", {"event": "gift", "data": {"b": "AAE="}})
+        assert await frame_of(client) == ("text", {"event": "ack", "id": 1, "data": "Ag=="})
