@@ -116,5 +116,11 @@ bench-pyclient: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[fast,typed,client]'
 	$(BENCH_VENV)/bin/python -m bench.pyclient
 
+# Binary echo, 16 KiB as bytes in MessagePack against the same base64 in JSON (5 repetitions, about
+# 2 minutes), into its own section of bench/RESULTS.md; the project's venv has all it needs.
+.PHONY: bench-binary
+bench-binary:
+	$(BIN)/python -m bench.binary --repetitions 5 --results bench/RESULTS.md
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
