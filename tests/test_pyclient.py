@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from tests.crafted_servers import LEFT, ROOMS, token
 from tests.freezable_proxy import FreezableProxy
-from tests.pyclient_app import LEFT, ROOMS, token
 from tests.servers import ROOT, free_port
 from tornado_websockets.client import (
     Client,

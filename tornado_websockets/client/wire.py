@@ -77,8 +77,11 @@ def decode_frame(message: str | bytes, msgpack: bool) -> ServerFrame:
 
     :raise ValueError: not a frame (`ProtocolError`), or not JSON / MessagePack.
     """
-    if not (isinstance(message, bytes) and msgpack and msgspec is not None):
+    if not isinstance(message, bytes):
         return decode_server_frame(message)
+    if not (msgpack and msgspec is not None):
+        # Not negotiated: a binary message is JSON in UTF-8, as the server reads it (never sniffed).
+        return decode_server_frame(message.decode("utf-8"))
     try:
         payload = msgspec.msgpack.decode(message)
     except msgspec.DecodeError as error:
