@@ -228,3 +228,48 @@ async def test_a_process_that_stops_cleanly_sends_left_for_its_users_at_once(
             "name": "dave",
         }
         bob.close()
+
+
+async def test_a_process_frozen_past_the_ttl_writes_its_members_again_when_it_resumes(
+    redis_server: RedisServer,
+) -> None:
+    """Frozen (SIGSTOP) longer than the TTL, a process is reaped: its users get ``left``. Once it
+    resumes it finds itself taken out and writes its members again: ``joined``, listed again,
+    and a later departure sends ``left`` (the finding: invisible for the rest of its life)."""
+    ports = free_port(), free_port()
+    env = {"TWS_PRESENCE_TTL": TTL}
+    url = "ws://127.0.0.1:{}/ws/room?user={}".format
+    async with (
+        running(backplane(ports[0], redis_server.url), env=env),
+        running(backplane(ports[1], redis_server.url), env=env) as frozen,
+    ):
+        bob = await connect_when_up(url(ports[0], "bob"))
+        alice = await connect_when_up(url(ports[1], "alice"))
+        await wait_until(lambda: redis_server.subscribers(DEFAULT_CHANNEL) == 2, timeout=20)
+        await bob.request("join", {"room": "lobby"})
+        await alice.request("join", {"room": "lobby"})
+        assert (await announcements(bob, "joined"))["user"] == "alice"
+
+        os.kill(frozen.pid, signal.SIGSTOP)
+        try:
+            left = await asyncio.wait_for(announcements(bob, "left"), float(TTL) * 4 + 5)
+            assert left == {"room": "lobby", "user": "alice", "name": "alice"}
+            assert await bob.request("who", {"room": "lobby"}) == {"users": ["bob"], "connections": 1}
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)
+
+        joined = await asyncio.wait_for(announcements(bob, "joined"), float(TTL) * 4 + 5)
+        assert joined == {"room": "lobby", "user": "alice", "name": "alice"}
+
+        async def users() -> list[str]:
+            return list((await bob.request("who", {"room": "lobby"}))["users"])
+
+        await _eventually(users, ["alice", "bob"])
+        # Listed on the resumed process's side too.
+        assert (await alice.request("who", {"room": "lobby"}))["users"] == ["alice", "bob"]
+
+        alice.close()  # a departure after the freeze is announced again
+        left = await asyncio.wait_for(announcements(bob, "left"), 10)
+        assert left == {"room": "lobby", "user": "alice", "name": "alice"}
+        await _eventually(users, ["bob"])
+        bob.close()
