@@ -343,18 +343,21 @@ class SharedPresence:
         sockets = [socket for websocket in websockets for socket in list(websocket.handlers)]
         self._changes.clear()  # what the rewrite writes is the connections' state now
         self._rewriting = {socket.id for socket in sockets}
+        batch: list[_Change] = []
         try:
-            for start in range(0, len(sockets), self.slice_size):
-                raise_if_cancelling()
-                batch: list[_Change] = []
-                for socket in sockets[start : start + self.slice_size]:
-                    self._rewriting.discard(socket.id)
-                    if socket.is_closed:
-                        continue
-                    batch.append(self._change(socket, None, True, quiet=True))
-                    for room in socket.websocket.rooms.rooms_of(socket):
-                        batch.append(self._change(socket, room, True, quiet=not announce))
-                await self._write_batch(client, batch)
+            for socket in sockets:
+                self._rewriting.discard(socket.id)
+                if socket.is_closed:
+                    continue
+                # A connection's changes are read at once, so that its later ones queue after them.
+                batch.append(self._change(socket, None, True, quiet=True))
+                for room in socket.websocket.rooms.rooms_of(socket):
+                    batch.append(self._change(socket, room, True, quiet=not announce))
+                while len(batch) >= self.slice_size:
+                    await self._write_batch(client, batch[: self.slice_size])
+                    raise_if_cancelling()
+                    del batch[: self.slice_size]
+            await self._write_batch(client, batch)
         finally:
             self._rewriting = None
 
