@@ -379,32 +379,34 @@ class SharedPresence:
         )
 
     async def _remove_entries(self, client: redis.asyncio.Redis, process: str, announce: bool) -> int:
-        """Remove what ``process`` wrote, a slice at a time (``SPOP``: each entry is taken out
-        once, whoever else reads the set); with ``announce``, send ``left`` for the users it took
-        out. Returns how many ``left`` were sent."""
+        """Remove what ``process`` wrote, a slice at a time; with ``announce``, send ``left`` for
+        the users it took out. Returns how many ``left`` were sent."""
         key = self.keys.entries(process)
         left = 0
         while True:
-            popped = await client.spop(key, self.slice_size)  # with a count: a list (or set)
+            # Read, then taken out of the set with their rows and counts: a failure in between
+            # leaves them to be taken out again, not forgotten with their users counted.
+            raws = await client.srandmember(key, self.slice_size)
             raise_if_cancelling()
-            if not popped:
+            if not raws:
                 return left
-            assert not isinstance(popped, bytes | str)
-            entries = [codec.loads(raw) for raw in popped]
+            assert isinstance(raws, list)  # with a count: a list
+            entries = [codec.loads(raw) for raw in raws]
             decrement = await self._decrement_sha(client)
             async with client.pipeline(transaction=False) as pipe:
-                for path, room, connection, who, _ in entries:
+                for (path, room, connection, who, _), raw in zip(entries, raws, strict=True):
                     pipe.hdel(self.keys.members(path, room), connection)
                     if room is not None:
                         pipe.execute_command("EVALSHA", decrement, 1, self.keys.users(path, room), who)
+                    pipe.srem(key, raw)
                 results = await pipe.execute()
             raise_if_cancelling()
             position = 0
             for path, room, _, _, data in entries:
-                position += 1
+                position += 2  # the row, the entry
                 if room is None:
                     continue
-                count = int(results[position])
+                count = int(results[position - 1])
                 position += 1
                 if announce and data is not None and count == 0:
                     left += 1
