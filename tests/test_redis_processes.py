@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import cast
+
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 
+from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer
 from tornado_websockets import delivery
 from tornado_websockets.redis.processes import ProcessDirectory
@@ -51,3 +56,53 @@ async def test_frames_fewer_live_processes_heard_are_counted_missed(redis_server
         assert (delivery.BACKPLANE_MISSED, "/r") not in delivery.dropped()
     finally:
         await client.aclose()
+
+
+async def test_a_process_back_before_its_claim_stays_listed_and_a_reaped_one_learns_it(
+    redis_server: RedisServer,
+) -> None:
+    """A frozen process seen dead, back before the claim: not taken out. Taken out once frozen
+    again: it finds itself `taken_out` at its next refresh, and `was_reaped` says so."""
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        await _claims_and_reaping(client)
+    finally:
+        await client.aclose()
+
+
+async def test_claims_and_reaping_on_a_cluster(tmp_path: Path) -> None:
+    """The same on Redis Cluster: the claim is a script on one key, the marker a key of its own."""
+    with RedisCluster.running(tmp_path) as cluster:
+        client = redis.asyncio.cluster.RedisCluster.from_url(f"redis://127.0.0.1:{cluster.ports[0]}/0")
+        try:
+            await _claims_and_reaping(cast("redis.asyncio.Redis", client))
+        finally:
+            await client.aclose()
+
+
+async def _claims_and_reaping(client: redis.asyncio.Redis) -> None:
+    frozen, live = ProcessDirectory("C", "frozen", ttl=15), ProcessDirectory("C", "live", ttl=15)
+    await frozen.refresh(client, {})
+    await client.zadd(frozen.processes, {"frozen": 1})  # its entry expired long ago
+    assert await live.refresh(client, {}) == ["frozen"]
+    await frozen.refresh(client, {})  # it resumes before the claim
+    assert not frozen.taken_out
+    assert not await live.claim(client, "frozen")
+    assert await client.zscore(frozen.processes, "frozen") is not None
+    assert await client.get(live.reaped_key("frozen")) is None  # no marker left behind
+
+    await client.zadd(frozen.processes, {"frozen": 1})  # frozen again, for good this time
+    assert await live.refresh(client, {}) == ["frozen"]
+    assert await live.claim(client, "frozen")
+    await live.reaped(client, "frozen")
+    await frozen.refresh(client, {})  # it resumes after the reaping
+    assert frozen.taken_out
+    assert await frozen.was_reaped(client, patience=1.0)
+    assert await client.get(live.reaped_key("frozen")) is None  # answered once
+
+    await client.flushall()  # Redis lost its data: taken out, but reaped by nobody
+    await frozen.refresh(client, {})
+    assert frozen.taken_out
+    assert not await frozen.was_reaped(client, patience=1.0)
+    await frozen.refresh(client, {})
+    assert not frozen.taken_out

@@ -22,6 +22,15 @@ A dead process (killed, frozen, cut off for longer than ``ttl``) is reaped by th
 process that sees it: it claims the process (``ZREM``), removes its members, and sends ``left``
 for the users that had no other connection in a room. Queries leave out dead processes' members
 at once, before the reaping.
+
+A process that was only frozen (a long GC pause, a VM migration, ``SIGSTOP``) finds at its next
+refresh that it is no longer listed: it writes its members again and sends ``joined`` where a
+user's count goes back from 0 (their ``left`` went out when it was reaped). The same after Redis
+lost its data (restarted empty, ``FLUSHALL``), without ``joined``: nobody was sent ``left``.
+
+Every write goes in slices of at most `SharedPresence.slice_size` changes, one pipeline each,
+the loop serving other connections between two: rewriting 50,000 members after a Redis failure
+is no one long stall.
 """
 
 from __future__ import annotations
@@ -105,6 +114,7 @@ class _Change:
     who: str  # identity as JSON
     member: bytes  # [process, user, name] as JSON
     announce: dict[str, Any] | None  # joined/left data, when the path sends presence events
+    quiet: bool  # written without sending joined/left (kept in the entry for a reaper's left)
 
     def entry(self) -> bytes:
         return codec.dumps([self.path, self.room, self.connection, self.who, self.announce])
@@ -122,6 +132,9 @@ class SharedPresence:
     :param cluster: ``url`` names a node of a Redis Cluster.
     """
 
+    #: The most changes written in one pipeline: the loop serves other connections between two.
+    slice_size = 500
+
     def __init__(
         self, url: str, channel: str, process: str, ttl: float, timeout: float, cluster: bool = False
     ) -> None:
@@ -138,6 +151,9 @@ class SharedPresence:
         #: True while Redis takes the writes; False after a failure until all is written again.
         self.healthy = False
         self._changes: collections.deque[_Change] = collections.deque()
+        # While all the members are written again: the connections not written yet, whose
+        # changes are not queued (their state is read when their turn comes).
+        self._rewriting: set[str] | None = None
         self._wakeup: asyncio.Event | None = None
         self._client: redis.asyncio.Redis | None = None
         self._task: asyncio.Task[None] | None = None
@@ -198,18 +214,20 @@ class SharedPresence:
         """
         if self._wakeup is None:  # never started, made for queries only: it writes nothing
             return False
-        self._changes.append(self._change(socket, room, present, announce=True))
-        self._wakeup.set()
+        if self._rewriting is None or socket.id not in self._rewriting:
+            # While the writes fail the connection announces itself: Redis must not do it again.
+            self._changes.append(self._change(socket, room, present, quiet=not self.healthy))
+            self._wakeup.set()
         return self.healthy
 
-    def _change(self, socket: Any, room: str | None, present: bool, announce: bool) -> _Change:
+    def _change(self, socket: Any, room: str | None, present: bool, quiet: bool) -> _Change:
         websocket = socket.websocket
         data = None
-        if announce and room is not None and websocket.presence_events:
+        if room is not None and websocket.presence_events:
             data = {"room": room, "user": socket.user_id, "name": display_name(socket)}
         member = codec.dumps([self.process, socket.user_id, display_name(socket)])
         who = codec.dumps(identity(socket)).decode()
-        return _Change(websocket.path, room, socket.id, present, who, member, data)
+        return _Change(websocket.path, room, socket.id, present, who, member, data, quiet)
 
     async def _run(self) -> None:
         assert self._wakeup is not None  # both made by start()
@@ -220,16 +238,18 @@ class SharedPresence:
         while True:
             raise_if_cancelling()
             try:
-                if not self.healthy:
-                    await self._write_all(self._client)
-                    raise_if_cancelling()
-                    if failures:
-                        logger.warning("Presence sharing through Redis works again")
-                    self.healthy, failures = True, 0
-                if loop.time() >= refresh_due:
-                    await self._refresh(self._client)
+                # The refresh comes first: it says whether this process was taken out meanwhile
+                # (frozen and reaped), and listed afresh it cannot be reaped during a rewrite.
+                if not self.healthy or loop.time() >= refresh_due:
+                    reaped = await self._refresh(self._client)
                     raise_if_cancelling()
                     refresh_due = loop.time() + self.ttl / 3
+                    if reaped is not None or not self.healthy:
+                        await self._write_all(self._client, announce=bool(reaped))
+                        raise_if_cancelling()
+                    if not self.healthy and failures:
+                        logger.warning("Presence sharing through Redis works again")
+                    self.healthy, failures = True, 0
                 await self._write_changes(self._client)
                 raise_if_cancelling()
             except CONNECTION_ERRORS as error:
@@ -237,6 +257,7 @@ class SharedPresence:
                     logger.warning("Presence sharing through Redis failed (%s); delivery goes on", error)
                 self.healthy = False
                 self._changes.clear()  # all is written again once Redis takes writes
+                self._rewriting = None
                 failures += 1
                 await asyncio.sleep(min(self.ttl / 3, 0.1 * 2 ** min(failures, 6)))
                 continue
@@ -244,18 +265,36 @@ class SharedPresence:
                 await asyncio.wait_for(self._wakeup.wait(), max(refresh_due - loop.time(), 0.01))
             self._wakeup.clear()
 
-    async def _refresh(self, client: redis.asyncio.Redis) -> None:
-        """Say this process lives, share its metrics, count the live ones, reap the dead."""
+    async def _refresh(self, client: redis.asyncio.Redis) -> bool | None:
+        """Say this process lives, share its metrics, count the live ones, reap the dead.
+
+        Returns None, or, when this process was found taken out, whether another one reaped it
+        (its users were sent ``left``) rather than Redis losing its data.
+        """
         snapshot = {} if self.host is None else self.host.snapshot()
-        for process in await self.directory.refresh(client, snapshot):
+        dead = await self.directory.refresh(client, snapshot)
+        reaped = None
+        if self.directory.taken_out:
+            reaped = await self.directory.was_reaped(client, patience=self.ttl)
+            logger.warning(
+                "This server process was %s: its members are written again",
+                "taken for dead by another (frozen?)" if reaped else "lost by Redis",
+            )
+        for process in dead:
             await self._reap(client, process)
+        return reaped
 
     async def _write_changes(self, client: redis.asyncio.Redis) -> None:
-        """Write the changes waiting, in one pipeline; send the joined/left they decide."""
-        if not self._changes:
+        """Write the changes waiting, a slice at a time; send the joined/left they decide."""
+        while self._changes:
+            count = min(len(self._changes), self.slice_size)
+            await self._write_batch(client, [self._changes.popleft() for _ in range(count)])
+            raise_if_cancelling()
+
+    async def _write_batch(self, client: redis.asyncio.Redis, batch: list[_Change]) -> None:
+        """Write some changes in one pipeline; send the joined/left they decide."""
+        if not batch:
             return
-        batch = list(self._changes)
-        self._changes.clear()
         decrement = await self._decrement_sha(client)
         async with client.pipeline(transaction=False) as pipe:
             for change in batch:
@@ -278,7 +317,7 @@ class SharedPresence:
             if change.room is None:
                 continue
             count = int(next(counts))
-            if change.announce is not None and count == (1 if change.present else 0):
+            if change.announce is not None and not change.quiet and count == (1 if change.present else 0):
                 self._announce(
                     change.path, JOINED_EVENT if change.present else LEFT_EVENT, change.announce, change
                 )
@@ -289,22 +328,38 @@ class SharedPresence:
             self._decrement = text(await client.script_load(_DECREMENT))
         return self._decrement
 
-    async def _write_all(self, client: redis.asyncio.Redis) -> None:
-        """After a failure (Redis restarted, flushed, full): this process's members written again.
+    async def _write_all(self, client: redis.asyncio.Redis, announce: bool) -> None:
+        """This process's members written again, a slice at a time: after a failure (Redis
+        restarted, flushed, full), or after this process was taken out.
 
-        No ``joined`` is sent for them: their users were there all along.
+        With ``announce`` (another process reaped this one and sent ``left`` for its users),
+        ``joined`` goes out where a user's count comes back from 0; else their users were there
+        all along. Changes made meanwhile to a connection not written yet are left to the rewrite,
+        which reads the connection's state when its turn comes; the others are queued after it.
         """
         self._decrement = ""  # Redis may have restarted without its scripts
-        await self._leave_redis(client)
-        changes: collections.deque[_Change] = collections.deque()
-        websockets = {} if self.host is None else self.host.websockets
-        for websocket in list(websockets.values()):
-            for socket in websocket.handlers:
-                changes.append(self._change(socket, None, True, announce=False))
-                for room in websocket.rooms.rooms_of(socket):
-                    changes.append(self._change(socket, room, True, announce=False))
-        self._changes = changes
-        await self._write_changes(client)
+        await self._remove_entries(client, self.process, announce=False)
+        websockets = [] if self.host is None else list(self.host.websockets.values())
+        sockets = [socket for websocket in websockets for socket in list(websocket.handlers)]
+        self._changes.clear()  # what the rewrite writes is the connections' state now
+        self._rewriting = {socket.id for socket in sockets}
+        batch: list[_Change] = []
+        try:
+            for socket in sockets:
+                self._rewriting.discard(socket.id)
+                if socket.is_closed:
+                    continue
+                # A connection's changes are read at once, so that its later ones queue after them.
+                batch.append(self._change(socket, None, True, quiet=True))
+                for room in socket.websocket.rooms.rooms_of(socket):
+                    batch.append(self._change(socket, room, True, quiet=not announce))
+                while len(batch) >= self.slice_size:
+                    await self._write_batch(client, batch[: self.slice_size])
+                    raise_if_cancelling()
+                    del batch[: self.slice_size]
+            await self._write_batch(client, batch)
+        finally:
+            self._rewriting = None
 
     async def _leave_redis(self, client: redis.asyncio.Redis) -> None:
         """Take out what this process wrote (at stop, and before writing it all again)."""
@@ -316,6 +371,7 @@ class SharedPresence:
         if not await self.directory.claim(client, process):
             return  # another process reaped it
         left = await self._remove_entries(client, process, announce=True)
+        await self.directory.reaped(client, process)
         logger.warning(
             "Server process %s stopped refreshing its presence: its members are gone (%d left)",
             process[:8],
@@ -323,29 +379,38 @@ class SharedPresence:
         )
 
     async def _remove_entries(self, client: redis.asyncio.Redis, process: str, announce: bool) -> int:
-        """Remove what ``process`` wrote; with ``announce``, send ``left`` for the users it took out."""
+        """Remove what ``process`` wrote, a slice at a time; with ``announce``, send ``left`` for
+        the users it took out. Returns how many ``left`` were sent."""
         key = self.keys.entries(process)
-        entries = [codec.loads(raw) for raw in await client.smembers(key)]
-        decrement = await self._decrement_sha(client)
-        async with client.pipeline(transaction=False) as pipe:
-            for path, room, connection, who, _ in entries:
-                pipe.hdel(self.keys.members(path, room), connection)
-                if room is not None:
-                    pipe.execute_command("EVALSHA", decrement, 1, self.keys.users(path, room), who)
-            pipe.delete(key)
-            results = await pipe.execute()
         left = 0
-        position = 0
-        for path, room, _, _, data in entries:
-            position += 1
-            if room is None:
-                continue
-            count = int(results[position])
-            position += 1
-            if announce and data is not None and count == 0:
-                left += 1
-                self._announce(path, LEFT_EVENT, data, None)
-        return left
+        while True:
+            # Read, then taken out of the set with their rows and counts: a failure in between
+            # leaves them to be taken out again, not forgotten with their users counted.
+            raws = await client.srandmember(key, self.slice_size)
+            raise_if_cancelling()
+            if not raws:
+                return left
+            assert isinstance(raws, list)  # with a count: a list
+            entries = [codec.loads(raw) for raw in raws]
+            decrement = await self._decrement_sha(client)
+            async with client.pipeline(transaction=False) as pipe:
+                for (path, room, connection, who, _), raw in zip(entries, raws, strict=True):
+                    pipe.hdel(self.keys.members(path, room), connection)
+                    if room is not None:
+                        pipe.execute_command("EVALSHA", decrement, 1, self.keys.users(path, room), who)
+                    pipe.srem(key, raw)
+                results = await pipe.execute()
+            raise_if_cancelling()
+            position = 0
+            for path, room, _, _, data in entries:
+                position += 2  # the row, the entry
+                if room is None:
+                    continue
+                count = int(results[position - 1])
+                position += 1
+                if announce and data is not None and count == 0:
+                    left += 1
+                    self._announce(path, LEFT_EVENT, data, None)
 
     def _announce(self, path: str, event: str, data: dict[str, Any], change: _Change | None) -> None:
         """Send ``joined`` or ``left`` to the room, through the backplane (so to every process)."""
