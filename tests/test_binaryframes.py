@@ -323,15 +323,23 @@ async def missed(client: ClientConnection, count: int) -> list[tuple[str, dict[s
 async def test_numbered_binary_frames_are_replayed_like_the_others() -> None:
     recovering_app()
     async with serve() as server:
-        async with connect(server, "/rec") as talker, connect(server, "/rec") as reader:
+        # Two readers: a token recovers once (docs/recovery.rst), one for each encoding.
+        async with (
+            connect(server, "/rec") as talker,
+            connect(server, "/rec") as reader,
+            connect(server, "/rec") as plain_reader,
+        ):
             position = await position_of(reader, "lobby")
+            plain_position = await position_of(plain_reader, "lobby")
             await position_of(talker, "lobby")
             await reader.close()
+            await plain_reader.close()
             await talker.send(json.dumps({"event": "say", "data": {"n": 0}}))
             await talker.send(msgspec.msgpack.encode({"event": "say", "data": {"n": 1, "b": b"\x01"}}))
             await missed(talker, 2)
+        assert plain_position["seq"] == position["seq"]
         back = await recover(server, "/rec", position, binary=True)
-        plain = await recover(server, "/rec", position, binary=False)
+        plain = await recover(server, "/rec", plain_position, binary=False)
         try:
             seq = position["seq"]
             assert await missed(back, 2) == [

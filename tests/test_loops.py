@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.rawclient import RawClient
-from tests.servers import connect_when_up, free_port, running
+from tests.servers import connect_when_up, finished, free_port, running
 from tornado_websockets import loops
 from tornado_websockets.limits import Limits
 from tornado_websockets.server import Server
@@ -214,7 +214,7 @@ async def test_a_server_run_on_the_chosen_loop_answers_a_real_client(name: str, 
             assert answer["loop"].startswith(expected)
         server.send_signal(signal.SIGTERM)  # the graceful shutdown runs on uvloop too
         assert await client.wait_closed() == 1001
-        output, _ = await asyncio.to_thread(server.communicate, timeout=15)
+        output = await finished(server, 15)
     assert server.returncode == 0, output
     assert "exited cleanly" in output
 

@@ -146,7 +146,7 @@ async def test_serves_django_and_websockets_on_the_uvloop_loop() -> None:
         assert await client.wait_for("echo") == {"over": "uvloop"}
         server.send_signal(signal.SIGTERM)
         assert await client.wait_closed() == 1001
-        output, _ = await asyncio.to_thread(server.communicate, timeout=15)
+        output = await finished(server, 15)
     assert server.returncode == 0, output
     assert "Event loop: uvloop.Loop" in output
 
