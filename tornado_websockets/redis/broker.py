@@ -359,6 +359,7 @@ class RedisBroker(Broker):
                     error or type(error).__name__,
                 )
                 subscription = await self._resubscribe(client, sender)
+                logger.warning("Redis backplane %s subscribed again", redacted(self.url))
                 self.reconnects += 1
                 self.state = CONNECTED
         finally:
@@ -415,6 +416,24 @@ class RedisBroker(Broker):
                 self._sending = lost
                 failure = next(result for result in results if is_lost(result))
                 raise redis.ConnectionError(f"{len(lost)} emits lost with their connection ({failure})")
+            unknown = [
+                envelope
+                for envelope, result in zip(self._sending, results, strict=True)
+                if isinstance(result, redis.exceptions.NoScriptError)
+            ]
+            if unknown and self.channels.cluster:
+                # A replica promoted by a failover never loaded the script: load it on every
+                # primary, and send these again first (one stream lives on one shard: its order holds).
+                await client.script_load(replay.EMIT_SCRIPT)
+                raise_if_cancelling()
+                self._pending.extendleft(reversed(unknown))
+                pairs = [
+                    (envelope, result)
+                    for envelope, result in zip(self._sending, results, strict=True)
+                    if not isinstance(result, redis.exceptions.NoScriptError)
+                ]
+                self._sending = [envelope for envelope, _ in pairs]
+                results = [result for _, result in pairs]
             refused = [
                 envelope
                 for envelope, result in zip(self._sending, results, strict=True)

@@ -139,7 +139,7 @@ class ShardedChannels:
                 name = shards.node_of(channel)
                 shards.channels[channel] = name
                 shards.confirmed.setdefault(channel, asyncio.get_running_loop().create_future())
-                await shards.pubsubs[name].ssubscribe(channel)
+                await asyncio.wait_for(shards.pubsubs[name].ssubscribe(channel), shards.timeout)
                 raise_if_cancelling()
             for channel in set(shards.channels) - wanted:
                 name = shards.channels.pop(channel)
@@ -170,6 +170,9 @@ class _Shards:
         """Connect to every primary and subscribe to the wanted channels, each on its shard; wait for
         Redis to confirm them all."""
         await self.client.initialize()
+        # A no-op for a client initialized already (subscribing again on a live connection): the
+        # slots may have moved since, which is why this subscription is made again.
+        await self.client.nodes_manager.initialize()
         self.strategy.known = tuple((node.host, int(node.port)) for node in self.client.get_nodes())
         now = asyncio.get_running_loop().time()
         for node in self.client.get_primaries():
@@ -188,7 +191,8 @@ class _Shards:
             by_node[self.node_of(channel)].append(channel)
         for name, wanted in by_node.items():
             pubsub = self.pubsubs[name]
-            await pubsub.ssubscribe(*wanted)
+            # Bounded: the connection reads without a timeout, and a frozen node accepts it all the same.
+            await asyncio.wait_for(pubsub.ssubscribe(*wanted), self.timeout)
             raise_if_cancelling()
             await self._confirmations(pubsub, len(wanted))
             self.channels.update(dict.fromkeys(wanted, name))
