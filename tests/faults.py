@@ -61,8 +61,8 @@ async def flow_through(
     back: Callable[[], Awaitable[bool]],
     pause: float = 0.005,
 ) -> tuple[Seen, Seen]:
-    """Say 100 things, cause ``fault`` (in a thread) while saying more, go on until ``back()``
-    and 100 things more; then say ``"end"`` until the reader hears it. (reader's, talker's)."""
+    """Say 100 things, cause ``fault`` (in a thread) while saying more, go on until ``back()`` (30 s
+    at most) and 100 things more; then say ``"end"`` until the reader hears it. (reader's, talker's)."""
     sent: list[int] = []
 
     async def say(count: int) -> None:
@@ -77,9 +77,9 @@ async def flow_through(
         await say(1)
     await faulty
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + 60
-    while not await back():
-        assert loop.time() < deadline, "the backplane did not come back"
+    deadline = loop.time() + 30
+    # Not an assertion: what a client receives is, below (a process that never came back fails there).
+    while not await back() and loop.time() < deadline:
         await say(5)
     await say(100)
     reader_frames = await _until_end(talker, reader)
@@ -91,7 +91,7 @@ async def _until_end(talker: WebSocketTestClient | None, client: WebSocketTestCl
     """The client's lobby frames up to an ``"end"``, said by ``talker`` again each second until
     it comes (frames said while a process was reconnecting may not)."""
     frames: list[Any] = []
-    for attempt in range(60):
+    for attempt in range(30):
         if talker is not None:
             await talker.emit("say", {"room": "lobby", "n": f"end {attempt}"})
         try:
