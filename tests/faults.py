@@ -61,7 +61,7 @@ async def flow_through(
     back: Callable[[], Awaitable[bool]],
     pause: float = 0.005,
 ) -> tuple[Seen, Seen]:
-    """Say 100 things, cause ``fault`` (in a thread) while saying more, go on until ``back()`` (30 s
+    """Say 100 things, cause ``fault`` (in a thread) while saying more, go on until ``back()`` (20 s
     at most) and 100 things more; then say ``"end"`` until the reader hears it. (reader's, talker's)."""
     sent: list[int] = []
 
@@ -77,7 +77,7 @@ async def flow_through(
         await say(1)
     await faulty
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
+    deadline = loop.time() + 20
     # Not an assertion: what a client receives is, below (a process that never came back fails there).
     while not await back() and loop.time() < deadline:
         await say(5)
@@ -91,7 +91,7 @@ async def _until_end(talker: WebSocketTestClient | None, client: WebSocketTestCl
     """The client's lobby frames up to an ``"end"``, said by ``talker`` again each second until
     it comes (frames said while a process was reconnecting may not)."""
     frames: list[Any] = []
-    for attempt in range(30):
+    for attempt in range(12):
         if talker is not None:
             await talker.emit("say", {"room": "lobby", "n": f"end {attempt}"})
         try:

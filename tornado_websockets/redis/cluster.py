@@ -42,7 +42,7 @@ from redis.backoff import NoBackoff
 
 from tornado_websockets.redis.broker import RedisBroker
 from tornado_websockets.redis.channels import OnMessage
-from tornado_websockets.redis.client import CONNECTION_ERRORS, async_client, close_pubsub
+from tornado_websockets.redis.client import CONNECTION_ERRORS, async_client, close_pubsub, cluster_nodes
 from tornado_websockets.redis.common import raise_if_cancelling, text
 from tornado_websockets.redis.replay import ReplayKeys
 
@@ -277,7 +277,9 @@ class RedisClusterBroker(RedisBroker):
     """A backplane through a Redis Cluster with sharded pub/sub (Redis 7+); see the module's docstring.
 
     A `~tornado_websockets.redis.broker.RedisBroker` given `ShardedChannels`; takes its arguments.
-    The URL names any node of the cluster.
+    The URL names any node of the cluster, or several: ``redis://h1:7000,h2:7000/0``.
+
+    :raise ValueError: a node of the URL that does not read ``host:port``.
     """
 
     def __init__(
@@ -285,3 +287,4 @@ class RedisClusterBroker(RedisBroker):
     ) -> None:
         options.setdefault("channels", ShardedChannels())
         super().__init__(without_cluster(url), channel, **options)
+        cluster_nodes(self.url)  # a URL it could never connect with fails here, not at each attempt
