@@ -9,7 +9,7 @@ import asyncio
 from tests.faults import flow_through
 from tests.redis_server import RedisServer
 from tests.servers import backplane, connect_when_up, free_port, running
-from tests.test_recovery_redis import joined, status
+from tests.test_recovery_redis import joined, said, status
 from tornado_websockets.broker_redis import DEFAULT_CHANNEL
 from tornado_websockets.testing import WebSocketTestClient
 
@@ -87,3 +87,25 @@ async def test_frames_go_on_while_the_subscriptions_alone_are_killed(redis_serve
         assert talking.in_order
         assert (await status(reader))["reconnects"] >= 1
         assert (await status(talker))["dropped"] == 0
+
+
+async def test_own_frames_said_while_resubscribing_reach_a_member_that_had_none_yet(
+    redis_server: RedisServer,
+) -> None:
+    """A member whose stream had no frame yet: what its process publishes while subscribing again
+    comes back to it by the read-back (nothing told this process to read that stream back before)."""
+    port = free_port()
+    async with running(backplane(port, redis_server.url), env={"TWS_RETRY_BASE": "1.0"}):
+        client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/news")
+        while redis_server.subscribers(DEFAULT_CHANNEL) != 1:
+            await asyncio.sleep(0.05)
+        position = (await joined(client))[-1].data
+        with redis_server.client() as admin:
+            assert admin.client_kill_filter(_type="pubsub") == 1
+        while (await status(client))["state"] != "resubscribing":
+            await asyncio.sleep(0.01)
+        for n in range(5):
+            await client.emit("say", {"room": "lobby", "n": n})
+        assert await said(client, 5) == [(n, position["seq"] + 1 + n) for n in range(5)]
+        assert (await status(client))["dropped"] == 0
+        client.close()

@@ -440,6 +440,11 @@ class RedisBroker(Broker):
                 if isinstance(result, redis.ResponseError)
             ]
             sent, self._sending = self._sending, []
+            if self.state == RESUBSCRIBING:
+                # Not subscribed: this process's own numbered frames come back by the read-back.
+                for envelope, result in zip(sent, results, strict=True):
+                    if envelope.numbered and isinstance(result, list) and result and int(result[0]):
+                        self.recovery.published_unheard(envelope.path, envelope.stream, int(result[0]))
             if refused:
                 await self.recovery.publish_unnumbered(client, refused, results)
             sharing = self.sharing

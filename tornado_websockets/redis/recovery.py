@@ -302,6 +302,13 @@ class SharedRecovery:
         self._track(key, envelope.seq)
         return True
 
+    def published_unheard(self, path: str, stream: str, seq: int) -> None:
+        """This process published frame ``seq`` while it was not subscribed: make sure the read-back
+        after subscribing delivers it to the members here, even if no frame of theirs came before."""
+        key = (path, stream)
+        if key not in self._delivered and self._has_members(path, stream):
+            self._delivered[key] = seq - 1
+
     def skipped(self, path: str, stream: str, before: int, after: int) -> None:
         """This process dropped the frames numbered ``before + 1`` to ``after`` (see
         `tornado_websockets.redis.gaps`): its members had them without a number, so they are told
