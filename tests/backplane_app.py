@@ -30,11 +30,12 @@ from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
 
 #: Fast reconnection, so that the outage test does not wait for the default backoff; a short
-#: presence TTL when the presence test asks for one.
+#: presence TTL and keepalive when a test asks for them.
 RETRY = {
     "retry_base": float(os.environ.get("TWS_RETRY_BASE", "0.05")),
     "retry_cap": max(0.5, float(os.environ.get("TWS_RETRY_BASE", "0.05"))),
     "presence_ttl": float(os.environ.get("TWS_PRESENCE_TTL", "15")),
+    "keepalive": float(os.environ.get("TWS_KEEPALIVE", "15")),
 }
 
 

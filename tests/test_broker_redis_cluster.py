@@ -13,11 +13,12 @@ from tests.polling import wait_until
 from tests.redis_cluster import RedisCluster
 from tests.servers import backplane, backplane_script, connect_when_up, free_port, running
 from tests.test_presence_redis import announcements
-from tests.test_recovery_redis import joined, positions, recover_query, said
+from tests.test_recovery_redis import joined, positions, recover_query, said, status
 from tornado_websockets.broker import broker_from_url
 from tornado_websockets.broker_redis import CONNECTED
 from tornado_websockets.broker_redis_cluster import RedisClusterBroker, is_cluster_url
 from tornado_websockets.recovery_redis import ReplayKeys
+from tornado_websockets.redis.client import cluster_nodes
 from tornado_websockets.testing import serve
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
@@ -35,6 +36,42 @@ def test_a_cluster_url_makes_a_cluster_broker() -> None:
     assert isinstance(broker, RedisClusterBroker)
     assert (broker.url, broker.channel) == ("redis://127.0.0.1:7000/0", "app")
     assert broker.share_presence is True
+
+
+def test_a_cluster_url_may_name_several_nodes() -> None:
+    broker = broker_from_url("redis://a:7000,b:7001/0?cluster=1&channel=app")
+    assert isinstance(broker, RedisClusterBroker)
+    assert (broker.url, broker.channel) == ("redis://a:7000,b:7001/0", "app")
+    assert cluster_nodes("redis://:pw@a:7000,[::1]:7001/0") == (
+        "redis://:pw@a:7000/0",
+        [("a", 7000), ("::1", 7001)],
+    )
+    with pytest.raises(ValueError, match="should read host:port"):
+        RedisClusterBroker("redis://a:7000,b/0")
+
+
+async def test_the_backplane_connects_through_any_node_the_url_names(cluster: RedisCluster) -> None:
+    """The first node the URL names is down: the processes (and an Emitter) go through the next."""
+    url = f"redis://127.0.0.1:{free_port()},127.0.0.1:{cluster.ports[1]}/0?cluster=1"
+    ports = free_port(), free_port()
+    page = "ws://127.0.0.1:{}/ws/news".format
+    async with running(backplane(ports[0], url)), running(backplane(ports[1], url)):
+        talker = await connect_when_up(page(ports[1]))
+        reader = await connect_when_up(page(ports[0]))
+        for client in (talker, reader):
+            while (await status(client))["state"] != CONNECTED:
+                await asyncio.sleep(0.05)
+        [position] = [frame.data for frame in await joined(reader)]
+        await joined(talker)
+        await wait_until(
+            lambda: cluster.shard_subscribers("{tornado_websockets:/news}:lobby") == 2, timeout=20
+        )
+        await talker.emit("say", {"room": "lobby", "n": 1})
+        assert await said(reader, 1) == [(1, position["seq"] + 1)]
+        assert (await backplane_script("emitter", url, "lobby", "cron", "/news")).strip() == "2"
+        assert await said(reader, 1) == [("cron", position["seq"] + 2)]
+        for client in (talker, reader):
+            client.close()
 
 
 def test_keys_of_a_path_share_one_hash_tag_and_each_stream_has_a_channel() -> None:

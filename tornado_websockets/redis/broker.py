@@ -19,6 +19,11 @@ Delivery across processes is at most once. While Redis cannot be reached, local 
 frames meant for other processes are dropped and counted as
 `~tornado_websockets.delivery.BACKPLANE_UNREACHABLE`, and the broker reconnects with exponential
 backoff and jitter; frames published while a process was disconnected never reach that process.
+On recovering paths that loss is never silent: the dropped frames' numbers are taken once Redis
+is back (`~tornado_websockets.redis.gaps`), so every reader elsewhere sees a gap and gets
+``resync``. When only the subscription is lost (``CLIENT KILL TYPE pubsub``, an output-buffer
+limit, a shard's failover), the broker goes on publishing on its command connection while it
+subscribes again, then reads back what it missed.
 """
 
 from __future__ import annotations
@@ -40,8 +45,9 @@ from tornado_websockets.broker import Broker, Deliver, Envelope
 from tornado_websockets.presence import Member
 from tornado_websockets.redis import replay
 from tornado_websockets.redis.channels import Channels, SingleChannel, Subscription
-from tornado_websockets.redis.client import CONNECTION_ERRORS, async_client, until_one_fails
+from tornado_websockets.redis.client import CONNECTION_ERRORS, is_lost, until_one_fails
 from tornado_websockets.redis.common import backoff_delay, raise_if_cancelling, redacted, split_url
+from tornado_websockets.redis.gaps import Skipped
 from tornado_websockets.redis.presence import SharedPresence
 from tornado_websockets.redis.publisher import SyncPublisher
 from tornado_websockets.redis.recovery import SharedRecovery
@@ -49,7 +55,16 @@ from tornado_websockets.redis.recovery import SharedRecovery
 if TYPE_CHECKING:
     from tornado_websockets.types import BrokerHost
 
-__all__ = ["CONNECTED", "CONNECTING", "DEFAULT_CHANNEL", "IDLE", "STOPPED", "UNREACHABLE", "RedisBroker"]
+__all__ = [
+    "CONNECTED",
+    "CONNECTING",
+    "DEFAULT_CHANNEL",
+    "IDLE",
+    "RESUBSCRIBING",
+    "STOPPED",
+    "UNREACHABLE",
+    "RedisBroker",
+]
 
 # The name the docs give (docs/scaling.rst) and logging configurations use, from before the move.
 logger = logging.getLogger("tornado_websockets.broker_redis")
@@ -64,6 +79,9 @@ IDLE = "idle"
 CONNECTING = "connecting"
 #: Subscribed: emits are published, the others' are received.
 CONNECTED = "connected"
+#: The subscription was lost, the command connection was not: emits are published, the
+#: subscription is made again (then what was missed is read back).
+RESUBSCRIBING = "resubscribing"
 #: Redis was lost; reconnecting. Emits for other processes are dropped and counted.
 UNREACHABLE = "unreachable"
 #: Stopped by `RedisBroker.stop`.
@@ -100,6 +118,8 @@ class RedisBroker(Broker):
     #: Connections waiting at most for the backplane to connect to get their catch-up (see
     #: `call_when_replay_ready`); more get ``resync`` (if they asked to recover) and no position.
     WAITING_LIMIT = 100_000
+    #: Attempts to subscribe again on the same command connection before reconnecting altogether.
+    RESUBSCRIBE_ATTEMPTS = 3
 
     def __init__(
         self,
@@ -145,10 +165,12 @@ class RedisBroker(Broker):
         self.replay = self.recovery
         #: Share members and metrics with the other processes (`presence_store`, once started).
         self.share_presence = presence
-        #: One of `IDLE`, `CONNECTING`, `CONNECTED`, `UNREACHABLE`, `STOPPED`.
+        #: One of `IDLE`, `CONNECTING`, `CONNECTED`, `RESUBSCRIBING`, `UNREACHABLE`, `STOPPED`.
         self.state = IDLE
-        #: Connections made again after Redis was lost.
+        #: Connections (or subscriptions alone) made again after Redis was lost.
         self.reconnects = 0
+        #: Numbered frames dropped, whose numbers are taken once Redis is back (see `gaps`).
+        self.skipped = Skipped(lambda path: bool(self.recovery.bounds(path)))
         # A deque rather than an asyncio.Queue: it belongs to no loop, so the broker can be
         # stopped and started again on another loop (as tests do), keeping what waits in it.
         self._pending: collections.deque[Envelope] = collections.deque()
@@ -157,6 +179,11 @@ class RedisBroker(Broker):
         self._idle: asyncio.Event | None = None  # set while nothing waits to be sent
         self._task: asyncio.Task[None] | None = None
         self._publisher: SyncPublisher | None = None
+        self._subscription: Subscription | None = None  # the current one, while connected
+        # Frames of recovering paths that were in flight when the connection went, delivered
+        # here without a number: Redis may have numbered them all the same, and this process
+        # must not deliver them again when it reads them back. (path, stream) -> frames less "}".
+        self._in_flight: dict[tuple[str, str], list[bytes]] = {}
 
     def __repr__(self) -> str:
         kind = type(self).__qualname__
@@ -166,6 +193,11 @@ class RedisBroker(Broker):
     def connected(self) -> bool:
         """Whether the broker is subscribed now."""
         return self.state == CONNECTED
+
+    @property
+    def publishing(self) -> bool:
+        """Whether emits are published now: subscribed, or subscribing again (`RESUBSCRIBING`)."""
+        return self.state in {CONNECTED, RESUBSCRIBING}
 
     @property
     def stopped(self) -> bool:
@@ -201,6 +233,7 @@ class RedisBroker(Broker):
         """
         if self.state in {UNREACHABLE, STOPPED} or len(self._pending) >= self.queue_size:
             self.deliver_unnumbered([envelope])
+            self.skipped.add([envelope])
             delivery.record_drop(delivery.BACKPLANE_UNREACHABLE, envelope.path)
             return
         self._pending.append(envelope)
@@ -236,8 +269,9 @@ class RedisBroker(Broker):
         attempt = 0
         lost_at: float | None = None
         while True:
-            client = async_client(self.url, self.timeout, self.channels.cluster)
+            client = self.channels.client(self.url, self.timeout)
             subscription = self.channels.subscription(client, self.channel, self.timeout, self.keepalive)
+            self._subscription = subscription
             try:
                 await subscription.open()
                 if lost_at is not None:
@@ -253,7 +287,7 @@ class RedisBroker(Broker):
                 self.state = CONNECTED
                 await self._serve(client, subscription)
             except CONNECTION_ERRORS as error:
-                if self.state == CONNECTED:
+                if self.state in {CONNECTED, RESUBSCRIBING}:
                     lost_at = loop.time()
                     logger.warning(
                         "Redis backplane %s lost (%s): local delivery goes on, emits to other processes "
@@ -268,7 +302,9 @@ class RedisBroker(Broker):
                 logger.exception("Redis backplane %s failed", redacted(self.url))
             finally:
                 self.recovery.disconnected()
-                await subscription.close()
+                current, self._subscription = self._subscription, None
+                if current is not None:
+                    await current.close()
                 with contextlib.suppress(*CONNECTION_ERRORS):
                     await client.aclose()
             self.state = UNREACHABLE
@@ -279,15 +315,78 @@ class RedisBroker(Broker):
             await asyncio.sleep(delay)
 
     async def _serve(self, client: redis.asyncio.Redis, subscription: Subscription) -> None:
-        """Publish and receive side by side until either fails; raises what it failed with."""
+        """Publish and receive side by side until publishing fails; raises what it failed with.
+
+        A subscription lost alone is made again while publishing goes on (`RESUBSCRIBING`).
+        """
         emit = client.register_script(replay.EMIT_SCRIPT)
         if self.channels.cluster:  # loaded on every primary: the cluster pipeline sends EVALSHA
             await client.script_load(replay.EMIT_SCRIPT)
-        await self.recovery.connected(client)
-        self.recovery.wake_waiting()
         # A partial, not a closure: one coroutine per message, as before the strategies.
         on_message = functools.partial(self._on_message, client)
-        await until_one_fails(self._send(client, emit), *subscription.receivers(on_message))
+        sender: asyncio.Future[None] | None = None
+        try:
+            while True:
+                await self.recovery.connected(client)
+                self._in_flight.clear()  # read back (and left out) by now, or never numbered
+                await self.skipped.advance(client, self.channels, self.channel, self.recovery)
+                # Publishing starts after the numbers of the frames dropped before were taken: a
+                # frame numbered meanwhile would come before its process's members' new position.
+                sender = sender or asyncio.ensure_future(self._send(client, emit))
+                self.recovery.wake_waiting()
+                listening = asyncio.ensure_future(until_one_fails(*subscription.receivers(on_message)))
+                try:
+                    await asyncio.wait({sender, listening}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not listening.done():
+                        listening.cancel()
+                    # Waited for, so that its error is retrieved whatever ends the wait.
+                    await asyncio.gather(listening, return_exceptions=True)
+                if sender.done():
+                    sender.result()
+                    raise redis.ConnectionError("the Redis backplane stopped publishing")
+                error = listening.exception()
+                if not isinstance(error, CONNECTION_ERRORS):
+                    listening.result()  # a bug: the caller logs it and reconnects
+                # Redis itself gone (the usual case): reconnect altogether, at once.
+                await client.ping()
+                raise_if_cancelling()
+                self.state = RESUBSCRIBING
+                logger.warning(
+                    "Redis backplane %s: its subscription failed (%s); publishing goes on while it "
+                    "subscribes again",
+                    redacted(self.url),
+                    error or type(error).__name__,
+                )
+                subscription = await self._resubscribe(client, sender)
+                logger.warning("Redis backplane %s subscribed again", redacted(self.url))
+                self.reconnects += 1
+                self.state = CONNECTED
+        finally:
+            if sender is not None:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+
+    async def _resubscribe(self, client: redis.asyncio.Redis, sender: asyncio.Future[None]) -> Subscription:
+        """A new subscription on the same client, while ``sender`` publishes on; raises after
+        `RESUBSCRIBE_ATTEMPTS` failures, or when publishing fails meanwhile."""
+        attempt = 0
+        while True:
+            if self._subscription is not None:
+                await self._subscription.close()
+            await asyncio.wait({sender}, timeout=backoff_delay(attempt, self.retry_base, self.retry_cap))
+            if sender.done():
+                sender.result()
+                raise redis.ConnectionError("the Redis backplane stopped publishing")
+            subscription = self.channels.subscription(client, self.channel, self.timeout, self.keepalive)
+            self._subscription = subscription
+            try:
+                await subscription.open()
+                return subscription
+            except CONNECTION_ERRORS:
+                attempt += 1
+                if attempt >= self.RESUBSCRIBE_ATTEMPTS:
+                    raise
 
     async def _send(self, client: redis.asyncio.Redis, emit: AsyncScript) -> None:
         assert self._wakeup is not None  # both created by start()
@@ -306,12 +405,46 @@ class RedisBroker(Broker):
                 # maxmemory with noeviction, which PUBLISH alone passes) must not cost the rest.
                 results = await pipe.execute(raise_on_error=False)
             raise_if_cancelling()
+            lost = [
+                envelope
+                for envelope, result in zip(self._sending, results, strict=True)
+                if is_lost(result) or isinstance(result, redis.ResponseError)
+            ]
+            if any(is_lost(result) for result in results):
+                # A command whose connection (or node) died comes back as a result: not published.
+                # _drop_unsent delivers them here, counts them and takes their numbers later.
+                self._sending = lost
+                failure = next(result for result in results if is_lost(result))
+                raise redis.ConnectionError(f"{len(lost)} emits lost with their connection ({failure})")
+            unknown = [
+                envelope
+                for envelope, result in zip(self._sending, results, strict=True)
+                if isinstance(result, redis.exceptions.NoScriptError)
+            ]
+            if unknown and self.channels.cluster:
+                # A replica promoted by a failover never loaded the script: load it on every
+                # primary, and send these again first (one stream lives on one shard: its order holds).
+                await client.script_load(replay.EMIT_SCRIPT)
+                raise_if_cancelling()
+                self._pending.extendleft(reversed(unknown))
+                pairs = [
+                    (envelope, result)
+                    for envelope, result in zip(self._sending, results, strict=True)
+                    if not isinstance(result, redis.exceptions.NoScriptError)
+                ]
+                self._sending = [envelope for envelope, _ in pairs]
+                results = [result for _, result in pairs]
             refused = [
                 envelope
                 for envelope, result in zip(self._sending, results, strict=True)
                 if isinstance(result, redis.ResponseError)
             ]
             sent, self._sending = self._sending, []
+            if self.state == RESUBSCRIBING:
+                # Not subscribed: this process's own numbered frames come back by the read-back.
+                for envelope, result in zip(sent, results, strict=True):
+                    if envelope.numbered and isinstance(result, list) and result and int(result[0]):
+                        self.recovery.published_unheard(envelope.path, envelope.stream, int(result[0]))
             if refused:
                 await self.recovery.publish_unnumbered(client, refused, results)
             sharing = self.sharing
@@ -355,12 +488,24 @@ class RedisBroker(Broker):
 
     def hand_over(self, envelope: Envelope) -> None:
         """Deliver an envelope from Redis to this process's clients (on the loop)."""
-        if self.deliver is None:
+        if self.deliver is None or self._delivered_already(envelope):
             return
         try:
             self.deliver(envelope)
         except Exception:
             logger.exception("Delivering an emit from another process to %r failed", envelope.path)
+
+    def _delivered_already(self, envelope: Envelope) -> bool:
+        """Whether a frame read back is one of this process's, delivered here when its connection went."""
+        if not self._in_flight or envelope.origin != self.id:
+            return False
+        frames = self._in_flight.get((envelope.path, envelope.stream))
+        # Redis numbered the frame by appending its stream and number to the object.
+        match = next((frame for frame in frames or () if envelope.frame.startswith(frame)), None)
+        if frames is None or match is None:
+            return False
+        frames.remove(match)
+        return True
 
     def deliver_unnumbered(self, envelopes: list[Envelope]) -> None:
         """Give this process's clients the numbered envelopes Redis will not number now."""
@@ -377,9 +522,14 @@ class RedisBroker(Broker):
         The numbered ones had not reached this process's clients either: they get them now.
         """
         unsent = [*self._sending, *self._pending]
+        for envelope in self._sending:
+            if self.skipped.recovers(envelope.path):
+                frames = self._in_flight.setdefault((envelope.path, envelope.stream), [])
+                frames.append(envelope.frame[:-1])
         self._sending = []
         self._pending.clear()
         self.deliver_unnumbered(unsent)
+        self.skipped.add(unsent)
         counts = collections.Counter(envelope.path for envelope in unsent)
         for path, count in counts.items():
             delivery.record_drop(delivery.BACKPLANE_UNREACHABLE, path, count)

@@ -12,7 +12,7 @@ import redis
 import redis.asyncio
 from redis.asyncio.client import PubSub
 
-from tornado_websockets.redis.client import close_pubsub
+from tornado_websockets.redis.client import async_client, close_pubsub
 from tornado_websockets.redis.common import raise_if_cancelling
 from tornado_websockets.redis.replay import ReplayKeys
 
@@ -47,6 +47,10 @@ class Channels(Protocol):
     publish_command: str
     #: Whether a publication's receiver count tells how many live processes heard it.
     counts_unheard: bool
+
+    def client(self, url: str, timeout: float) -> redis.asyncio.Redis:
+        """A new command client for one connection of the broker."""
+        ...
 
     def keys(self, channel: str, path: str) -> ReplayKeys:
         """The recovery keys of ``path`` under the backplane's ``channel``."""
@@ -83,6 +87,10 @@ class SingleChannel:
 
     def __repr__(self) -> str:
         return "SingleChannel()"
+
+    def client(self, url: str, timeout: float) -> redis.asyncio.Redis:
+        """A client of the one Redis server."""
+        return async_client(url, timeout)
 
     def keys(self, channel: str, path: str) -> ReplayKeys:
         """The recovery keys of ``path``."""

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -22,6 +23,8 @@ __all__ = [
     "CONNECTION_ERRORS",
     "async_client",
     "close_pubsub",
+    "cluster_nodes",
+    "is_lost",
     "redis_time_ms",
     "redis_time_ms_sync",
     "sync_client",
@@ -36,6 +39,44 @@ _CLUSTER_UNREACHABLE: tuple[type[Exception], ...] = (redis.exceptions.RedisClust
 #: Redis errors and socket errors (``asyncio``'s timeouts are ``OSError`` too), and a cluster that
 #: no node of answers: what a lost or missing Redis raises.
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, OSError, *_CLUSTER_UNREACHABLE)
+
+
+#: Errors of one command in a pipeline that mean its connection or its node was lost (a cluster
+#: failing over answers CLUSTERDOWN, TRYAGAIN, MOVED), not that Redis refused the command.
+_LOST_RESULTS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.AskError,  # MovedError too
+    OSError,
+    *_CLUSTER_UNREACHABLE,
+)
+
+
+def is_lost(result: object) -> bool:
+    """Whether a pipelined command's result says its connection or node was lost."""
+    return isinstance(result, _LOST_RESULTS)
+
+
+def cluster_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """A cluster URL naming one node, and the (host, port) of every node it names.
+
+    ``redis://[:password@]host1:port1,host2:port2/0``: any of the nodes may be down when the
+    backplane (re)connects, the others are asked.
+
+    :raise ValueError: a node without a valid port.
+    """
+    parts = urlsplit(url)
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    nodes = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isascii() or not port.isdigit():
+            raise ValueError(f"Redis Cluster node {item!r} of {url!r} should read host:port.")
+        nodes.append((host.strip("[]"), int(port)))
+    first = f"{credentials}@{hosts.split(',')[0]}" if credentials else hosts.split(",")[0]
+    return urlunsplit(parts._replace(netloc=first)), nodes
 
 
 async def redis_time_ms(client: redis.asyncio.Redis) -> int:
@@ -76,11 +117,14 @@ async def close_pubsub(pubsub: PubSub) -> None:
         await aclose()
 
 
-def async_client(url: str, timeout: float, cluster: bool = False) -> redis.asyncio.Redis:
+def async_client(
+    url: str, timeout: float, cluster: bool = False, known: tuple[tuple[str, int], ...] = ()
+) -> redis.asyncio.Redis:
     """A loop-side client; no retries inside redis-py: its owner reconnects, backs off and logs.
 
     The cluster client is typed as the plain one: the commands the backplane uses take the same
-    arguments on both (keys hash-tagged so that each touches one slot).
+    arguments on both (keys hash-tagged so that each touches one slot). It starts from the
+    ``known`` nodes of the cluster (those of its last connection), then those the URL names.
     """
     options: dict[str, Any] = {
         "socket_timeout": timeout,
@@ -89,7 +133,11 @@ def async_client(url: str, timeout: float, cluster: bool = False) -> redis.async
         "retry": redis.asyncio.retry.Retry(NoBackoff(), 0),
     }
     if cluster:
-        return cast("redis.asyncio.Redis", redis.asyncio.cluster.RedisCluster.from_url(url, **options))
+        first, named = cluster_nodes(url)
+        every = dict.fromkeys((*known, *named))  # in order, once each
+        nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in every]
+        client = redis.asyncio.cluster.RedisCluster.from_url(first, startup_nodes=nodes, **options)
+        return cast("redis.asyncio.Redis", client)
     return redis.asyncio.Redis.from_url(url, **options)
 
 
@@ -101,6 +149,10 @@ def sync_client(url: str, timeout: float, cluster: bool = False) -> redis.Redis:
         "socket_keepalive": True,
     }
     if cluster:
-        return cast("redis.Redis", redis.cluster.RedisCluster.from_url(url, **options))
+        first, named = cluster_nodes(url)
+        # redis-py types the loop side's ClusterNode, not this one: through a typed name.
+        node: Callable[[str, int], Any] = redis.cluster.ClusterNode
+        nodes = [node(host, port) for host, port in named]
+        return cast("redis.Redis", redis.cluster.RedisCluster.from_url(first, startup_nodes=nodes, **options))
     # One retry, at once: a pooled connection may have died with a Redis restart.
     return redis.Redis.from_url(url, retry=redis.retry.Retry(NoBackoff(), 1), **options)

@@ -3,6 +3,7 @@
 ::
 
     TornadoWrapper.use_broker("redis://127.0.0.1:7000/0?cluster=1")   # any node of the cluster
+    TornadoWrapper.use_broker("redis://10.0.0.1:7000,10.0.0.2:7000/0?cluster=1")   # several
 
 Every key of a path carries the hash tag ``{C:P}`` (channel ``C``, path ``P``), so a script
 touches one slot, and the paths spread over the cluster's shards. Each stream (the path's ``"*"``
@@ -13,11 +14,16 @@ connections is in it; it unsubscribes when the last one goes. So a process recei
 frames its clients want, instead of every frame of every path.
 
 Everything else is the single-Redis backplane's: `ShardedChannels` is the strategy a
-`~tornado_websockets.redis.broker.RedisBroker` is given (`RedisClusterBroker` does so). Not in
-this mode yet: the keepalive PING (a node that stops answering is noticed by the socket's
-timeout), counting the frames fewer processes heard than are alive (a sharded channel has only
-the processes with members as subscribers), and slot migration while running (the process
-resubscribes only when its connection fails).
+`~tornado_websockets.redis.broker.RedisBroker` is given (`RedisClusterBroker` does so).
+
+The broker reconnects from the nodes the cluster had at its last connection, then those the URL
+names, so the death of the node the URL names does not stop it. Each shard's subscription is
+PINGed after ``keepalive`` seconds of silence (a frozen primary is given up after twice that); a
+shard that stops serving a channel (its slot migrated, or the node became a replica in a
+failover: Redis sends ``SUNSUBSCRIBE``) makes the broker subscribe again from a fresh slot map,
+publishing meanwhile, and read back what it missed. Not in this mode: counting the frames fewer
+processes heard than are alive (a sharded channel has only the processes with members as
+subscribers).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from redis.backoff import NoBackoff
 
 from tornado_websockets.redis.broker import RedisBroker
 from tornado_websockets.redis.channels import OnMessage
-from tornado_websockets.redis.client import CONNECTION_ERRORS, close_pubsub
+from tornado_websockets.redis.client import CONNECTION_ERRORS, async_client, close_pubsub, cluster_nodes
 from tornado_websockets.redis.common import raise_if_cancelling, text
 from tornado_websockets.redis.replay import ReplayKeys
 
@@ -68,9 +74,16 @@ class ShardedChannels:
         self.wanted: collections.Counter[str] = collections.Counter()
         self._changed: asyncio.Event | None = None
         self._shards: _Shards | None = None  # while connected
+        #: The (host, port) of every node of the cluster when last connected: a reconnection
+        #: starts from them, not only from the URL's.
+        self.known: tuple[tuple[str, int], ...] = ()
 
     def __repr__(self) -> str:
         return f"ShardedChannels(wanted={len(self.wanted)})"
+
+    def client(self, url: str, timeout: float) -> redis.asyncio.Redis:
+        """A cluster client starting from the nodes known from the last connection, then the URL's."""
+        return async_client(url, timeout, cluster=True, known=self.known)
 
     def keys(self, channel: str, path: str) -> ReplayKeys:
         """The recovery keys of ``path``, hash-tagged into one slot."""
@@ -85,7 +98,7 @@ class ShardedChannels:
     ) -> _Shards:
         """One pub/sub connection per primary, subscribed to the channels local members want."""
         self._changed = asyncio.Event()
-        self._shards = _Shards(self, client, timeout)
+        self._shards = _Shards(self, client, timeout, keepalive)
         return self._shards
 
     def membership_changed(self, channel: str, path: str, stream: str, present: bool) -> None:
@@ -126,7 +139,7 @@ class ShardedChannels:
                 name = shards.node_of(channel)
                 shards.channels[channel] = name
                 shards.confirmed.setdefault(channel, asyncio.get_running_loop().create_future())
-                await shards.pubsubs[name].ssubscribe(channel)
+                await asyncio.wait_for(shards.pubsubs[name].ssubscribe(channel), shards.timeout)
                 raise_if_cancelling()
             for channel in set(shards.channels) - wanted:
                 name = shards.channels.pop(channel)
@@ -138,10 +151,12 @@ class ShardedChannels:
 class _Shards:
     """One pub/sub connection per primary of the cluster, and the sharded channels each holds."""
 
-    def __init__(self, strategy: ShardedChannels, client: Any, timeout: float) -> None:
+    def __init__(self, strategy: ShardedChannels, client: Any, timeout: float, keepalive: float) -> None:
         self.strategy = strategy
         self.client = client  # redis-py's cluster client: its slot map is not on the plain client's type
         self.timeout = timeout
+        self.keepalive = keepalive
+        self.heard: dict[str, float] = {}  # node name -> loop time of its last message
         self.pubsubs: dict[str, PubSub] = {}  # node name -> its connection
         self.channels: dict[str, str] = {}  # subscribed (or being subscribed) channel -> node name
         self.active: set[str] = set()  # the channels Redis confirmed
@@ -155,7 +170,13 @@ class _Shards:
         """Connect to every primary and subscribe to the wanted channels, each on its shard; wait for
         Redis to confirm them all."""
         await self.client.initialize()
+        # A no-op for a client initialized already (subscribing again on a live connection): the
+        # slots may have moved since, which is why this subscription is made again.
+        await self.client.nodes_manager.initialize()
+        self.strategy.known = tuple((node.host, int(node.port)) for node in self.client.get_nodes())
+        now = asyncio.get_running_loop().time()
         for node in self.client.get_primaries():
+            self.heard[node.name] = now
             connection = redis.asyncio.Redis(
                 host=node.host,
                 port=node.port,
@@ -170,7 +191,8 @@ class _Shards:
             by_node[self.node_of(channel)].append(channel)
         for name, wanted in by_node.items():
             pubsub = self.pubsubs[name]
-            await pubsub.ssubscribe(*wanted)
+            # Bounded: the connection reads without a timeout, and a frozen node accepts it all the same.
+            await asyncio.wait_for(pubsub.ssubscribe(*wanted), self.timeout)
             raise_if_cancelling()
             await self._confirmations(pubsub, len(wanted))
             self.channels.update(dict.fromkeys(wanted, name))
@@ -188,27 +210,56 @@ class _Shards:
             raise redis.TimeoutError(f"Redis did not confirm the subscriptions within {self.timeout}s")
 
     def receivers(self, on_message: OnMessage) -> list[Coroutine[Any, Any, None]]:
-        readers = [self._receive(pubsub, on_message) for pubsub in self.pubsubs.values()]
-        return [self.strategy.reconcile(self), *readers]
+        readers = [self._receive(name, pubsub, on_message) for name, pubsub in self.pubsubs.items()]
+        return [self.strategy.reconcile(self), self._watch(), *readers]
 
-    async def _receive(self, pubsub: PubSub, on_message: OnMessage) -> None:
+    async def _receive(self, name: str, pubsub: PubSub, on_message: OnMessage) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             if not pubsub.subscribed:  # nothing to read on this shard yet
                 await asyncio.sleep(0.05)
+                self.heard[name] = loop.time()
                 continue
             message = await pubsub.get_message(timeout=None)
             raise_if_cancelling()
+            self.heard[name] = loop.time()
             if message is None:
                 continue
             kind = message["type"]
             if kind == "smessage":
                 await on_message(message["data"])
+            elif kind == "sunsubscribe" and text(message["channel"]) in self.channels:
+                # Not asked for (reconcile forgets a channel before leaving it): the node no longer
+                # serves its slot (migrated, or the node is a replica now). Subscribe again from a
+                # fresh slot map; the broker reads back what was published meanwhile.
+                raise redis.ConnectionError(f"{name} stopped serving {text(message['channel'])!r}")
             elif kind == "ssubscribe":
                 channel = text(message["channel"])
                 self.active.add(channel)
                 future = self.confirmed.pop(channel, None)
                 if future is not None and not future.done():
                     future.set_result(None)
+
+    async def _watch(self) -> None:
+        """PING each shard's subscription after `keepalive` seconds of silence; a shard silent
+        twice as long (a frozen or unreachable primary) is lost."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.keepalive)
+            silent = [
+                (name, pubsub)
+                for name, pubsub in self.pubsubs.items()
+                if pubsub.subscribed and loop.time() - self.heard[name] >= self.keepalive
+            ]
+            for _, pubsub in silent:
+                await pubsub.ping()
+                raise_if_cancelling()
+            if not silent:
+                continue
+            await asyncio.sleep(self.keepalive)
+            for name, _ in silent:
+                if loop.time() - self.heard[name] >= 2 * self.keepalive:
+                    raise redis.ConnectionError(f"{name} did not answer a PING within {self.keepalive}s")
 
     async def close(self) -> None:
         if self.strategy._shards is self:
@@ -226,7 +277,9 @@ class RedisClusterBroker(RedisBroker):
     """A backplane through a Redis Cluster with sharded pub/sub (Redis 7+); see the module's docstring.
 
     A `~tornado_websockets.redis.broker.RedisBroker` given `ShardedChannels`; takes its arguments.
-    The URL names any node of the cluster.
+    The URL names any node of the cluster, or several: ``redis://h1:7000,h2:7000/0``.
+
+    :raise ValueError: a node of the URL that does not read ``host:port``.
     """
 
     def __init__(
@@ -234,3 +287,4 @@ class RedisClusterBroker(RedisBroker):
     ) -> None:
         options.setdefault("channels", ShardedChannels())
         super().__init__(without_cluster(url), channel, **options)
+        cluster_nodes(self.url)  # a URL it could never connect with fails here, not at each attempt

@@ -69,6 +69,11 @@ class ReplayOwner(Protocol):
         ...
 
     @property
+    def publishing(self) -> bool:
+        """Whether the broker publishes now: subscribed, or subscribing again on a live connection."""
+        ...
+
+    @property
     def stopped(self) -> bool:
         """Whether the broker was stopped."""
         ...
@@ -131,8 +136,9 @@ class SharedRecovery:
 
     @property
     def ready(self) -> bool:
-        """Whether Redis can number frames and be read now."""
-        return self._client is not None and self.owner.connected
+        """Whether Redis can number frames now (and be read, once subscribed: `replay_since`
+        raises until then, and the connection waits in `call_when_ready`)."""
+        return self._client is not None and self.owner.publishing
 
     def bounds(self, path: str) -> str:
         """The recovery bounds this server gives ``path`` (``""`` if it does not recover here)."""
@@ -262,7 +268,7 @@ class SharedRecovery:
         A connection that joins a stream while Redis connects or is unreachable waits so for its
         position (at most ``WAITING_LIMIT`` connections wait; one that closes meanwhile is dropped).
         """
-        if self.ready or self.owner.stopped:
+        if (self._client is not None and self.owner.connected) or self.owner.stopped:
             return False
         if socket not in self._waiting and len(self._waiting) >= self.owner.WAITING_LIMIT:
             logger.warning(
@@ -321,6 +327,27 @@ class SharedRecovery:
             await self._fill(client, key, last, envelope.seq - 1)
         self._track(key, envelope.seq)
         return True
+
+    def published_unheard(self, path: str, stream: str, seq: int) -> None:
+        """This process published frame ``seq`` while it was not subscribed: make sure the read-back
+        after subscribing delivers it to the members here, even if no frame of theirs came before."""
+        key = (path, stream)
+        if key not in self._delivered and self._has_members(path, stream):
+            self._delivered[key] = seq - 1
+
+    def skipped(self, path: str, stream: str, before: int, after: int) -> None:
+        """This process dropped the frames numbered ``before + 1`` to ``after`` (see
+        `tornado_websockets.redis.gaps`): its members had them without a number, so they are told
+        their new position rather than a gap. Had other frames come since, the next one's fill
+        sends them ``resync`` instead."""
+        key = (path, stream)
+        if self._delivered.get(key) != before:
+            return
+        self._delivered[key] = after
+        for handler in self._members(path, stream):
+            # Ahead of a frame of theirs waiting for its number: it comes after the skipped ones.
+            with handler.outbox.ahead_of_order():
+                handler.write_position(stream, after)
 
     def _track(self, key: tuple[str, str], seq: int) -> None:
         """Remember the last number delivered of a stream while this process has members in it."""
