@@ -32,6 +32,11 @@ class Seen:
         """Each frame once, in the order said."""
         return self.said == sorted(set(self.said))
 
+    @property
+    def disorder(self) -> list[tuple[int, int]]:
+        """Each place where a number does not follow the one before it: (before, after)."""
+        return [(a, b) for a, b in zip(self.said, self.said[1:], strict=False) if b <= a]
+
 
 def seen(frames: list[Any], sent: list[int]) -> Seen:
     """Sort out the frames a client received of the lobby against the numbers ``sent``."""

@@ -108,9 +108,9 @@ async def fail_over(
 
 
 def assert_every_frame_or_told(reading: Seen, talking: Seen) -> None:
-    assert reading.in_order
+    assert reading.in_order, reading.disorder
     assert not reading.missing or reading.resyncs or reading.gaps, reading
-    assert talking.in_order
+    assert talking.in_order, talking.disorder
     assert talking.missing == []
 
 
