@@ -403,8 +403,9 @@ class SharedRecovery:
             known = self._bases.get(key)
             if current is None:  # Redis lost the stream (restarted, flushed): nothing to read back
                 await self._resync(client, key, None)
-            elif base is not None and known is not None and int(base) != known:
-                # Numbered anew meanwhile (Redis lost its data): what the new numbering keeps.
+            elif base is not None and (int(current) < last or known not in (None, int(base))):
+                # Numbered anew meanwhile (Redis lost its data; numbers never go down in one
+                # numbering): what the new numbering keeps.
                 await self._fill(client, key, int(base), int(current), new_epoch=True)
             elif int(current) > last:
                 await self._fill(client, key, last, int(current), same_epoch=known is not None)
