@@ -163,8 +163,8 @@ class ReplayKeys:
 
     With ``tagged`` (Redis Cluster), every key of the path carries the hash tag ``{C:P}``, so that
     one script touches keys of one slot only, and each stream has a sharded channel of its own in
-    that slot: ``{C:P}:recover``, ``{C:P}:epoch``, ``{C:P}:S:seq``, ``{C:P}:S:frames``, and the
-    channel ``{C:P}:S``.
+    that slot: ``{C:P}:recover``, ``{C:P}:epoch``, ``{C:P}:S:seq``, ``{C:P}:S:base``,
+    ``{C:P}:S:frames``, and the channel ``{C:P}:S``.
     """
 
     channel: str
