@@ -26,6 +26,7 @@ FRAME = protocol.encode_emit("news", {"title": "é\n✓"})
         Envelope("/x", b"", origin="p1"),  # an empty frame survives
         Envelope("/x", b"line one\nline two\n"),  # the frame may hold newlines: only the first splits
         Envelope("/x", b"\xff\x00 not even UTF-8"),  # the frame is carried as it is
+        Envelope("/x", FRAME, room="lobby", seq=1_000_001, base=1_000_000),  # numbered, and its base
     ],
 )
 def test_pack_then_unpack_gives_the_envelope_back(envelope: Envelope) -> None:

@@ -76,10 +76,19 @@ async def test_the_backplane_connects_through_any_node_the_url_names(cluster: Re
 
 def test_keys_of_a_path_share_one_hash_tag_and_each_stream_has_a_channel() -> None:
     keys = ReplayKeys("app", "/news", tagged=True)
-    assert [keys.conf, keys.epoch, keys.seq("lobby"), keys.frames("lobby"), keys.pubsub("lobby")] == [
+    named = [
+        keys.conf,
+        keys.epoch,
+        keys.seq("lobby"),
+        keys.base("lobby"),
+        keys.frames("lobby"),
+        keys.pubsub("lobby"),
+    ]
+    assert named == [
         "{app:/news}:recover",
         "{app:/news}:epoch",
         "{app:/news}:lobby:seq",
+        "{app:/news}:lobby:base",
         "{app:/news}:lobby:frames",
         "{app:/news}:lobby",
     ]

@@ -59,6 +59,7 @@ def test_keys_name_the_channel_path_and_stream() -> None:
     keys = ReplayKeys("app", "/news")
     assert (keys.conf, keys.epoch) == ("app:recover", "app:replay:/news:epoch")
     assert keys.seq("lobby") == "app:replay:/news:lobby:seq"
+    assert keys.base("lobby") == "app:replay:/news:lobby:base"
     assert keys.frames("*") == "app:replay:/news:*:frames"
 
 

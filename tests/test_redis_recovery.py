@@ -39,7 +39,12 @@ async def test_the_paths_declared_are_those_of_the_server_the_broker_serves(
 def test_emit_arguments_carry_the_bounds_given() -> None:
     envelope = Envelope("/p", b'{"event":"e","data":{}}', "lobby", numbered=True)
     keys, args = emit_arguments(SingleChannel(), "C", envelope, "60 10")
-    assert keys == ["C:recover", "C:replay:/p:lobby:seq", "C:replay:/p:lobby:frames"]
+    assert keys == [
+        "C:recover",
+        "C:replay:/p:lobby:seq",
+        "C:replay:/p:lobby:frames",
+        "C:replay:/p:lobby:base",
+    ]
     assert args[0] == "C"
     assert args[3:] == ["/p", b'"lobby"', 86_400_000, "60 10", "PUBLISH"]
 

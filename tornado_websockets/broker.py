@@ -47,6 +47,9 @@ class Envelope:
     #: The number the backplane gave the frame in its stream (shared recovery); the frame carries
     #: it already. Every process delivers a numbered envelope, the one that published it included.
     seq: int | None = None
+    #: The number its stream's numbering started from, with ``seq`` (see
+    #: `tornado_websockets.redis.replay`): numbers of different bases are not comparable.
+    base: int | None = None
     #: To be numbered by the backplane before anyone delivers it (a path with shared recovery).
     numbered: bool = False
     #: Not an emit but a request to every process, of this kind (see `on_control`); ``frame``
@@ -58,6 +61,8 @@ class Envelope:
         fields: dict[str, Any] = {"p": self.path, "r": self.room, "s": self.skip, "o": self.origin}
         if self.seq is not None:
             fields["q"] = self.seq
+        if self.base is not None:
+            fields["b"] = self.base
         if self.control is not None:
             fields["c"] = self.control
         return codec.dumps(fields)
@@ -80,7 +85,6 @@ class Envelope:
         fields = codec.loads(header)
         if not isinstance(fields, dict) or not isinstance(fields.get("p"), str):
             raise ValueError("not an envelope: bad header")
-        seq = fields.get("q")
         control = fields.get("c")
         return cls(
             fields["p"],
@@ -88,9 +92,15 @@ class Envelope:
             fields.get("r"),
             fields.get("s"),
             fields.get("o") or "",
-            seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+            _number(fields.get("q")),
+            _number(fields.get("b")),
             control=control if isinstance(control, str) else None,
         )
+
+
+def _number(value: object) -> int | None:
+    """A number of a header, or None when it holds none."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 Deliver = Callable[[Envelope], None]

@@ -95,7 +95,7 @@ def emit_arguments(
     keys = channels.keys(channel, envelope.path)
     stream = envelope.stream
     return (
-        [keys.conf, keys.seq(stream), keys.frames(stream)],
+        [keys.conf, keys.seq(stream), keys.frames(stream), keys.base(stream)],
         [
             channels.channel_for(channel, envelope.path, stream),
             envelope.header(),
@@ -130,6 +130,9 @@ class SharedRecovery:
         self._markers: dict[str, asyncio.Future[None]] = {}
         #: The last number delivered here of each numbered stream with members here: (path, stream) -> seq.
         self._delivered: dict[tuple[str, str], int] = {}
+        #: The base of that number, its epoch (see `tornado_websockets.redis.replay`), when known:
+        #: a frame of another base is of a new numbering, never compared with the old position.
+        self._bases: dict[tuple[str, str], int] = {}
         #: Connections whose catch-up waits for the backplane to connect. Weak: a connection that
         #: closes meanwhile leaves it by itself, nothing of it kept.
         self._waiting: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -208,7 +211,7 @@ class SharedRecovery:
         arrived = self._markers[token] = asyncio.get_running_loop().create_future()
         try:
             reply = await read(
-                [keys.seq(stream), keys.frames(stream), keys.epoch],
+                [keys.seq(stream), keys.frames(stream), keys.epoch, keys.base(stream)],
                 [
                     "" if seen is None else f"0-{seen + 1}",
                     seconds,
@@ -321,11 +324,18 @@ class SharedRecovery:
         assert envelope.seq is not None
         key = (envelope.path, envelope.stream)
         last = self._delivered.get(key)
-        if last is not None and envelope.seq <= last:
+        base = self._bases.get(key)
+        if last is not None and None not in (base, envelope.base) and envelope.base != base:
+            # Redis numbers the stream anew (it lost its data): the old position says nothing of
+            # these numbers, lower or higher. Its members resync, and get what the new one keeps.
+            assert envelope.base is not None
+            await self._fill(client, key, envelope.base, envelope.seq - 1, new_epoch=True)
+        elif last is not None and envelope.seq <= last:
             return False
-        if last is not None and envelope.seq > last + 1:
-            await self._fill(client, key, last, envelope.seq - 1)
-        self._track(key, envelope.seq)
+        elif last is not None and envelope.seq > last + 1:
+            same = base is not None and envelope.base == base
+            await self._fill(client, key, last, envelope.seq - 1, same_epoch=same)
+        self._track(key, envelope.seq, envelope.base if envelope.base is not None else base)
         return True
 
     def published_unheard(self, path: str, stream: str, seq: int) -> None:
@@ -334,6 +344,7 @@ class SharedRecovery:
         key = (path, stream)
         if key not in self._delivered and self._has_members(path, stream):
             self._delivered[key] = seq - 1
+            self._bases.pop(key, None)
 
     def skipped(self, path: str, stream: str, before: int, after: int) -> None:
         """This process dropped the frames numbered ``before + 1`` to ``after`` (see
@@ -349,12 +360,18 @@ class SharedRecovery:
             with handler.outbox.ahead_of_order():
                 handler.write_position(stream, after)
 
-    def _track(self, key: tuple[str, str], seq: int) -> None:
-        """Remember the last number delivered of a stream while this process has members in it."""
+    def _track(self, key: tuple[str, str], seq: int, base: int | None) -> None:
+        """Remember the last number delivered of a stream, and its base (None: unknown), while this
+        process has members in it."""
         if self._has_members(*key):
             self._delivered[key] = seq
+            if base is None:
+                self._bases.pop(key, None)
+            else:
+                self._bases[key] = base
         else:
             self._delivered.pop(key, None)
+            self._bases.pop(key, None)
 
     def _members(self, path: str, stream: str) -> tuple[Any, ...]:
         host = self.owner.host
@@ -377,43 +394,75 @@ class SharedRecovery:
         for key, last in list(self._delivered.items()):
             if not self._has_members(*key):
                 del self._delivered[key]
+                self._bases.pop(key, None)
                 continue
-            current = await client.get(self.owner.channels.keys(self.owner.channel, key[0]).seq(key[1]))
+            keys = self.owner.channels.keys(self.owner.channel, key[0])
+            current = await client.get(keys.seq(key[1]))
+            base = await client.get(keys.base(key[1]))
             raise_if_cancelling()
+            known = self._bases.get(key)
             if current is None:  # Redis lost the stream (restarted, flushed): nothing to read back
                 await self._resync(client, key, None)
+            elif base is not None and (int(current) < last or known not in (None, int(base))):
+                # Numbered anew meanwhile (Redis lost its data; numbers never go down in one
+                # numbering): what the new numbering keeps.
+                await self._fill(client, key, int(base), int(current), new_epoch=True)
             elif int(current) > last:
-                await self._fill(client, key, last, int(current))
+                await self._fill(client, key, last, int(current), same_epoch=known is not None)
 
-    async def _fill(self, client: redis.asyncio.Redis, key: tuple[str, str], last: int, upto: int) -> None:
+    async def _fill(
+        self,
+        client: redis.asyncio.Redis,
+        key: tuple[str, str],
+        last: int,
+        upto: int,
+        *,
+        same_epoch: bool = False,
+        new_epoch: bool = False,
+    ) -> None:
         """Deliver the frames numbered after ``last`` up to ``upto``, read back from Redis; they
         were published while this process was not subscribed. Those Redis no longer keeps are
         lost to the members here: they get ``resync`` and the position before the first frame
-        still kept, then the kept ones; the frames lost are counted."""
+        still kept, then the kept ones; the frames lost are counted.
+
+        ``same_epoch``: ``last`` is known to be of the numbering of ``upto``, so the numbers in
+        between were all given. ``new_epoch``: ``last`` is the base of a new numbering (Redis lost
+        its data): the members resync even when every frame of it is still kept.
+        """
         path, stream = key
         wanted = upto - last
         limit = self.owner.FILL_LIMIT
-        frames_key = self.owner.channels.keys(self.owner.channel, path).frames(stream)
-        # The newest ones, at most FILL_LIMIT: a stream keeps its last frames, not its first.
-        reply = await client.xrevrange(frames_key, f"0-{upto}", f"0-{last + 1}", count=min(wanted, limit))
-        raise_if_cancelling()
-        entries: list[Any] = list(reply or [])
+        keys = self.owner.channels.keys(self.owner.channel, path)
+        entries: list[Any] = []
+        if wanted > 0:
+            # The newest ones, at most FILL_LIMIT: a stream keeps its last frames, not its first.
+            reply = await client.xrevrange(
+                keys.frames(stream), f"0-{upto}", f"0-{last + 1}", count=min(wanted, limit)
+            )
+            raise_if_cancelling()
+            entries = list(reply or [])
         numbers = [replay.entry_number(entry_id) for entry_id, _ in entries]
         kept: list[Any] = []
         if numbers and numbers[0] == upto and numbers == list(range(upto, upto - len(numbers), -1)):
             kept = list(reversed(entries))
         first = upto + 1 - len(kept)  # the first frame delivered from Redis
-        if first > last + 1:
-            # How many is unknown when the numbers are far apart (Redis lost its data): one at least.
+        if new_epoch or first > last + 1:
             lost = first - 1 - last
-            await self._resync(client, key, first - 1, lost if lost <= limit else 1)
+            if not (new_epoch or same_epoch) and lost > limit:
+                # Numbers far apart of no known epoch (frames of a version that sent none): Redis
+                # may have numbered anew, so how many were lost is unknown; one at least.
+                lost = 1
+            await self._resync(client, key, first - 1, lost)
         if kept:
             logger.info(
                 "Read back %d frames of %r on %s published while resubscribing", len(kept), stream, path
             )
-        for entry_id, fields in kept:
-            self.owner.hand_over(stored_envelope(path, stream, replay.entry_number(entry_id), fields))
-        self._track(key, upto)
+        envelopes = [
+            stored_envelope(path, stream, replay.entry_number(entry_id), fields) for entry_id, fields in kept
+        ]
+        for envelope in envelopes:
+            self.owner.hand_over(envelope)
+        self._track(key, upto, envelopes[-1].base if envelopes else self._bases.get(key))
 
     async def _resync(
         self, client: redis.asyncio.Redis, key: tuple[str, str], upto: int | None, lost: int = 0
@@ -434,8 +483,9 @@ class SharedRecovery:
             channels.publish_command,
         ]
         reply = await self._read_script(
-            [keys.seq(stream), keys.frames(stream), keys.epoch], arguments, client=client
+            [keys.seq(stream), keys.frames(stream), keys.epoch, keys.base(stream)], arguments, client=client
         )
+        base = await client.get(keys.base(stream))
         raise_if_cancelling()
         shared = SharedReplay.parse(reply)
         position = shared.last if upto is None else upto
@@ -449,4 +499,4 @@ class SharedRecovery:
         )
         for handler in self._members(path, stream):
             handler.write_resync(stream, position, shared.epoch, shared.secret)
-        self._track(key, position)
+        self._track(key, position, None if base is None else int(base))

@@ -21,6 +21,13 @@ Keys, for a channel ``C``, a path ``P`` and a stream ``S``:
 - ``C:replay:P:S:seq``: the last number given. A new stream starts at the current Unix time in
   milliseconds times 1,000, so that a stream whose key expired after a day idle never reuses a
   number a client may still hold.
+- ``C:replay:P:S:base``: the number the stream's numbering started from, its *epoch*: a Redis that
+  lost its data (a flush, a restart without it) numbers from another base, higher or lower than
+  the old numbers, and a frame numbered after ``0`` in one base means nothing beside a position in
+  another. Each numbered frame carries its base (``"b"`` in the envelope's header), so that a
+  process tells a new numbering from a gap or a duplicate. A ``seq`` found without its base (a
+  stream numbered by an older version, or the counter written by hand) starts a base at its
+  current value.
 - ``C:replay:P:grant:G``: a grant ``G`` spent (a client recovered with one of its tokens) or
   revoked (its connection left the stream), kept ``recover`` seconds: its tokens recover nothing
   more, on any process (see `tornado_websockets.recovery`).
@@ -28,10 +35,13 @@ Keys, for a channel ``C``, a path ``P`` and a stream ``S``:
   ``0-<number>``, each with the Redis time it was added and the envelope's header; capped by
   length on every append, and expiring ``seconds`` after the last one.
 
-A process remembers the last number it delivered of each stream it has members in. A frame that
-comes with a later number than the next one, and every stream after the process subscribed
-again, makes it read the frames in between from the stream and deliver them first; when they are
-no longer kept, its members of that stream get ``resync`` and their new position.
+A process remembers the last number it delivered of each stream it has members in, and its base.
+A frame that comes with a later number than the next one, and every stream after the process
+subscribed again, makes it read the frames in between from the stream and deliver them first;
+when they are no longer kept, its members of that stream get ``resync`` and their new position.
+A frame of another base (Redis lost its data) is never compared with the old position: the
+members get ``resync``, then the frames of the new base that Redis still keeps, then the frame;
+those of the new base it no longer keeps are counted as missed.
 
 Reading a client's missed frames publishes a marker on the channel after the read: when it comes
 back to the reading process, every frame numbered before the read has been delivered there
@@ -66,7 +76,7 @@ HISTORY_SECONDS = 86_400
 #: Messages on the channel that start so are read markers, not envelopes.
 MARKER_PREFIX = b'{"m":'
 
-# KEYS: conf hash, seq, frames. ARGV: channel, envelope header (a JSON object), frame (a JSON
+# KEYS: conf hash, seq, frames, base. ARGV: channel, envelope header (a JSON object), frame (a JSON
 # object, or a MessagePack fixmap: two entries more, as binaryframes.with_sequence adds), path,
 # stream as JSON, history ms, the path's bounds when a server sends it ('' from an Emitter), the
 # publish command (PUBLISH, or SPUBLISH on Redis Cluster). Returns {the number given or 0 (the path
@@ -85,11 +95,18 @@ end
 local seconds, size = string.match(conf, '^(%S+) (%S+)$')
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local base = redis.call('GET', KEYS[4])
 if redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('SET', KEYS[2], string.format('%d', ms * 1000))
+  base = string.format('%d', ms * 1000)
+  redis.call('SET', KEYS[2], base)
+  redis.call('SET', KEYS[4], base)
+elseif not base then
+  base = redis.call('GET', KEYS[2])
+  redis.call('SET', KEYS[4], base)
 end
 local seq = string.format('%d', redis.call('INCR', KEYS[2]))
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
+redis.call('PEXPIRE', KEYS[4], ARGV[6])
 local numbered
 if string.byte(ARGV[3], 1) == 123 then
   numbered = string.sub(ARGV[3], 1, -2) .. ',"stream":' .. ARGV[5] .. ',"seq":' .. seq .. '}'
@@ -97,14 +114,14 @@ else
   numbered = string.char(string.byte(ARGV[3], 1) + 2) .. string.sub(ARGV[3], 2)
     .. cmsgpack.pack('stream', cjson.decode(ARGV[5]), 'seq', tonumber(seq))
 end
-local header = string.sub(ARGV[2], 1, -2) .. ',"q":' .. seq .. '}'
+local header = string.sub(ARGV[2], 1, -2) .. ',"q":' .. seq .. ',"b":' .. base .. '}'
 local entry = '0-' .. seq
 redis.call('XADD', KEYS[3], 'MAXLEN', size, entry, 't', string.format('%d', ms), 'f', numbered, 'h', header)
 redis.call('PEXPIRE', KEYS[3], string.format('%d', math.ceil(tonumber(seconds) * 1000) + 1000))
 return {seq, redis.call(ARGV[8], ARGV[1], header .. '\\n' .. numbered)}
 """
 
-# KEYS: seq, frames, epoch. ARGV: first entry id wanted ('' for none), seconds kept, channel,
+# KEYS: seq, frames, epoch, base. ARGV: first entry id wanted ('' for none), seconds kept, channel,
 # marker ('' for none), a new "epoch secret" in case there is none, history ms, the publish
 # command. Returns
 # {"epoch secret", last, id, frame, ...}.
@@ -118,8 +135,10 @@ local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SET', KEYS[1], string.format('%d', ms * 1000))
+  redis.call('SET', KEYS[4], string.format('%d', ms * 1000), 'PX', ARGV[6])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[4], ARGV[6])
 local result = {epoch, redis.call('GET', KEYS[1])}
 if ARGV[1] ~= '' then
   local oldest = ms - tonumber(ARGV[2]) * 1000
@@ -144,8 +163,8 @@ class ReplayKeys:
 
     With ``tagged`` (Redis Cluster), every key of the path carries the hash tag ``{C:P}``, so that
     one script touches keys of one slot only, and each stream has a sharded channel of its own in
-    that slot: ``{C:P}:recover``, ``{C:P}:epoch``, ``{C:P}:S:seq``, ``{C:P}:S:frames``, and the
-    channel ``{C:P}:S``.
+    that slot: ``{C:P}:recover``, ``{C:P}:epoch``, ``{C:P}:S:seq``, ``{C:P}:S:base``,
+    ``{C:P}:S:frames``, and the channel ``{C:P}:S``.
     """
 
     channel: str
@@ -169,6 +188,10 @@ class ReplayKeys:
     def seq(self, stream: str) -> str:
         """The last number given in ``stream``."""
         return f"{self._prefix}:{stream}:seq"
+
+    def base(self, stream: str) -> str:
+        """The number ``stream``'s numbering started from: its epoch."""
+        return f"{self._prefix}:{stream}:base"
 
     def frames(self, stream: str) -> str:
         """The numbered frames of ``stream``."""
