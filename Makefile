@@ -110,5 +110,11 @@ bench-quick: $(BENCH_VENV)/.installed
 bench-echo: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench run --mode echo --no-redis --output bench/RESULTS-echo-$(BENCH_PY).md
 
+# Binary echo, 16 KiB as bytes in MessagePack against the same base64 in JSON (5 repetitions, about
+# 2 minutes), into its own section of bench/RESULTS.md; the project's venv has all it needs.
+.PHONY: bench-binary
+bench-binary:
+	$(BIN)/python -m bench.binary --repetitions 5 --results bench/RESULTS.md
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

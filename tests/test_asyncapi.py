@@ -156,3 +156,32 @@ def test_the_library_declares_every_event_it_sends() -> None:
 )
 def test_docstrings_become_commonmark_descriptions(rest: str, markdown: str) -> None:
     assert asyncapi.markdown_inline(rest) == markdown
+
+
+class Upload(TypedDict):
+    name: str
+    content: bytes
+
+
+@pytest.mark.parametrize("use_msgspec", [True, False], ids=["msgspec", "stdlib"])
+def test_bytes_are_declared_as_binary_content(use_msgspec: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not use_msgspec:
+        monkeypatch.setattr(asyncapi, "msgspec", None)
+    files = WebSocket("/files")
+
+    @files.on
+    async def upload(data: Upload) -> bytes:
+        """Store a file; the reply is its thumbnail."""
+        return b""
+
+    files.emits("thumb", Upload)
+    doc = asyncapi.document([files])
+    jsonschema.Draft7Validator(SCHEMA).validate(doc)
+    messages = doc["channels"]["files"]["messages"]
+    assert doc["components"]["schemas"]["Upload"]["properties"]["content"] == {
+        "type": "string",
+        "contentEncoding": "base64",
+    }
+    for key in ("upload", "upload_reply", "emit_thumb"):
+        assert messages[key]["contentType"] == "application/vnd.msgpack", key
+    assert "contentType" not in messages["emit_warning"]  # JSON, the default content type

@@ -80,6 +80,7 @@ def test_in_debug_the_page_is_served_with_where_to_find_the_document_and_client(
     assert json.loads(config) == {
         "schema": "/ws-api/asyncapi.json",
         "client": "/static/tornado_websockets/client.mjs",
+        "binary": True,  # msgspec is installed: a bytes field sends its file as bytes
     }
 
 

@@ -12,7 +12,8 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterator
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 from django.test import override_settings
@@ -237,6 +238,62 @@ def test_route_variables_and_typed_fields_from_the_form(browser: Browser, board:
         expect(warning).to_have_count(1)
         assert json.loads(warning.inner_text().split("←", 1)[1])["data"]["path"] == "data.x"
         tab.screenshot("explorer-route-and-fields")
+    finally:
+        tab.close()
+    assert tab.errors == []
+
+
+# A bytes field: a file chosen in the form, sent as bytes -----------------------------------------------
+
+
+@dataclasses.dataclass
+class Attachment:
+    name: str
+    content: bytes
+
+
+@pytest.fixture
+def mailbox() -> Iterator[ServerThread]:
+    """``/mail`` whose typed ``attach`` takes a file as bytes, and Django from a server thread."""
+    ws = WebSocket("/mail")
+
+    @ws.on
+    async def attach(data: Attachment) -> dict[str, Any]:
+        """Attach a file; the reply is its size and first bytes."""
+        return {"name": data.name, "size": len(data.content), "head": data.content[:4].decode()}
+
+    with override_settings(
+        ROOT_URLCONF=explorer_urls.__name__, TEMPLATES=explorer_urls.TEMPLATES, MIDDLEWARE=[], DEBUG=True
+    ):
+        thread = ServerThread([djangoapp.django_app(threads=2)])
+        thread.start()
+        yield thread
+        thread.close()
+
+
+def test_a_file_goes_to_a_bytes_field_as_bytes(
+    browser: Browser, mailbox: ServerThread, tmp_path: Path
+) -> None:
+    upload = tmp_path / "note.txt"
+    upload.write_bytes(b"PK\x03\x04 and then some")
+    tab = Tab.open(browser, mailbox.url("/ws-api/explorer/"))
+    page = tab.page
+    try:
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        page.select_option("#path-select", label="/ws/mail")
+        page.click("#connect")
+        expect(page.locator("#status")).to_have_text("connected")
+        page.select_option("#event-select", label="attach")
+        assert page.get_attribute("#field-content", "type") == "file"
+        page.fill("#field-name", "note.txt")
+        page.set_input_files("#field-content", str(upload))
+        page.check("#as-request")
+        page.click("#send")
+        expect(page.locator("#frame-log li.out").first).to_contain_text("MessagePack binary frame")
+        ack = page.locator("#frame-log li.in[data-event=ack]")
+        expect(ack).to_have_count(1)
+        reply = json.loads(ack.inner_text().split("←", 1)[1])
+        assert reply["data"] == {"name": "note.txt", "size": upload.stat().st_size, "head": "PK\x03\x04"}
     finally:
         tab.close()
     assert tab.errors == []

@@ -15,8 +15,12 @@ import resource
 import string
 from typing import Any
 
+import msgspec
+import websockets
 from tornado.websocket import WebSocketProtocol13
+from websockets.typing import Subprotocol
 
+from tornado_websockets import binaryframes
 from tornado_websockets.framereader import FRAME_READER_SETTING, BulkFrameProtocol
 from tornado_websockets.testing import serve
 from tornado_websockets.websocket import WebSocket
@@ -133,3 +137,71 @@ async def test_ten_thousand_malformed_frames_each_get_a_warning_or_a_dispatch(
         print(  # noqa: T201
             f"{FRAMES} frames fuzzed: {replies}; bystander served {served} round trips; peak RSS {peak} MiB"
         )
+
+
+def fuzz_binary_frame(rng: random.Random) -> str | bytes:
+    """One frame for a connection that negotiated MessagePack: JSON text, or a binary message that is
+    a MessagePack frame (with bytes in it), a damaged one, or not MessagePack at all."""
+    kind = rng.randrange(6)
+    if kind == 0:
+        return fuzz_frame(rng)  # every frame above; in a binary message it is read as MessagePack now
+    data = {"k": random_json(rng), "b": os.urandom(rng.randrange(0, 3000))}
+    try:
+        packed = msgspec.msgpack.encode({"event": "echo", "data": data})
+    except OverflowError:  # an integer MessagePack cannot hold (random_json makes some)
+        packed = msgspec.msgpack.encode({"event": "echo", "data": {"b": data["b"]}})
+    if kind == 1:
+        return packed[: rng.randrange(len(packed))]  # truncated
+    if kind == 2:
+        return packed + b"\x00"  # trailing bytes
+    if kind == 3:
+        return msgspec.msgpack.encode(
+            rng.choice([[1, 2], "echo", {"event": 3}, {"event": "echo", "data": b"x"}])
+        )
+    return packed
+
+
+async def test_mixed_text_and_messagepack_frames_each_get_a_warning_or_a_dispatch() -> None:
+    ws = WebSocket("/fuzz")
+    dispatched = 0
+
+    @ws.on
+    async def echo(socket: WebSocketHandler, data: dict[str, Any]) -> None:
+        nonlocal dispatched
+        dispatched += 1
+        socket.emit("echo", {"n": dispatched, "b": data.get("b", b"")})
+
+    rng = random.Random(20261206)
+    count = max(FRAMES // 5, 100)
+    replies: dict[tuple[str, str], int] = {}
+    async with (
+        serve() as server,
+        websockets.connect(
+            server.url("/fuzz"), subprotocols=[Subprotocol(binaryframes.SUBPROTOCOL)], max_size=None
+        ) as fuzzer,
+    ):
+
+        async def send_all() -> None:
+            for _ in range(count):
+                await fuzzer.send(fuzz_binary_frame(rng))
+
+        async def read_all() -> None:
+            for _ in range(count):
+                message = await asyncio.wait_for(fuzzer.recv(), 30)
+                if isinstance(message, bytes):
+                    frame = msgspec.msgpack.decode(message)
+                    assert isinstance(frame["data"]["b"], bytes)
+                    key = ("binary", frame["event"])
+                else:
+                    key = ("text", json.loads(message)["event"])
+                replies[key] = replies.get(key, 0) + 1
+
+        await asyncio.gather(send_all(), read_all())
+        assert sum(replies.values()) == count
+        assert set(replies) <= {("text", "warning"), ("text", "echo"), ("binary", "echo")}
+        assert replies[("binary", "echo")] > count // 10
+        assert replies[("text", "warning")] > count // 10
+        assert replies[("binary", "echo")] + replies.get(("text", "echo"), 0) == dispatched
+        await fuzzer.send(msgspec.msgpack.encode({"event": "echo", "data": {"b": b"still"}}))
+        assert msgspec.msgpack.decode(await fuzzer.recv())["data"]["b"] == b"still"  # still usable
+        print(f"{count} mixed frames fuzzed: {replies}")  # noqa: T201

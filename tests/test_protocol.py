@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tornado_websockets import protocol
+from tornado_websockets import binaryframes, protocol
 from tornado_websockets.exceptions import ProtocolError
 from tornado_websockets.protocol import Frame
 
@@ -189,3 +190,54 @@ def test_a_long_event_name_is_echoed_shortened() -> None:
     assert reply["error"] == {"message": f'Event "{short}" is not bound on "/p".', "event": short}
     # A name within the bound is echoed as it is.
     assert json.loads(protocol.warning_frame('Event "ok" is not bound.', event="ok"))["data"]["event"] == "ok"
+
+
+# MessagePack frames (binaryframes): the binary codec fuzzed alone ----------------------------------
+
+binary_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+    | st.binary(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.binary())
+def test_any_binary_message_decodes_or_raises_protocol_error(message: bytes) -> None:
+    try:
+        frame = protocol.decode(message, packed=True)
+    except ProtocolError as error:
+        message_text = error.message
+        assert message_text in WARNINGS | {binaryframes.INVALID_MSGPACK}
+        return
+    assert isinstance(frame.event, str)
+    assert isinstance(frame.data, dict)
+
+
+@given(st.dictionaries(st.sampled_from(["event", "data", "id", "x"]), binary_values, max_size=4))
+def test_any_messagepack_map_decodes_or_raises_protocol_error(payload: dict[str, Any]) -> None:
+    try:
+        frame = protocol.decode(msgspec.msgpack.encode(payload), packed=True)
+    except ProtocolError as error:
+        message_text = error.message
+        assert message_text in WARNINGS
+        return
+    assert frame.event == payload["event"]
+    assert frame.data == (payload.get("data") or {})
+
+
+@given(st.dictionaries(st.text(), binary_values, max_size=4), st.text(min_size=1))
+def test_bytes_anywhere_round_trip_and_become_base64_for_json(data: dict[str, Any], event: str) -> None:
+    encoded = protocol.encode(event, data)
+    if not binaryframes.is_packed(encoded):  # no bytes in it: JSON, as ever
+        assert json.loads(encoded) == {"event": event, "data": data}
+        return
+    assert protocol.decode(encoded, packed=True) == Frame(event, data)
+    assert json.loads(binaryframes.as_text(encoded)) == {
+        "event": event,
+        "data": binaryframes.text_value(data),
+    }

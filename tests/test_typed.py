@@ -401,3 +401,29 @@ async def test_replies_over_a_real_socket_follow_the_annotation() -> None:
         with pytest.raises(EventError, match="failed on the server"):
             await client.request("broken")
     assert delivery.dropped()[(delivery.ENCODING_ERROR, "/replies")] == 1
+
+
+class Upload(TypedDict):
+    name: str
+    content: bytes
+
+
+@pytest.mark.parametrize("use_msgspec", [True, False], ids=["msgspec", "stdlib"])
+def test_a_bytes_field_takes_bytes_or_base64_and_refuses_the_rest(use_msgspec: bool) -> None:
+    convert = converter_for(Upload, use_msgspec)
+    assert convert({"name": "a", "content": b"\x00\xff"}) == {"name": "a", "content": b"\x00\xff"}
+    assert convert({"name": "a", "content": "AP8="}) == {"name": "a", "content": b"\x00\xff"}  # a JSON client
+    for bad in (5, "not base64!"):
+        with pytest.raises(PayloadError) as raised:
+            convert({"name": "a", "content": bad})
+        assert raised.value.path == "data.content"
+
+
+@pytest.mark.parametrize("use_msgspec", [True, False])
+def test_a_bytes_reply_stays_bytes(use_msgspec: bool) -> None:
+    def thumbnail() -> Upload:
+        return {"name": "t", "content": b"\x89PNG"}
+
+    encode = typed.reply_encoder(thumbnail, use_msgspec)
+    assert encode is not None
+    assert encode(thumbnail()) == {"name": "t", "content": b"\x89PNG"}

@@ -25,7 +25,7 @@ from tornado_websockets.typed import resolved_hint
 if TYPE_CHECKING:
     from tornado_websockets.websocket import WebSocket
 
-__all__ = ["document", "markdown_inline"]
+__all__ = ["BINARY_CONTENT_TYPE", "BYTES_SCHEMA", "document", "markdown_inline"]
 
 try:
     import msgspec
@@ -36,6 +36,10 @@ _REF = "#/components/schemas/{name}"
 _KEY = re.compile(r"[^A-Za-z0-9_-]+")
 _VARIABLE = re.compile(r"<(?:[a-z]+:)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)>")
 _UNTYPED_DATA: dict[str, Any] = {"type": "object"}
+#: A ``bytes`` field: what msgspec declares, the base64 string a JSON client sends.
+BYTES_SCHEMA: dict[str, Any] = {"type": "string", "contentEncoding": "base64"}
+#: The content type of a message whose payload holds bytes: a MessagePack frame (docs/protocol.rst).
+BINARY_CONTENT_TYPE = "application/vnd.msgpack"
 
 
 def document(
@@ -61,6 +65,7 @@ def document(
                 continue
             key = _key(name)
             messages[key] = _message(name, schemas.of(function.payload), _docstring(function.callback))
+            schemas.mark_binary(messages[key])
             operation: dict[str, Any] = {
                 "action": "receive",
                 "channel": {"$ref": f"#/channels/{channel_id}"},
@@ -72,7 +77,7 @@ def document(
             returns = _return_type(function.callback)
             if returns not in (None, type(None)):
                 reply_key = f"{key}.reply"
-                messages[_key(reply_key)] = _reply_message(name, schemas.of(returns))
+                messages[_key(reply_key)] = schemas.mark_binary(_reply_message(name, schemas.of(returns)))
                 operation["reply"] = {
                     "channel": {"$ref": f"#/channels/{channel_id}"},
                     "messages": [{"$ref": f"#/channels/{channel_id}/messages/{_key(reply_key)}"}],
@@ -86,7 +91,7 @@ def document(
             if name == protocol.ACK_EVENT and name not in ws.outgoing:
                 messages[key] = {**_reply_message(name, {}), "name": name, "description": text}
             else:
-                messages[key] = _message(name, schemas.of(payload), text)
+                messages[key] = schemas.mark_binary(_message(name, schemas.of(payload), text))
             operations[f"{channel_id}.send.{_key(name)}"] = {
                 "action": "send",
                 "channel": {"$ref": f"#/channels/{channel_id}"},
@@ -210,10 +215,35 @@ class _Schemas:
             return dict(schema)
         return self._stdlib(annotation)
 
+    def mark_binary(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Declare MessagePack the content type of a message whose payload holds bytes."""
+        if self._holds_bytes(message["payload"], set()):
+            message["contentType"] = BINARY_CONTENT_TYPE
+            message["x-json-bytes"] = "base64 strings, for a client without MessagePack (docs/protocol.rst)"
+        return message
+
+    def _holds_bytes(self, schema: Any, seen: set[str]) -> bool:
+        if isinstance(schema, list):
+            return any(self._holds_bytes(item, seen) for item in schema)
+        if not isinstance(schema, dict):
+            return False
+        if schema.get("type") == "string" and schema.get("contentEncoding") == "base64":
+            return True
+        reference = schema.get("$ref")
+        if isinstance(reference, str) and reference.startswith(_REF.format(name="")):
+            name = reference.removeprefix(_REF.format(name=""))
+            if name not in seen:
+                seen.add(name)
+                if self._holds_bytes(self.components.get(name), seen):
+                    return True
+        return any(self._holds_bytes(value, seen) for key, value in schema.items() if key != "$ref")
+
     def _stdlib(self, annotation: Any) -> dict[str, Any]:
         simple = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
         if annotation in simple:
             return {"type": simple[annotation]}
+        if annotation is bytes:
+            return dict(BYTES_SCHEMA)
         if annotation is Any:
             return {}
         origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)

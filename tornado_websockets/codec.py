@@ -21,10 +21,14 @@ try:
 except ImportError:  # the `typed` extra is not installed
     _msgspec = None  # type: ignore[assignment]
 
-__all__ = ["BACKEND", "dumps", "loads"]
+__all__ = ["BACKEND", "BytesInData", "default", "dumps", "loads"]
 
 
-def _default(value: Any) -> Any:
+class BytesInData(TypeError):  # noqa: N818  # a signal, caught by the protocol, not an error shown
+    """The value holds bytes, which JSON cannot carry: the frame is encoded as MessagePack instead."""
+
+
+def default(value: Any) -> Any:
     """Encode the everyday types that JSON lacks; anything else is a ``TypeError`` naming its type.
 
     Dates and times become ISO 8601 strings, ``Decimal`` and ``UUID`` strings, dataclasses,
@@ -45,6 +49,8 @@ def _default(value: Any) -> Any:
         return str(value)
     if isinstance(value, (set, frozenset, tuple, Iterator)) or _is_query_set(value):
         return list(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise BytesInData("bytes are sent in a MessagePack frame (or as base64 to a JSON client)")
     raise TypeError(f"Object of type {type(value).__qualname__} is not JSON serializable")
 
 
@@ -72,16 +78,16 @@ def _finite(value: Any) -> Any:
 
 def _stdlib_dumps(value: Any) -> bytes:
     try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default)
     except ValueError:
         # allow_nan=False raised: only non-finite floats take this slow path. They may also sit in
-        # what `_default` returns (a dataclass's fields, a set), hence `_finite` on that too.
+        # what `default` returns (a dataclass's fields, a set), hence `_finite` on that too.
         text = json.dumps(
             _finite(value),
             ensure_ascii=False,
             separators=(",", ":"),
             allow_nan=False,
-            default=lambda item: _finite(_default(item)),
+            default=lambda item: _finite(default(item)),
         )
     return text.encode("utf-8", "strict")
 
@@ -109,7 +115,7 @@ else:
 
     def dumps(value: Any) -> bytes:
         """Encode ``value`` as compact UTF-8 JSON bytes."""
-        return orjson.dumps(value, default=_default, option=_OPTIONS)
+        return orjson.dumps(value, default=default, option=_OPTIONS)
 
     def loads(data: str | bytes) -> Any:
         """Decode JSON text or UTF-8 bytes."""

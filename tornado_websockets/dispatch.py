@@ -62,7 +62,8 @@ class Dispatcher:
             return None
         write = self.connection.write_frame
         try:
-            frame = protocol.decode(message)
+            # A binary message from a client that negotiated MessagePack is one; else JSON, as ever.
+            frame = protocol.decode(message, not isinstance(message, str) and self.connection.binary)
         except ProtocolError as error:
             write(protocol.warning_frame(error.message))
             if error.frame_id is not None:

@@ -14,7 +14,7 @@ from django.shortcuts import render
 from django.templatetags.static import static
 from django.urls import reverse
 
-from tornado_websockets import asyncapi
+from tornado_websockets import asyncapi, binaryframes
 from tornado_websockets.conf import tornado_settings
 
 __all__ = ["asyncapi_json", "explorer", "explorer_allowed"]
@@ -53,6 +53,8 @@ def explorer(request: HttpRequest) -> HttpResponse:
     config = {
         "schema": reverse("tornado_websockets:asyncapi"),
         "client": static("tornado_websockets/client.mjs"),
+        # Bytes fields send a file as bytes when the server speaks MessagePack (docs/protocol.rst).
+        "binary": binaryframes.available(),
     }
     # The site's root, below the prefix a proxy may mount the site under.
     home = request.META.get("SCRIPT_NAME", "").rstrip("/") + "/"

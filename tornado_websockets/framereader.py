@@ -56,7 +56,7 @@ import tornado.iostream
 import tornado.websocket
 from tornado.iostream import StreamClosedError
 
-from tornado_websockets import delivery
+from tornado_websockets import binaryframes, delivery
 from tornado_websockets.frames import Close, Failure, FrameParser, Ping, Pong
 
 __all__ = [
@@ -115,6 +115,7 @@ TORNADO_OPTIONAL_NAMES: dict[str, tuple[str, ...]] = {"protocol": ("_send_pong",
 # own fairness rule (its _YIELD_THRESHOLD and _FRAME_YIELD_COST).
 _YIELD_AFTER = 256 * 1024
 _MESSAGE_COST = 1024
+_JSON_OPEN = 0x7B  # an encoded JSON frame starts with "{"; anything else is MessagePack
 
 
 #: Data messages held while an event function of the connection runs.
@@ -380,7 +381,11 @@ def write_backlog(handler: tornado.websocket.WebSocketHandler) -> int:
 
 
 def write_text(handler: tornado.websocket.WebSocketHandler, frame: bytes) -> asyncio.Future[None]:
-    """Write one text frame, without the Task that ``write_message`` wraps around every write.
+    """Write one frame, without the Task that ``write_message`` wraps around every write.
+
+    A JSON frame is a text message. A MessagePack frame (it holds bytes) is a binary message to a
+    handler whose ``binary`` is true (it negotiated MessagePack), else its JSON text with base64
+    (`tornado_websockets.binaryframes.as_text`, converted once per frame).
 
     ``WebSocketProtocol13.write_message`` creates a coroutine and a Task per call only to turn
     the stream's error into ``WebSocketClosedError``; on a fan-out that is one Task per client.
@@ -389,13 +394,19 @@ def write_text(handler: tornado.websocket.WebSocketHandler, frame: bytes) -> asy
     without that method, the public ``write_message`` is used.
     """
     connection = handler.ws_connection
+    opcode = 0x1
+    if frame[0] != _JSON_OPEN:  # a MessagePack frame: binary to a client that negotiated it
+        if getattr(handler, "binary", False):
+            opcode = 0x2
+        else:
+            frame = binaryframes.as_text(frame)
     if connection is None or getattr(connection, "_compressor", None) is not None:
-        return handler.write_message(frame)
+        return handler.write_message(frame, binary=opcode == 0x2)
     write_frame = getattr(connection, "_write_frame", None)
     if write_frame is None:
         return handler.write_message(frame)
     connection._message_bytes_out += len(frame)  # type: ignore[attr-defined]  # not on the base class
-    future: asyncio.Future[None] = write_frame(True, 0x1, frame)
+    future: asyncio.Future[None] = write_frame(True, opcode, frame)
     return future
 
 

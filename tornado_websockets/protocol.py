@@ -1,5 +1,8 @@
 """The wire protocol: JSON text frames ``{"event": ..., "data": {...}}`` in both directions.
 
+A frame holding bytes is encoded as MessagePack instead (`tornado_websockets.binaryframes`;
+docs/protocol.rst), and a connection that negotiated it may send MessagePack frames too.
+
 Pure data in, data out: nothing here imports Tornado or Django, so decoding, encoding and
 validation are tested by tables of inputs and outputs and fuzzed on their own.
 """
@@ -10,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tornado_websockets import codec
+from tornado_websockets import binaryframes, codec
 from tornado_websockets.exceptions import ProtocolError
 
 __all__ = [
@@ -100,22 +103,42 @@ class ServerFrame:
 
 
 def decode_server_frame(message: str | bytes) -> ServerFrame:
-    """Decode a frame sent by the server (what the JavaScript and test clients do)."""
-    payload = codec.loads(message)
+    """Decode a frame sent by the server (what the JavaScript and test clients do).
+
+    A ``bytes`` message that is MessagePack (a binary message) is decoded as such.
+    """
+    if isinstance(message, (bytes, bytearray)) and binaryframes.is_packed(message):
+        payload = binaryframes.unpack(bytes(message))
+    else:
+        payload = codec.loads(message)
     if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
         raise ProtocolError(NOT_AN_OBJECT)
     get = payload.get
     return ServerFrame(payload["event"], get("data"), get("id"), get("error"), get("stream"), get("seq"))
 
 
-def decode(message: str | bytes) -> Frame:
-    """Decode a client frame, or raise `ProtocolError` whose message is the warning to send back."""
+def decode(message: str | bytes, packed: bool = False) -> Frame:
+    """Decode a client frame, or raise `ProtocolError` whose message is the warning to send back.
+
+    ``packed``: ``message`` is a binary message on a connection that negotiated MessagePack.
+    """
+    if packed:
+        try:
+            payload = binaryframes.unpack(message.encode() if isinstance(message, str) else message)
+        except ValueError:
+            raise ProtocolError(binaryframes.INVALID_MSGPACK) from None
+        return _frame_of(payload)
     try:
         payload = codec.loads(message)
     except (ValueError, RecursionError, TypeError):
         # ValueError covers JSON syntax, bad UTF-8 and oversized integers; deep nesting can
         # exhaust the standard library's recursion limit instead.
         raise ProtocolError(INVALID_JSON) from None
+    return _frame_of(payload)
+
+
+def _frame_of(payload: Any) -> Frame:
+    """The frame a decoded message holds, checked whatever its encoding."""
     if not isinstance(payload, dict):
         raise ProtocolError(NOT_AN_OBJECT)
     event = payload.get("event")
@@ -159,11 +182,23 @@ def normalize_data(data: Any) -> Mapping[str, Any]:
 
 
 def encode(event: str, data: Mapping[str, Any]) -> bytes:
-    """Encode one frame as UTF-8 JSON bytes, ready to be written to any number of sockets."""
+    """Encode one frame as UTF-8 JSON bytes, ready to be written to any number of sockets.
+
+    A frame whose data holds bytes is MessagePack instead (see `tornado_websockets.binaryframes`).
+    """
     try:
         return codec.dumps({"event": event, "data": data})
     except TypeError as error:
+        if binaryframes.carries_bytes(error):
+            return _pack({"event": event, "data": data}, f'Cannot encode the data of event "{event}"')
         raise TypeError(f'Cannot encode the data of event "{event}": {error}') from None
+
+
+def _pack(frame: dict[str, Any], context: str) -> bytes:
+    try:
+        return binaryframes.pack(frame)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{context}: {error}") from None
 
 
 def encode_emit(event: Any, data: Any = None) -> bytes:
@@ -215,6 +250,9 @@ def ack_frame(frame_id: FrameId, result: Any) -> bytes:
     try:
         return codec.dumps({"event": ACK_EVENT, "id": frame_id, "data": result})
     except TypeError as error:
+        if binaryframes.carries_bytes(error):
+            frame = {"event": ACK_EVENT, "id": frame_id, "data": result}
+            return _pack(frame, f"Cannot encode the reply to request {frame_id!r}")
         raise TypeError(f"Cannot encode the reply to request {frame_id!r}: {error}") from None
 
 

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from tornado_websockets import codec
+from tornado_websockets import binaryframes, codec
 
 __all__ = [
     "BROADCAST_STREAM",
@@ -81,6 +81,8 @@ def missed_since(last: int, frames: Iterable[tuple[int, bytes]], seen: int) -> l
 
 def with_sequence(frame: bytes, stream: str, seq: int) -> bytes:
     """Add ``"stream"`` and ``"seq"`` to an encoded frame without encoding it again."""
+    if binaryframes.is_packed(frame):  # a MessagePack frame (it holds bytes)
+        return binaryframes.with_sequence(frame, stream, seq)
     return frame[:-1] + b',"stream":' + codec.dumps(stream) + b',"seq":' + str(seq).encode() + b"}"
 
 

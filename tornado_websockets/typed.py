@@ -3,12 +3,15 @@
 ``def join(socket, data: JoinRequest)`` with ``JoinRequest`` a dataclass, a ``TypedDict``, a
 ``msgspec.Struct`` or a pydantic model: the data is checked before the call and the function gets a
 ``JoinRequest``. msgspec (the ``typed`` extra) does the work when it is installed; without it the
-standard library path below handles dataclasses and TypedDicts of the everyday types. Unannotated
+standard library path below handles dataclasses and TypedDicts of the everyday types. A ``bytes``
+field takes bytes (a MessagePack frame's) or a base64 string (a JSON client's, docs/protocol.rst). Unannotated
 ``data``, ``dict`` and ``Any`` are passed through untouched, at no cost.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import inspect
 import re
@@ -28,6 +31,7 @@ try:
 except ImportError:  # the `typed` extra is not installed: the standard-library path serves
     msgspec = None  # type: ignore[assignment]
 
+_BYTES = (bytes, bytearray, memoryview)
 _UNTYPED = (Any, dict, Mapping, typing.Dict, object)  # noqa: UP006 - the alias is still seen in user code
 
 
@@ -88,7 +92,8 @@ def reply_encoder(callback: Callable[..., Any], use_msgspec: bool | None = None)
 
         def encode(result: Any) -> Any:
             try:
-                return msgspec.to_builtins(msgspec.convert(result, type=annotation, from_attributes=True))
+                converted = msgspec.convert(result, type=annotation, from_attributes=True)
+                return msgspec.to_builtins(converted, builtin_types=_BYTES)  # bytes stay bytes
             except msgspec.ValidationError as error:
                 raise _from_msgspec(str(error), "reply") from None
 
@@ -201,7 +206,7 @@ def _expected(annotation: Any) -> str:
 def _check_supported(annotation: Any, path: str) -> None:
     """Refuse at registration what the standard-library path cannot validate, naming the fix."""
     origin = typing.get_origin(annotation)
-    if annotation in (Any, type(None), bool, int, float, str) or origin is typing.Literal:
+    if annotation in (Any, type(None), bool, int, float, str, bytes) or origin is typing.Literal:
         return
     if origin in (typing.Union, types.UnionType, list, dict):
         for argument in typing.get_args(annotation):
@@ -241,6 +246,8 @@ def _convert(value: Any, annotation: Any, path: str) -> Any:
     elif annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+    elif annotation is bytes:
+        return _bytes(value, path)
     elif annotation in (bool, str) or (annotation is int and not isinstance(value, bool)):
         if isinstance(value, annotation):
             return value
@@ -255,6 +262,18 @@ def _convert(value: Any, annotation: Any, path: str) -> Any:
     elif isinstance(value, dict) and isinstance(annotation, type):
         return _convert_object(value, annotation, path)
     raise PayloadError(path, f"expected {_expected(annotation)}, got {_name(value)}")
+
+
+def _bytes(value: Any, path: str) -> bytes:
+    """Bytes as a MessagePack client sends them, or as a JSON client does: a base64 string."""
+    if isinstance(value, _BYTES):
+        return bytes(value)
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raise PayloadError(path, "expected bytes, got a str that is not base64") from None
+    raise PayloadError(path, f"expected bytes, got {_name(value)}")
 
 
 def _convert_object(value: dict[str, Any], annotation: type, path: str) -> Any:

@@ -23,7 +23,7 @@ import tornado.ioloop
 import tornado.web
 import tornado.websocket
 
-from tornado_websockets import delivery, framereader, loops, outbox, protocol
+from tornado_websockets import binaryframes, delivery, framereader, loops, outbox, protocol
 from tornado_websockets.catchup import CatchUp
 from tornado_websockets.dispatch import Dispatcher
 from tornado_websockets.exceptions import ConnectionDenied, InvalidInstanceError
@@ -186,6 +186,28 @@ class WebSocketHandler(DeprecatedPlumbing, tornado.websocket.WebSocketHandler):
     def ping_timeout(self) -> float | None:
         """Seconds to wait for a pong before closing the connection."""
         return self.limits.ping_timeout
+
+    # Encoding: JSON text, plus MessagePack frames when the client asked for them ----------------
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        """Accept ``tornado-websockets.msgpack`` (docs/protocol.rst) when MessagePack is installed."""
+        if binaryframes.SUBPROTOCOL not in subprotocols:
+            return None
+        if binaryframes.available():
+            return binaryframes.SUBPROTOCOL
+        # Browsers fail a handshake whose offered subprotocol is not accepted: say why, server side.
+        logger.warning(
+            "A client of %s asked for %s: install the binary extra (django-tornado-websockets[binary]).",
+            self.websocket.path,
+            binaryframes.SUBPROTOCOL,
+        )
+        return None
+
+    @property
+    def binary(self) -> bool:
+        """Whether this client negotiated MessagePack: it gets bytes as bytes, not as base64."""
+        connection = self.ws_connection  # Tornado's selected_subprotocol asserts there is one
+        return connection is not None and connection.selected_subprotocol == binaryframes.SUBPROTOCOL
 
     # Identity and state -------------------------------------------------------------------------
 

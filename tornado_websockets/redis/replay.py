@@ -67,9 +67,10 @@ HISTORY_SECONDS = 86_400
 MARKER_PREFIX = b'{"m":'
 
 # KEYS: conf hash, seq, frames. ARGV: channel, envelope header (a JSON object), frame (a JSON
-# object), path, stream as JSON, history ms, the path's bounds when a server sends it ('' from an
-# Emitter), the publish command (PUBLISH, or SPUBLISH on Redis Cluster). Returns {the number
-# given or 0 (the path does not recover), how many processes received it}.
+# object, or a MessagePack fixmap: two entries more, as binaryframes.with_sequence adds), path,
+# stream as JSON, history ms, the path's bounds when a server sends it ('' from an Emitter), the
+# publish command (PUBLISH, or SPUBLISH on Redis Cluster). Returns {the number given or 0 (the path
+# does not recover), how many processes received it}.
 EMIT_SCRIPT = """
 local conf = redis.call('HGET', KEYS[1], ARGV[4])
 if ARGV[7] ~= '' then
@@ -89,7 +90,13 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
 end
 local seq = string.format('%d', redis.call('INCR', KEYS[2]))
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
-local numbered = string.sub(ARGV[3], 1, -2) .. ',"stream":' .. ARGV[5] .. ',"seq":' .. seq .. '}'
+local numbered
+if string.byte(ARGV[3], 1) == 123 then
+  numbered = string.sub(ARGV[3], 1, -2) .. ',"stream":' .. ARGV[5] .. ',"seq":' .. seq .. '}'
+else
+  numbered = string.char(string.byte(ARGV[3], 1) + 2) .. string.sub(ARGV[3], 2)
+    .. cmsgpack.pack('stream', cjson.decode(ARGV[5]), 'seq', tonumber(seq))
+end
 local header = string.sub(ARGV[2], 1, -2) .. ',"q":' .. seq .. '}'
 local entry = '0-' .. seq
 redis.call('XADD', KEYS[3], 'MAXLEN', size, entry, 't', string.format('%d', ms), 'f', numbered, 'h', header)

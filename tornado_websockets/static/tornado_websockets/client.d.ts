@@ -28,6 +28,8 @@ declare class TornadoWebSocket {
   readonly state: TornadoWebSocket.State;
   /** How many frames wait in the outbox for the socket to open. */
   readonly queued: number;
+  /** True when the open connection negotiated MessagePack: bytes travel as bytes, not as base64 strings. */
+  readonly binary: boolean;
 
   /** The server URL: ws(s)://host:port/ws + path. */
   build_url(): string;
@@ -80,7 +82,11 @@ declare class TornadoWebSocket {
   /** Remove a listener; without callback, every listener of the event; without arguments, all of them. */
   off(event?: string, callback?: (...args: any[]) => void): this;
 
-  /** Send an event; not-an-object data is sent as {message: data}, none as {}. Queued until open. */
+  /**
+   * Send an event; not-an-object data is sent as {message: data}, none as {}. Queued until open. Bytes
+   * (TornadoWebSocket.Bytes: ArrayBuffer, typed array, DataView, Blob) may sit anywhere in data; received bytes
+   * arrive as Uint8Array.
+   */
   emit(event: string, data?: unknown): this;
 
   /** Send an event and resolve with the event function's return value; reject with its error or on timeout. */
@@ -131,8 +137,17 @@ declare namespace TornadoWebSocket {
     /** false to never probe a silent server; true or settings to probe it and reconnect (the default). */
     liveness?: boolean | LivenessOptions;
     /** A WebSocket constructor, for runtimes without a global one. */
-    WebSocket?: new (url: string) => WebSocket;
+    WebSocket?: new (url: string, protocols?: string | string[]) => WebSocket;
+    /**
+     * Ask for MessagePack ("tornado-websockets.msgpack") so that bytes travel as bytes and arrive as Uint8Array
+     * (default false: bytes as base64 strings). The server needs the binary extra: browsers fail the handshake of
+     * a server that does not accept the subprotocol.
+     */
+    binary?: boolean;
   }
+
+  /** What emit() and request() send as bytes; the server's bytes arrive as Uint8Array. */
+  type Bytes = ArrayBuffer | ArrayBufferView | Blob;
 
   interface ResolvedOptions {
     host: string;
@@ -143,7 +158,8 @@ declare namespace TornadoWebSocket {
     outbox: number;
     refusedAfter: number;
     liveness: Required<LivenessOptions> | null;
-    WebSocket: (new (url: string) => WebSocket) | null;
+    WebSocket: (new (url: string, protocols?: string | string[]) => WebSocket) | null;
+    binary: boolean;
   }
 
   interface RequestOptions {

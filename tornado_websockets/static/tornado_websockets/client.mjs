@@ -6,7 +6,10 @@
  *   ws.on("echo", (data) => console.log(data.message));
  *   ws.emit("echo", {message: "hi"});                     // queued until the socket opens
  *
- * Frames are JSON text, {"event": "...", "data": {...}}, in both directions. The connection comes back
+ * Frames are JSON text, {"event": "...", "data": {...}}, in both directions. Bytes (ArrayBuffer, typed array,
+ * DataView or Blob) may sit anywhere in emitted data: with {binary: true} the client asks for the
+ * "tornado-websockets.msgpack" subprotocol and such a frame is a MessagePack binary message, bytes from the
+ * server arriving as Uint8Array (docs/protocol.rst); without it, bytes travel as base64 strings both ways. The connection comes back
  * by itself (exponential backoff with jitter) until close() is called or the server closes it for good
  * (close codes 4000-4099 and 1008: the "ended" event). A connection that stays silent is probed and, when
  * nothing answers, replaced (the liveness check); a jump in a stream's numbers is recovered by reconnecting.
@@ -93,6 +96,265 @@ function normalizeData(data) {
     return {message: data};
   }
   return data;
+}
+
+// Binary payloads: MessagePack frames (docs/protocol.rst) --------------------------------------------------
+
+/** The subprotocol that lets both sides send a frame holding bytes as one MessagePack binary message. */
+const MSGPACK_PROTOCOL = "tornado-websockets.msgpack";
+
+/** Whether a value is bytes to the protocol: an ArrayBuffer, a typed array or a DataView (Blobs are read first). */
+function isBytes(value) {
+  return value instanceof ArrayBuffer || ArrayBuffer.isView(value);
+}
+
+function isBlob(value) {
+  return typeof Blob === "function" && value instanceof Blob;
+}
+
+/** The bytes of an ArrayBuffer, typed array or DataView, as a Uint8Array over the same memory. */
+function bytesOf(value) {
+  return value instanceof ArrayBuffer
+    ? new Uint8Array(value)
+    : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/** Whether `value` holds bytes (or a Blob) anywhere: test(leaf) on every ArrayBuffer, view or Blob. */
+function holds(value, test, depth = 0) {
+  if (value === null || typeof value !== "object" || depth > 64) {
+    return false;
+  }
+  if (isBytes(value) || isBlob(value)) {
+    return test(value);
+  }
+  const items = Array.isArray(value) ? value : Object.values(value);
+  return items.some((item) => holds(item, test, depth + 1));
+}
+
+/** `value` with every Blob replaced by its ArrayBuffer (read asynchronously). */
+async function readBlobs(value) {
+  if (isBlob(value)) {
+    return value.arrayBuffer();
+  }
+  if (value === null || typeof value !== "object" || isBytes(value)) {
+    return value;
+  }
+  if (Array.isArray(value)) {
+    return Promise.all(value.map(readBlobs));
+  }
+  const entries = await Promise.all(Object.entries(value).map(async ([key, item]) => [key, await readBlobs(item)]));
+  return Object.fromEntries(entries);
+}
+
+/** Bytes as the standard base64 string with padding: how they travel to a server without MessagePack. */
+function base64Of(value) {
+  const bytes = bytesOf(value);
+  let binary = "";
+  for (let start = 0; start < bytes.length; start += 0x8000) {
+    binary += String.fromCharCode.apply(null, bytes.subarray(start, start + 0x8000));
+  }
+  return btoa(binary);
+}
+
+/** JSON text of a payload, bytes as base64 strings (the documented rule without MessagePack). */
+function jsonWithBase64(payload) {
+  return JSON.stringify(payload, function (key, value) {
+    const raw = this[key]; // before toJSON: a DataView or typed array is still itself here
+    return isBytes(raw) ? base64Of(raw) : value;
+  });
+}
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder("utf-8", {fatal: true});
+
+/**
+ * A MessagePack encoder for frames, written to the specification (https://github.com/msgpack/msgpack): nil,
+ * booleans, numbers (integers as int, others as float 64), bigint (int 64), strings, bytes (bin), arrays and
+ * maps with string keys. As JSON.stringify does: toJSON() is used (a Date becomes its ISO string), undefined
+ * and functions are left out of maps and are nil in arrays.
+ */
+class MessagePackEncoder {
+  #buffer = new Uint8Array(256);
+  #view = new DataView(this.#buffer.buffer);
+  #length = 0;
+
+  encode(value) {
+    this.#length = 0;
+    this.#value(value, 0);
+    return this.#buffer.slice(0, this.#length);
+  }
+
+  #reserve(count) {
+    if (this.#length + count > this.#buffer.length) {
+      const grown = new Uint8Array(Math.max(this.#buffer.length * 2, this.#length + count));
+      grown.set(this.#buffer.subarray(0, this.#length));
+      this.#buffer = grown;
+      this.#view = new DataView(grown.buffer);
+    }
+  }
+
+  #byte(value) {
+    this.#reserve(1);
+    this.#buffer[this.#length++] = value;
+  }
+
+  #head(code, size, bytes) {
+    this.#reserve(1 + bytes);
+    this.#buffer[this.#length++] = code;
+    if (bytes === 1) this.#view.setUint8(this.#length, size);
+    else if (bytes === 2) this.#view.setUint16(this.#length, size);
+    else if (bytes === 4) this.#view.setUint32(this.#length, size);
+    this.#length += bytes;
+  }
+
+  #raw(bytes) {
+    this.#reserve(bytes.length);
+    this.#buffer.set(bytes, this.#length);
+    this.#length += bytes.length;
+  }
+
+  #value(value, depth) {
+    if (depth > 512) {
+      throw new TypeError("TornadoWebSocket: the data is nested too deeply to be sent.");
+    }
+    if (value === null || value === undefined || typeof value === "function" || typeof value === "symbol") {
+      this.#byte(0xc0);
+    } else if (value === false || value === true) {
+      this.#byte(value ? 0xc3 : 0xc2);
+    } else if (typeof value === "number") {
+      this.#number(value);
+    } else if (typeof value === "bigint") {
+      this.#reserve(9);
+      this.#buffer[this.#length++] = value < 0n ? 0xd3 : 0xcf;
+      if (value < 0n) this.#view.setBigInt64(this.#length, value);
+      else this.#view.setBigUint64(this.#length, value);
+      this.#length += 8;
+    } else if (typeof value === "string") {
+      const bytes = textEncoder.encode(value);
+      const size = bytes.length;
+      if (size < 32) this.#byte(0xa0 | size);
+      else if (size < 0x100) this.#head(0xd9, size, 1);
+      else if (size < 0x10000) this.#head(0xda, size, 2);
+      else this.#head(0xdb, size, 4);
+      this.#raw(bytes);
+    } else if (isBytes(value)) {
+      const bytes = bytesOf(value);
+      const size = bytes.length;
+      if (size < 0x100) this.#head(0xc4, size, 1);
+      else if (size < 0x10000) this.#head(0xc5, size, 2);
+      else this.#head(0xc6, size, 4);
+      this.#raw(bytes);
+    } else if (typeof value.toJSON === "function") {
+      this.#value(value.toJSON(), depth + 1);
+    } else if (Array.isArray(value)) {
+      this.#count(value.length, 0x90, 0xdc);
+      for (const item of value) this.#value(item, depth + 1);
+    } else {
+      const entries = Object.entries(value).filter(([, item]) => item !== undefined && typeof item !== "function");
+      this.#count(entries.length, 0x80, 0xde);
+      for (const [key, item] of entries) {
+        this.#value(key, depth + 1);
+        this.#value(item, depth + 1);
+      }
+    }
+  }
+
+  #count(size, fixed, code16) {
+    if (size < 16) this.#byte(fixed | size);
+    else if (size < 0x10000) this.#head(code16, size, 2);
+    else this.#head(code16 + 1, size, 4);
+  }
+
+  #number(value) {
+    if (Number.isSafeInteger(value)) {
+      if (value >= 0 && value < 0x80) return this.#byte(value);
+      if (value < 0 && value >= -32) return this.#byte(value & 0xff);
+      if (value >= 0 && value <= 0xffffffff) return this.#head(0xce, value, 4);
+      if (value < 0 && value >= -0x80000000) {
+        this.#head(0xd2, 0, 4);
+        return this.#view.setInt32(this.#length - 4, value);
+      }
+      this.#reserve(9);
+      this.#buffer[this.#length++] = value < 0 ? 0xd3 : 0xcf;
+      if (value < 0) this.#view.setBigInt64(this.#length, BigInt(value));
+      else this.#view.setBigUint64(this.#length, BigInt(value));
+      this.#length += 8;
+      return;
+    }
+    if (!Number.isFinite(value)) {
+      return this.#byte(0xc0); // NaN and infinities are null, as in JSON
+    }
+    this.#reserve(9);
+    this.#buffer[this.#length++] = 0xcb;
+    this.#view.setFloat64(this.#length, value);
+    this.#length += 8;
+  }
+}
+
+/**
+ * Decode one MessagePack value (the whole message, nothing after it). bin arrives as a Uint8Array of its own;
+ * 64-bit integers as numbers (exact below 2^53); ext types are refused. Throws a TypeError on anything else.
+ */
+function decodeMessagePack(buffer) {
+  const bytes = new Uint8Array(buffer);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 0;
+  const need = (count) => {
+    if (at + count > bytes.length) throw new TypeError("truncated MessagePack");
+    const start = at;
+    at += count;
+    return start;
+  };
+  const text = (size) => textDecoder.decode(bytes.subarray(need(size), at));
+  const bin = (size) => bytes.slice(need(size), at);
+  const list = (size, depth) => Array.from({length: size}, () => value(depth + 1));
+  const map = (size, depth) => {
+    const result = {};
+    for (let i = 0; i < size; i++) {
+      const key = value(depth + 1);
+      if (typeof key !== "string") throw new TypeError("a MessagePack map key that is not a string");
+      Object.defineProperty(result, key, {value: value(depth + 1), enumerable: true, writable: true, configurable: true});
+    }
+    return result;
+  };
+  const value = (depth) => {
+    if (depth > 512) throw new TypeError("MessagePack nested too deeply");
+    const code = bytes[need(1)];
+    if (code < 0x80) return code;
+    if (code < 0x90) return map(code & 0x0f, depth);
+    if (code < 0xa0) return list(code & 0x0f, depth);
+    if (code < 0xc0) return text(code & 0x1f);
+    if (code >= 0xe0) return code - 0x100;
+    switch (code) {
+      case 0xc0: return null;
+      case 0xc2: return false;
+      case 0xc3: return true;
+      case 0xc4: return bin(view.getUint8(need(1)));
+      case 0xc5: return bin(view.getUint16(need(2)));
+      case 0xc6: return bin(view.getUint32(need(4)));
+      case 0xca: return view.getFloat32(need(4));
+      case 0xcb: return view.getFloat64(need(8));
+      case 0xcc: return view.getUint8(need(1));
+      case 0xcd: return view.getUint16(need(2));
+      case 0xce: return view.getUint32(need(4));
+      case 0xcf: return Number(view.getBigUint64(need(8)));
+      case 0xd0: return view.getInt8(need(1));
+      case 0xd1: return view.getInt16(need(2));
+      case 0xd2: return view.getInt32(need(4));
+      case 0xd3: return Number(view.getBigInt64(need(8)));
+      case 0xd9: return text(view.getUint8(need(1)));
+      case 0xda: return text(view.getUint16(need(2)));
+      case 0xdb: return text(view.getUint32(need(4)));
+      case 0xdc: return list(view.getUint16(need(2)), depth);
+      case 0xdd: return list(view.getUint32(need(4)), depth);
+      case 0xde: return map(view.getUint16(need(2)), depth);
+      case 0xdf: return map(view.getUint32(need(4)), depth);
+      default: throw new TypeError(`MessagePack type 0x${code.toString(16)} is not accepted (ext, or never used)`);
+    }
+  };
+  const result = value(0);
+  if (at !== bytes.length) throw new TypeError("trailing bytes after the MessagePack value");
+  return result;
 }
 
 function reconnectOptions(value) {
@@ -198,6 +460,8 @@ class TornadoWebSocket {
   #livenessTimer = null;
   #probing = false;
   #pings = 0;
+  #reading = null; // frames waiting for a Blob to be read (see #send)
+  #encoder = new MessagePackEncoder();
 
   constructor(path, options = {}) {
     if (typeof path !== "string") {
@@ -219,6 +483,7 @@ class TornadoWebSocket {
       refusedAfter: refusedAfterCount(options.refusedAfter),
       liveness: livenessOptions(options.liveness),
       WebSocket: options.WebSocket ?? null,
+      binary: Boolean(options.binary ?? false),
     };
     const trimmed = path.trim();
     /** The path below /ws, with its leading slash. */
@@ -259,6 +524,11 @@ class TornadoWebSocket {
     return this.#timer === null ? "closed" : "waiting";
   }
 
+  /** True when the open connection negotiated MessagePack: bytes travel as bytes, not as base64 strings. */
+  get binary() {
+    return this.websocket !== null && this.websocket.protocol === MSGPACK_PROTOCOL;
+  }
+
   /** How many frames wait in the outbox for the socket to open. */
   get queued() {
     return this.#outbox.length;
@@ -278,7 +548,10 @@ class TornadoWebSocket {
     if (this.websocket !== null) {
       this.#failSent(); // the closing socket's close event will be ignored: its replies cannot come
     }
-    const socket = new Socket(this.#connectUrl());
+    const socket = this.options.binary
+      ? new Socket(this.#connectUrl(), [MSGPACK_PROTOCOL])
+      : new Socket(this.#connectUrl());
+    socket.binaryType = "arraybuffer";
     this.websocket = socket;
     let opened = false;
     // Events of an older socket (closed, then replaced by connect(), or given up on) are ignored.
@@ -405,10 +678,44 @@ class TornadoWebSocket {
     }
   }
 
+  /**
+   * Frames holding a Blob wait for it to be read; frames sent meanwhile wait behind them, so the order holds.
+   */
   #send(payload, id) {
-    const frame = JSON.stringify(payload);
+    if (this.#reading === null && !holds(payload.data, isBlob)) {
+      this.#sendNow(payload, id);
+      return;
+    }
+    const reading = (this.#reading ?? Promise.resolve())
+      .then(() => readBlobs(payload.data))
+      .then(
+        (data) => this.#sendNow({...payload, data}, id),
+        (error) => {
+          console.warn("TornadoWebSocket: a Blob could not be read, its frame was not sent:", error);
+          this.#fail(id, `TornadoWebSocket: a Blob could not be read (${error}).`);
+        },
+      );
+    this.#reading = reading;
+    reading.finally(() => {
+      if (this.#reading === reading) {
+        this.#reading = null;
+      }
+    });
+  }
+
+  /** A frame as the socket sends it: JSON text, or, holding bytes, MessagePack (or JSON with base64). */
+  #wire(frame) {
+    if (typeof frame === "string") {
+      return frame;
+    }
+    return this.binary ? this.#encoder.encode(frame.payload) : jsonWithBase64(frame.payload);
+  }
+
+  #sendNow(payload, id) {
+    // A frame with bytes is encoded when it is sent: whether the socket speaks MessagePack is known then.
+    const frame = holds(payload.data, isBytes) ? {payload} : JSON.stringify(payload);
     if (this.connected) {
-      this.websocket.send(frame);
+      this.websocket.send(this.#wire(frame));
       this.#markSent(id);
       return;
     }
@@ -452,7 +759,7 @@ class TornadoWebSocket {
     // Frames emitted while closed go first, so they keep their order with what open listeners send.
     while (this.#outbox.length > 0 && socket.readyState === OPEN) {
       const {frame, id} = this.#outbox.shift();
-      socket.send(frame);
+      socket.send(this.#wire(frame));
       this.#markSent(id);
     }
     this.#dispatch("open", event);
@@ -467,7 +774,7 @@ class TornadoWebSocket {
     }
     let frame;
     try {
-      frame = JSON.parse(message.data);
+      frame = typeof message.data === "string" ? JSON.parse(message.data) : decodeMessagePack(message.data);
     } catch {
       frame = null;
     }

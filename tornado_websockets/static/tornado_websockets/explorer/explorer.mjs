@@ -165,6 +165,9 @@ function fieldKind(doc, schema) {
   if (Array.isArray(target.enum)) {
     return {kind: "enum", values: target.enum, schema: target, nullable};
   }
+  if (target.type === "string" && target.contentEncoding === "base64") {
+    return {kind: "bytes", schema: target, nullable}; // a bytes field: a file is sent as its bytes
+  }
   const type = Array.isArray(target.type) ? target.type.filter((t) => t !== "null") : [target.type];
   if (type.length === 1 && SIMPLE_TYPES.has(type[0])) {
     nullable ||= Array.isArray(target.type) && target.type.includes("null");
@@ -208,6 +211,9 @@ function input(field) {
   if (field.kind === "boolean") {
     return element("input", {type: "checkbox", id, name: field.name});
   }
+  if (field.kind === "bytes") {
+    return element("input", {type: "file", id, name: field.name});
+  }
   if (field.kind === "enum") {
     const select = element("select", {id, name: field.name});
     if (!field.required) {
@@ -234,6 +240,13 @@ function formData(fields) {
     const control = $(`field-${field.name}`);
     if (field.kind === "boolean") {
       data[field.name] = control.checked;
+    } else if (field.kind === "bytes") {
+      // The chosen file, as bytes (the client reads the Blob); none chosen: left out, or empty if required.
+      if (control.files.length > 0) {
+        data[field.name] = control.files[0];
+      } else if (field.required) {
+        data[field.name] = new Uint8Array(0);
+      }
     } else if (field.kind === "enum") {
       if (control.value !== "") {
         data[field.name] = field.values[Number(control.value)];
@@ -275,6 +288,11 @@ function log(direction, text) {
   );
   $("frame-log").append(entry);
   entry.scrollIntoView({block: "nearest"});
+}
+
+/** A frame as the log shows it: JSON text as it is, a MessagePack binary message as its size. */
+function wireText(frame) {
+  return typeof frame === "string" ? frame : `(MessagePack binary frame, ${frame.byteLength} bytes)`;
 }
 
 function selectedChannel() {
@@ -343,7 +361,7 @@ const REFUSED =
 function connect() {
   disconnect();
   const path = pathOf(selectedChannel());
-  const socket = new TornadoWebSocket(path, {reconnect: false});
+  const socket = new TornadoWebSocket(path, {reconnect: false, binary: config.binary === true});
   let opened = false; // the explorer's own attempt counting: one attempt, as reconnection is off
   state.socket = socket;
   $("status").textContent = "connecting";
@@ -358,10 +376,10 @@ function connect() {
     // Every frame, whatever its event, as it is on the wire: the raw socket sees them all (acks,
     // request ids). Only this connection's own socket object is wrapped, never the prototype.
     const raw = socket.websocket;
-    raw.addEventListener("message", (message) => log("in", String(message.data)));
+    raw.addEventListener("message", (message) => log("in", wireText(message.data)));
     const send = raw.send.bind(raw);
     raw.send = (frame) => {
-      log("out", String(frame));
+      log("out", wireText(frame));
       send(frame);
     };
   });
