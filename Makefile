@@ -17,7 +17,7 @@ ifneq ($(PYENV_PYTHONS),)
 export PYENV_VERSION := $(PYENV_PYTHONS)
 endif
 
-.PHONY: install lint docs test test-matrix test-latest lock demo soak clean bench bench-quick bench-echo js
+.PHONY: install lint docs test test-matrix test-latest lock demo soak clean bench bench-quick bench-echo bench-peers js
 
 # What the example project imports: Django, and msgspec for the chat's typed payloads.
 DEMO_EXTRAS ?= django,typed,metrics
@@ -96,11 +96,11 @@ BENCH_VENV := bench/.venv-$(BENCH_PY)
 $(BENCH_VENV)/.installed: bench/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[fast,typed]' -r bench/requirements.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[fast,typed,uvloop]' -r bench/requirements.txt
 	touch $@
 
 bench: $(BENCH_VENV)/.installed
-	$(BENCH_VENV)/bin/python -m bench run --mode full --output bench/RESULTS.md
+	$(BENCH_VENV)/bin/python -m bench run --mode full --uvloop --output bench/RESULTS.md
 
 bench-quick: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench run --mode quick
@@ -115,6 +115,11 @@ bench-echo: $(BENCH_VENV)/.installed
 .PHONY: bench-binary
 bench-binary:
 	$(BIN)/python -m bench.binary --repetitions 5 --results bench/RESULTS.md
+
+# The raw servers side by side (issue 27): raw Tornado, aiohttp and websockets against ours on both loops;
+# echo at 1, 10 and 100 clients, fan-out to 5,000, idle memory (3 repetitions, about 15 minutes).
+bench-peers: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m bench run --mode peers --uvloop --no-redis --output bench/RESULTS-peers-$(BENCH_PY).md
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

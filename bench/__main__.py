@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         "--pythonpath", help="put this first on the servers' path (a scratch copy of the package)"
     )
     run.add_argument("--no-redis", action="store_true", help="skip the cross-process scenario")
+    run.add_argument(
+        "--uvloop", action="store_true", help="also measure ours on the uvloop event loop (ours-uvloop)"
+    )
     run.add_argument("--output", type=Path, help="write the Markdown report there (default: print it)")
     run.add_argument("--json", type=Path, help="where to save the raw results (default: bench/out/)")
     rerender = commands.add_parser("render", help="turn a saved results file into Markdown")
@@ -67,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides["repetitions"] = args.repetitions
         if args.fanout_sizes:
             overrides["fanout_sizes"] = tuple(int(size) for size in args.fanout_sizes.split(","))
+        if args.uvloop:
+            overrides["servers"] = harness.with_uvloop(overrides.get("servers", plan.servers))
         plan = dataclasses.replace(plan, **overrides)
         results = harness.run_plan(plan, args.pythonpath, redis=not args.no_redis)
         path = args.json or OUT / f"{plan.name}-{time.strftime('%Y%m%d-%H%M%S')}.json"

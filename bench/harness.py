@@ -20,16 +20,18 @@ from typing import Any
 from bench import machine, scaleout
 from bench.processes import package_source, raise_file_limit, redis_server, rss_bytes, server_process
 from bench.protocols import DIALECTS
-from bench.servers import SERVERS, ServerSpec
+from bench.servers import SERVERS, UVLOOP, ServerSpec
 
-__all__ = ["PLANS", "Measurement", "Plan", "run_plan"]
+__all__ = ["PLANS", "RAW_PEERS", "Measurement", "Plan", "run_plan", "with_uvloop"]
 
 logger = logging.getLogger(__name__)
 
 #: The servers of the cross-process fan-out: ours, the same work by hand, and python-socketio.
-CROSS = ("raw", "ours", "socketio")
+CROSS = ("raw", "aiohttp", "websockets", "ours", "ours-uvloop", "socketio")
 #: The servers of the emit-then-reply round trip (their ``post`` event).
-POST = ("raw", "ours")
+POST = ("raw", "aiohttp", "websockets", "ours", "ours-uvloop")
+#: The raw servers beside raw Tornado (issue 27): hand-written on aiohttp and on websockets.
+RAW_PEERS = ("aiohttp", "websockets")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +64,7 @@ class Plan:
     fairness_window: int = 200
     #: Emit then reply (``post``: two frames back): one client's closed-loop round trips, seconds.
     post_duration: float = 0.0
-    servers: tuple[str, ...] = tuple(SERVERS)
+    servers: tuple[str, ...] = tuple(name for name in SERVERS if name not in UVLOOP)
 
 
 PLANS = {
@@ -100,7 +102,22 @@ PLANS = {
         idle_seconds=0.0,
         redis_receivers=0,
         redis_rounds=0,
-        servers=("raw", "ours", "ours-sync", "socketio", "channels"),
+        servers=("raw", "aiohttp", "websockets", "ours", "ours-sync", "socketio", "channels"),
+    ),
+    # The raw servers side by side (issue 27): echo, fan-out to 5,000 and idle memory, nothing else.
+    "peers": Plan(
+        "peers",
+        repetitions=3,
+        echo_clients=(1, 10, 100),
+        echo_warmup=1.0,
+        echo_duration=4.0,
+        fanout_sizes=(5000,),
+        fanout_rounds=10,
+        fanout_pause=0.3,
+        idle_seconds=3.0,
+        redis_receivers=0,
+        redis_rounds=0,
+        servers=("raw", "aiohttp", "websockets", "ours", "ours-sync"),
     ),
     "full": Plan(
         "full",
@@ -124,6 +141,15 @@ PLANS = {
         shard_rounds=10,
     ),
 }
+
+
+def with_uvloop(servers: tuple[str, ...]) -> tuple[str, ...]:
+    """``servers`` with each uvloop variant of `UVLOOP` after ours (``run --uvloop``): both loops measured."""
+    extra = tuple(name for name in UVLOOP if name not in servers)
+    if "ours" not in servers:
+        return servers + extra
+    at = servers.index("ours") + 1
+    return servers[:at] + extra + servers[at:]
 
 
 @dataclass(frozen=True, slots=True)

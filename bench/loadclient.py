@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from typing import Any, cast
 
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from bench.protocols import DIALECTS, Dialect, Incoming
 
@@ -424,7 +424,8 @@ class LoadClient:
         connections = self.all()
         for connection in connections:
             if connection.transport is not None and not connection.transport.is_disconnected:
-                connection.transport.send_close()
+                # 1000 said: picows' default sends code 0, which websockets rightly refuses (1002).
+                connection.transport.send_close(WSCloseCode.OK)
         waits = [c.transport.wait_disconnected() for c in connections if c.transport is not None]
         try:
             await asyncio.wait_for(asyncio.gather(*waits), 10)

@@ -20,6 +20,8 @@ PACKAGES = (
     "python-socketio",
     "python-engineio",
     "aiohttp",
+    "websockets",
+    "uvloop",
     "channels",
     "daphne",
     "Django",

@@ -71,14 +71,17 @@ def profile(server: str, scenario: str, output: Path, pythonpath: str | None = N
             sampler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(0.5)
             if scenario == "echo":
-                load.call("echo", warmup=0.0, duration=SECONDS)
+                result = load.call("echo", warmup=0.0, duration=SECONDS, server_pid=process.pid)
+                cpu = f"server CPU per round trip while sampled: {result['server_cpu_us']:.1f} µs"
             else:
                 load.call("fanout", rounds=int(SECONDS / 0.05), warmup_rounds=0, pause=0.0)
+                cpu = ""
             _, errors = sampler.communicate(timeout=60)
             if sampler.returncode:
                 raise RuntimeError(f"py-spy failed: {errors.decode(errors='replace')}")
             load.call("close")
     finally:
         load.stop()
-    output.write_text(summarize_collapsed(raw.read_text()))
+    # The CPU figure turns each share into µs per operation (py-spy reads from outside: --nonblocking).
+    output.write_text((cpu + "\n" if cpu else "") + summarize_collapsed(raw.read_text()))
     logger.info("Profile of %s under %s in %s (stacks in %s)", server, scenario, output, raw)

@@ -18,9 +18,16 @@ from typing import Any
 __all__ = ["METRICS", "Metric", "Summary", "compare", "load", "render", "summarize"]
 
 PEERS = ("socketio", "channels")
+#: Hand-written servers on the two other asyncio WebSocket stacks (issue 27), beside raw Tornado.
+RAW_PEERS = ("aiohttp", "websockets")
+#: Our variants set against raw Tornado and every peer in the ratios.
+OURS = ("ours", "ours-uvloop", "ours-sync")
 LABELS = {
     "raw": "raw Tornado",
+    "aiohttp": "raw aiohttp",
+    "websockets": "raw websockets",
     "ours": "ours (async def)",
+    "ours-uvloop": "ours (async def, uvloop)",
     "ours-sync": "ours (plain def)",
     "ours-onloop": "ours (plain def, blocking=False)",
     "ours-typed": "ours (typed echo)",
@@ -82,25 +89,75 @@ def load(path: Path) -> dict[str, Any]:
     return results
 
 
-class Summary:
-    """The median of each (server, metric, param) over the repetitions, and ratios between servers."""
+#: The scenario (as the harness names it in a failure) each metric comes from, by its prefix.
+SCENARIOS = {
+    "echo": "echo",
+    "fairness": "fairness",
+    "post": "post",
+    "fanout": "fanout",
+    "rss": "fanout",
+    "connect": "fanout",
+    "redis": "redis",
+    "cross": "cross",
+    "shard": "sharding",
+}
+#: The plan's parameter of a scenario's figures, when a failure left none of them.
+PLAN_PARAMS = {
+    "echo": "echo_clients",
+    "fairness": "fairness_window",
+    "redis": "redis_receivers",
+    "cross": "cross_receivers",
+    "sharding": "shard_processes",
+}
+Key = tuple[str, str, int]
 
-    def __init__(self, measurements: Iterable[dict[str, Any]]) -> None:
-        values: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+
+class Summary:
+    """The median of each (server, metric, param) over the repetitions, and ratios between servers.
+
+    A figure of a run that failed (``failures``: a repetition without it, or a fan-out round still
+    incomplete at its timeout, whose figures are only upper bounds) has no median: it reads
+    "failed", never as a number, and its ratios are not computed.
+    """
+
+    def __init__(
+        self,
+        measurements: Iterable[dict[str, Any]],
+        failures: Iterable[dict[str, Any]] = (),
+        plan: dict[str, Any] | None = None,
+    ) -> None:
+        values: dict[Key, list[float]] = defaultdict(list)
         for m in measurements:
             values[m["server"], m["metric"], int(m["param"])].append(float(m["value"]))
         self.values = dict(values)
-        self.medians = {key: statistics.median(v) for key, v in values.items()}
+        self.failed = _failed_keys(self.values, list(failures), plan or {})
+        self.medians = {key: statistics.median(v) for key, v in values.items() if key not in self.failed}
 
     def median(self, server: str, metric: str, param: int) -> float | None:
         return self.medians.get((server, metric, param))
 
+    def is_failed(self, server: str, metric: str, param: int) -> bool:
+        """Whether that figure comes from a failed run (shown as "failed")."""
+        return (server, metric, param) in self.failed
+
     def params(self, metric: str) -> list[int]:
-        return sorted({param for (_, name, param) in self.medians if name == metric})
+        return sorted({param for (_, name, param) in [*self.medians, *self.failed] if name == metric})
 
     def servers(self) -> list[str]:
-        present = {server for (server, _, _) in self.medians}
+        present = {server for (server, _, _) in [*self.medians, *self.failed]}
         return [name for name in LABELS if name in present] + sorted(present - set(LABELS))
+
+    def cell(self, server: str, metric: str, param: int) -> str:
+        """The figure as the tables show it: the median, "failed", or "-" when not measured."""
+        if self.is_failed(server, metric, param):
+            return "failed"
+        return _number(self.median(server, metric, param), METRICS[metric].digits)
+
+    def ratio(self, server: str, other: str, metric: str, param: int) -> str:
+        """`advantage` as a table shows it ("failed" when either figure is)."""
+        if self.is_failed(server, metric, param) or self.is_failed(other, metric, param):
+            return "failed"
+        return _ratio(self.advantage(server, other, metric, param))
 
     def advantage(self, server: str, other: str, metric: str, param: int) -> float | None:
         """How many times better ``server`` is than ``other`` (above 1: better, whatever the unit)."""
@@ -110,9 +167,36 @@ class Summary:
         return mine / theirs if METRICS[metric].higher_is_better else theirs / mine
 
 
+def _failed_keys(
+    values: dict[Key, list[float]], failures: list[dict[str, Any]], plan: dict[str, Any]
+) -> set[Key]:
+    """The figures of ``values`` (and those a failure left out) that come from a failed run."""
+    repetitions = int(plan.get("repetitions") or 1)
+    failed: set[Key] = set()
+    for failure in failures:
+        server, scenario = failure["server"], str(failure["scenario"])
+        name, _, size = scenario.partition(" ")  # "fanout 5000": the size it was for
+        for metric in METRICS:
+            if SCENARIOS.get(metric.partition("_")[0]) != name:
+                continue
+            params = {p for (s, m, p) in values if s == server and m == metric}
+            if size.isdigit():
+                params = {int(size)}
+            else:
+                planned = plan.get(PLAN_PARAMS.get(name, ""), ())
+                params |= set(planned if isinstance(planned, (list, tuple)) else [planned])
+            for param in params:
+                key = (server, metric, int(param))
+                # A repetition without this figure, or fan-out rounds whose figures are only upper
+                # bounds (a round incomplete at its timeout); the idle RSS before them stands.
+                if len(values.get(key, ())) < repetitions or metric.startswith("fanout_"):
+                    failed.add(key)
+    return failed
+
+
 def summarize(results: dict[str, Any]) -> Summary:
     """The `Summary` of a harness run."""
-    return Summary(results["measurements"])
+    return Summary(results["measurements"], results.get("failures", ()), results.get("plan"))
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -133,11 +217,12 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _metric_table(summary: Summary, metric: str, param_name: str) -> list[str]:
     spec = METRICS[metric]
     params = summary.params(metric)
-    servers = [s for s in summary.servers() if any(summary.median(s, metric, p) is not None for p in params)]
-    rows = [
-        [f"{param:,}"] + [_number(summary.median(s, metric, param), spec.digits) for s in servers]
-        for param in summary.params(metric)
+    servers = [
+        s
+        for s in summary.servers()
+        if any(summary.median(s, metric, p) is not None or summary.is_failed(s, metric, p) for p in params)
     ]
+    rows = [[f"{param:,}"] + [summary.cell(s, metric, param) for s in servers] for param in params]
     if not rows:
         return []
     return [
@@ -149,30 +234,53 @@ def _metric_table(summary: Summary, metric: str, param_name: str) -> list[str]:
 
 
 def _ratio_table(summary: Summary, metrics: list[tuple[str, str]]) -> list[str]:
-    others = [s for s in ("raw", *PEERS) if s in summary.servers()]
-    ours = [s for s in ("ours", "ours-sync") if s in summary.servers()]
+    others = [s for s in ("raw", *RAW_PEERS, *PEERS) if s in summary.servers()]
+    ours = [s for s in OURS if s in summary.servers()]
     rows = []
     for metric, param_name in metrics:
         for param in summary.params(metric):
             for mine in ours:
-                cells = [_ratio(summary.advantage(mine, other, metric, param)) for other in others]
+                cells = [summary.ratio(mine, other, metric, param) for other in others]
                 rows.append([f"{METRICS[metric].title}, {param:,} {param_name}", LABELS[mine], *cells])
     header = ["figure", "server", *(f"vs {LABELS[o]}" for o in others)]
     return _table(header, rows) if rows else []
 
 
-def _echo_pair(summary: Summary, first: str, second: str, better: str) -> list[list[str]]:
-    """Rows of two echo variants side by side, with ``better``'s advantage over the other."""
+def _echo_pair(
+    summary: Summary,
+    first: str,
+    second: str,
+    better: str,
+    metrics: tuple[str, ...] = ("echo_rps", "echo_cpu_us"),
+) -> list[list[str]]:
+    """Rows of two variants side by side, with ``better``'s advantage over the other."""
     other = second if better == first else first
     return [
         [
-            f"{METRICS[metric].title}, {clients:,} clients",
-            _number(summary.median(first, metric, clients), METRICS[metric].digits),
-            _number(summary.median(second, metric, clients), METRICS[metric].digits),
-            _ratio(summary.advantage(better, other, metric, clients)),
+            f"{METRICS[metric].title}, {param:,} clients",
+            summary.cell(first, metric, param),
+            summary.cell(second, metric, param),
+            summary.ratio(better, other, metric, param),
         ]
-        for metric in ("echo_rps", "echo_cpu_us")
-        for clients in summary.params(metric)
+        for metric in metrics
+        for param in summary.params(metric)
+    ]
+
+
+def _loop_table(summary: Summary) -> list[str]:
+    """Ours on the default asyncio loop and on uvloop (``run --uvloop``), issue 27."""
+    if "ours-uvloop" not in summary.servers() or "ours" not in summary.servers():
+        return []
+    metrics = ("echo_rps", "echo_cpu_us", "fanout_deliveries_per_s", "fanout_cpu_us", "rss_kib_per_conn")
+    rows = _echo_pair(summary, "ours", "ours-uvloop", better="ours-uvloop", metrics=metrics)
+    return [
+        "",
+        "## Event loop: asyncio and uvloop",
+        "",
+        "The same server (`async def` functions) with `TORNADO['loop']` / `run(loop=...)` left at",
+        "`asyncio`, then set to `uvloop`.",
+        "",
+        *_table(["figure", "asyncio", "uvloop", "uvloop vs asyncio (above 1: uvloop is better)"], rows),
     ]
 
 
@@ -208,6 +316,89 @@ def _reader_table(summary: Summary) -> list[str]:
             ["figure", "our reader", "Tornado's reader", "ours vs Tornado's (above 1: ours is better)"], rows
         ),
     ]
+
+
+def _peers_table(summary: Summary) -> list[str]:
+    """Issue 27's table: every raw server and ours, wall-clock figures beside CPU time per operation."""
+    present = summary.servers()
+    if not any(peer in present for peer in RAW_PEERS):
+        return []
+    servers = [s for s in ("raw", *RAW_PEERS, *OURS) if s in present]
+    clients = summary.params("echo_rps")
+    size = max(summary.params("fanout_cpu_us"), default=0)
+    idle = max(summary.params("rss_kib_per_conn"), default=0)
+
+    def several(server: str, metric: str) -> str:
+        return " / ".join(summary.cell(server, metric, c) for c in clients) or "-"
+
+    each = " / ".join(f"c{c}" for c in clients)
+    header = [
+        "server",
+        f"echo round trips/s {each}",
+        f"echo CPU per round trip {each} (µs)",
+        f"fan-out {size:,}: deliveries/s",
+        f"fan-out {size:,}: CPU per delivery (µs)",
+        f"idle KiB/conn ({idle:,})",
+    ]
+    rows = [
+        [
+            LABELS.get(server, server),
+            several(server, "echo_rps"),
+            several(server, "echo_cpu_us"),
+            summary.cell(server, "fanout_deliveries_per_s", size),
+            summary.cell(server, "fanout_cpu_us", size),
+            summary.cell(server, "rss_kib_per_conn", idle),
+        ]
+        for server in servers
+    ]
+    return [
+        "## Raw peers: Tornado, aiohttp and websockets by hand, and ours",
+        "",
+        "The raw servers do the bench's work by hand with nothing else (raw aiohttp and raw websockets",
+        "with the standard library's json, raw Tornado with orjson as ours); CPU time per operation",
+        'beside each wall-clock figure. A run that failed reads "failed" (see the list below).',
+        "",
+        *_table(header, rows),
+        "",
+    ]
+
+
+def _issue27_targets(summary: Summary, check: Any) -> None:
+    """Issue 27: ours against the hand-written aiohttp and websockets servers."""
+    if not any(peer in summary.servers() for peer in RAW_PEERS):
+        return
+    many = [c for c in summary.params("echo_rps") if c >= 10]
+    check(
+        "Echo server CPU per round trip at most raw aiohttp's at 10 and 100 clients",
+        [(f"{c} cl.", summary.advantage("ours", "aiohttp", "echo_cpu_us", c)) for c in many],
+        1.0,
+    )
+    check(
+        "Echo round trips/s at least the fastest raw server at 10 and 100 clients",
+        [
+            (f"{LABELS[peer]} {c} cl.", summary.advantage("ours", peer, "echo_rps", c))
+            for peer in ("raw", *RAW_PEERS)
+            for c in many
+        ],
+        1.0,
+    )
+    size = max(summary.params("fanout_cpu_us"), default=0)
+    check(
+        f"Fan-out CPU per delivery at most half raw aiohttp's at {size:,} clients",
+        [(f"{size:,}", summary.advantage("ours", "aiohttp", "fanout_cpu_us", size))],
+        2.0,
+    )
+    idle = max(summary.params("rss_kib_per_conn"), default=0)
+    check(
+        "Idle memory per connection at most raw Tornado's",
+        [(f"{idle:,}", summary.advantage("ours", "raw", "rss_kib_per_conn", idle))],
+        1.0,
+    )
+    check(
+        "Echo at one client at least 1.2x raw Tornado's round trips",
+        [("1 cl.", summary.advantage("ours", "raw", "echo_rps", 1))],
+        1.2,
+    )
 
 
 def targets(summary: Summary) -> list[tuple[str, bool | None, str]]:
@@ -279,6 +470,7 @@ def targets(summary: Summary) -> list[tuple[str, bool | None, str]]:
         verdicts.append(("Idle connection at most 40 KiB RSS", None, "not measured"))
     else:
         verdicts.append(("Idle connection at most 40 KiB RSS", rss <= 40, f"{rss:.1f} KiB at {rss_size:,}"))
+    _issue27_targets(summary, check)
     return verdicts
 
 
@@ -318,6 +510,7 @@ def render(results: dict[str, Any], title: str = "Benchmark results") -> str:
         "operation does not, so read the two together (`bench/README.md` says why).",
         "",
     ]
+    lines += _peers_table(summary)
     lines += ["## Echo", ""]
     for metric in ("echo_rps", "echo_cpu_us", "echo_p50_ms", "echo_p99_ms"):
         lines += _metric_table(summary, metric, "clients")
@@ -389,9 +582,10 @@ def render(results: dict[str, Any], title: str = "Benchmark results") -> str:
             ("redis_p50_ms", "receivers"),
         ],
     )
+    lines += _loop_table(summary)
     lines += _validation_table(summary)
     lines += _reader_table(summary)
-    lines += ["", "## Targets (issues 6, 14 and 16)", ""]
+    lines += ["", "## Targets (issues 6, 14, 16 and 27)", ""]
     rows = [
         [name, {True: "met", False: "**missed**", None: "-"}[met], why] for name, met, why in targets(summary)
     ]

@@ -5,6 +5,7 @@ No timing is asserted: the figures below are made up, and the server test checks
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -13,7 +14,8 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.websocket
 
-from bench import report
+from bench import harness, report
+from bench.processes import server_process
 from bench.profiling import summarize_collapsed
 from bench.protocols import DIALECTS, Incoming
 from bench.servers import SERVERS, ours
@@ -247,3 +249,112 @@ async def test_the_on_loop_variant_runs_plain_def_functions_on_the_loop() -> Non
     async with serve() as server, server.connect("/bench") as client:
         await client.emit("echo", {"n": 1})
         assert await client.wait_for("echo") == {"n": 1}
+
+
+def test_the_report_shows_the_raw_peers_as_ratios_and_a_failed_run_as_failed() -> None:
+    run = _run(
+        [
+            *[
+                (server, metric, clients, value)
+                for server, rps, cpu in (
+                    ("raw", 10_000.0, 50.0),
+                    ("aiohttp", 20_000.0, 25.0),
+                    ("ours", 18_000.0, 30.0),
+                    ("ours-uvloop", 24_000.0, 20.0),
+                )
+                for clients in (10, 100)
+                for metric, value in (("echo_rps", rps), ("echo_cpu_us", cpu))
+                for _ in range(2)  # both repetitions
+            ],
+            *[("websockets", "echo_rps", 10, 21_000.0), ("websockets", "echo_cpu_us", 10, 24.0)] * 2,
+            ("websockets", "echo_rps", 100, 22_000.0),  # its other repetition failed at 100 clients
+            ("websockets", "echo_cpu_us", 100, 23.0),
+            *[("aiohttp", "fanout_cpu_us", 5000, 8.0), ("ours", "fanout_cpu_us", 5000, 6.0)] * 2,
+            *[("raw", "rss_kib_per_conn", 5000, 14.0), ("ours", "rss_kib_per_conn", 5000, 17.0)] * 2,
+        ]
+    )
+    run["failures"] = [
+        {
+            "server": "websockets",
+            "scenario": "echo",
+            "rep": 1,
+            "error": "echo with 100 clients: 3 unanswered",
+        },
+        {"server": "aiohttp", "scenario": "fanout 5000", "rep": 0, "error": "a round was still incomplete"},
+    ]
+    summary = report.summarize(run)
+    assert summary.median("websockets", "echo_rps", 10) == 21_000.0
+    assert summary.median("websockets", "echo_rps", 100) is None  # one repetition of two: failed
+    assert summary.cell("websockets", "echo_cpu_us", 100) == "failed"
+    assert summary.cell("aiohttp", "fanout_cpu_us", 5000) == "failed"  # upper bounds are no figure
+    assert summary.ratio("ours", "websockets", "echo_rps", 100) == "failed"
+    text = report.render(run)
+    assert "## Raw peers: Tornado, aiohttp and websockets by hand, and ours" in text
+    assert "| raw websockets | 21,000 / failed | 24.0 / failed | - | - | - |" in text
+    assert "| raw aiohttp | 20,000 / 20,000 | 25.0 / 25.0 | failed | failed | failed |" in text
+    assert "| ours (async def, uvloop) | 24,000 / 24,000 | 20.0 / 20.0 | - | - | - |" in text
+    header = "| figure | server | vs raw Tornado | vs raw aiohttp | vs raw websockets |"
+    assert header in text
+    assert "| Echo round trips per second, 100 clients | ours (async def) | 1.80x | 0.90x | failed |" in text
+    assert (
+        "| Echo: server CPU time per round trip, 10 clients | ours (async def, uvloop) | 2.50x | 1.25x |"
+        in text
+    )
+    assert "| Echo round trips per second, 10 clients | 18,000 | 24,000 | 1.33x |" in text  # the loop table
+    assert "- raw websockets, echo, repetition 2: echo with 100 clients: 3 unanswered" in text
+    verdicts = {name: (met, why) for name, met, why in report.targets(summary)}
+    cpu = verdicts["Echo server CPU per round trip at most raw aiohttp's at 10 and 100 clients"]
+    assert cpu == (False, "10 cl. 0.83x, 100 cl. 0.83x")
+    assert verdicts["Fan-out CPU per delivery at most half raw aiohttp's at 5,000 clients"][0] is None
+    assert verdicts["Idle memory per connection at most raw Tornado's"][0] is False
+
+
+def test_run_uvloop_adds_ours_on_uvloop_after_ours() -> None:
+    assert harness.with_uvloop(("raw", "ours", "aiohttp")) == ("raw", "ours", "ours-uvloop", "aiohttp")
+    assert harness.with_uvloop(("raw",)) == ("raw", "ours-uvloop")
+    assert "ours-uvloop" not in harness.PLANS["full"].servers
+    assert SERVERS["ours-uvloop"].command(1234)[-2:] == ["--loop", "uvloop"]
+    peers = harness.PLANS["peers"]
+    assert {"raw", "aiohttp", "websockets", "ours"} <= set(peers.servers)
+    assert peers.fanout_sizes == (5000,)
+
+
+def _exchange(port: int) -> list[dict[str, Any]]:
+    """Two clients: an echo, a post, a broadcast seen by both, a bad frame; what the first one got."""
+
+    async def talk() -> list[dict[str, Any]]:
+        url = f"ws://127.0.0.1:{port}/ws/bench"
+        first = await tornado.websocket.websocket_connect(url)
+        second = await tornado.websocket.websocket_connect(url)
+        got: list[dict[str, Any]] = []
+        try:
+            for event, data, answers in (("echo", {"n": 7}, 1), ("post", {"n": 8}, 2)):
+                await first.write_message(DIALECTS["json"].encode(event, data))
+                got += [json.loads(await first.read_message() or "") for _ in range(answers)]
+            await second.write_message(DIALECTS["json"].encode("broadcast", {"seq": 1}))
+            got.append(json.loads(await first.read_message() or ""))
+            assert json.loads(await second.read_message() or "") == {"event": "tick", "data": {"seq": 1}}
+            await first.write_message("not json")
+            got.append(json.loads(await first.read_message() or ""))
+        finally:
+            first.close()
+            second.close()
+        return got
+
+    return asyncio.run(talk())
+
+
+@pytest.mark.parametrize("name", ["raw", "aiohttp", "websockets", "ours", "ours-uvloop"])
+def test_every_json_server_answers_the_same_frames_over_real_sockets(name: str) -> None:
+    spec = SERVERS[name]
+    if spec.missing():  # aiohttp lives in the bench venv only (bench/requirements.txt)
+        pytest.skip(f"{name} needs {spec.missing()}, installed in the bench venv (make bench-quick)")
+    with server_process(spec) as (port, _):
+        got = _exchange(port)
+    assert got[:4] == [
+        {"event": "echo", "data": {"n": 7}},
+        {"event": "receipt", "data": {"n": 8}},
+        {"event": "posted", "data": {"n": 8}},
+        {"event": "tick", "data": {"seq": 1}},
+    ]
+    assert got[4]["event"] == "warning"  # each words its own message

@@ -57,6 +57,10 @@ def test_a_missing_setting_is_fine() -> None:
         ({"session_check_interval": 0.5}, []),
         ({"session_check_interval": 0}, ["tornado_websockets.E011"]),
         ({"session_check_interval": "30"}, ["tornado_websockets.E011"]),
+        ({"loop": "asyncio"}, []),
+        ({"loop": "uvloop"}, []),
+        ({"loop": "trio"}, ["tornado_websockets.E012"]),
+        ({"loop": None}, ["tornado_websockets.E012"]),
         ({"prot": 8000}, ["tornado_websockets.W001"]),
         ({"port": "x", "settings": 1}, ["tornado_websockets.E002", "tornado_websockets.E004"]),
     ],
@@ -69,6 +73,14 @@ def test_messages_say_what_to_write() -> None:
     with override_settings(TORNADO={"backplane": "amqp://x"}):
         (error,) = check_tornado_setting()
     assert "redis://" in error.msg + (error.hint or "")
+
+
+def test_the_uvloop_loop_without_the_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # not importable, as where it is not installed
+    with override_settings(TORNADO={"loop": "uvloop"}):
+        (error,) = check_tornado_setting()
+    assert error.id == "tornado_websockets.E013"
+    assert "pip install 'django-tornado-websockets[uvloop]'" in (error.hint or "")
 
 
 @pytest.mark.parametrize(

@@ -41,3 +41,12 @@ def test_a_malformed_setting_reads_as_the_defaults_for_the_check_to_report(value
     with override_settings(TORNADO=value):
         conf = tornado_settings()
     assert (conf.handlers, conf.settings, conf.allowed_origins) == ([], {}, [])
+
+
+def test_the_loop_is_asyncio_unless_set_and_an_unknown_one_reads_as_the_default() -> None:
+    with override_settings(TORNADO={}):
+        assert tornado_settings().loop == "asyncio"
+    with override_settings(TORNADO={"loop": "uvloop"}):
+        assert tornado_settings().loop == "uvloop"
+    with override_settings(TORNADO={"loop": "trio"}):  # tornado_websockets.E012 reports it
+        assert tornado_settings().loop == "asyncio"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
+import textwrap
 import threading
 import time
 from typing import Any
@@ -10,9 +13,12 @@ from typing import Any
 import pytest
 
 from tests.rawclient import RawClient
+from tests.servers import connect_when_up, free_port, running
 from tornado_websockets import loops
 from tornado_websockets.limits import Limits
+from tornado_websockets.server import Server
 from tornado_websockets.testing import serve
+from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
 
@@ -174,3 +180,83 @@ async def test_a_streaming_def_waits_at_the_bound_and_the_loop_keeps_serving() -
             )
         streamer.close()
     assert longest[0] <= loops.MAX_QUEUED // loops.CALL_COST
+
+
+# The quick starter as a script uses it: the event function says which loop runs it.
+UVLOOP_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from tornado_websockets.tornadowrapper import TornadoWrapper
+    from tornado_websockets.websocket import WebSocket
+
+    ws = WebSocket("/which")
+
+    @ws.on
+    async def which(socket, data):
+        loop = type(asyncio.get_running_loop())
+        socket.emit("loop", {"loop": f"{loop.__module__}.{loop.__qualname__}", "n": data["n"]})
+
+    TornadoWrapper.run(int(sys.argv[1]), address="127.0.0.1", loop=sys.argv[2])
+    print("exited cleanly", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize(("name", "expected"), [("uvloop", "uvloop.Loop"), ("asyncio", "asyncio.")])
+async def test_a_server_run_on_the_chosen_loop_answers_a_real_client(name: str, expected: str) -> None:
+    port = free_port()
+    async with running(["-c", UVLOOP_SCRIPT, str(port), name]) as server:
+        client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/which")
+        for n in range(3):
+            await client.emit("which", {"n": n})
+            answer = await client.wait_for("loop")
+            assert answer["n"] == n
+            assert answer["loop"].startswith(expected)
+        server.send_signal(signal.SIGTERM)  # the graceful shutdown runs on uvloop too
+        assert await client.wait_closed() == 1001
+        output, _ = await asyncio.to_thread(server.communicate, timeout=15)
+    assert server.returncode == 0, output
+    assert "exited cleanly" in output
+
+
+def test_an_unknown_loop_is_refused_with_the_names_to_use() -> None:
+    with pytest.raises(ValueError, match="'asyncio', 'uvloop'"):
+        loops.check_loop_name("trio")
+    with pytest.raises(ValueError, match="not 'trio'"):
+        Server().use_loop("trio")
+    with pytest.raises(ValueError, match="not 'trio'"):
+        TornadoWrapper.run(0, address="127.0.0.1", loop="trio")  # before anything is bound
+    assert TornadoWrapper.tornado_server is None
+
+
+def test_uvloop_not_installed_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # not importable, as where it is not installed
+    assert not loops.loop_available("uvloop")
+    for attempt in (lambda: Server().use_loop("uvloop"), lambda: loops.use_loop("uvloop")):
+        with pytest.raises(ImportError, match=r"pip install 'django-tornado-websockets\[uvloop\]'"):
+            attempt()
+    with pytest.raises(ImportError, match="uvloop"):
+        TornadoWrapper.run(0, address="127.0.0.1", loop="uvloop")
+    assert TornadoWrapper.tornado_server is None
+
+
+def test_listen_on_uvloop_in_a_thread_serves_there_and_keeps_one_loop_per_thread() -> None:
+    server = Server()
+    server.use_loop("uvloop")
+    server.start_app([])
+    seen: list[Any] = []
+
+    def serve_in_thread() -> None:
+        first = server.listen(0, "127.0.0.1")
+        assert server.io_loop is not None
+        loop = loops.asyncio_loop_of(server.io_loop)
+        second = server.listen(0, "127.0.0.1")  # a second port: the same loop, not a new one
+        seen.extend([type(loop).__module__, loops.asyncio_loop_of(server.io_loop) is loop])
+        for http in (first, second):
+            http.stop()
+        loop.close()
+
+    thread = threading.Thread(target=serve_in_thread)
+    thread.start()
+    thread.join(10)
+    assert seen == ["uvloop", True]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,43 @@ async def test_serves_django_static_files_and_websockets_on_one_port_then_stops_
     assert f"Received {signum.name}, shutting down" in output
     assert f"Serving Django and WebSockets at http://127.0.0.1:{port}/" in output
     assert f"WebSocket ws://127.0.0.1:{port}/ws/discovered" in output
+
+
+def test_the_loop_comes_from_the_option_or_the_setting(ran: list[dict[str, Any]], settings: Any) -> None:
+    call_command("runtornado", "--noreload")
+    call_command("runtornado", "--noreload", "--loop", "uvloop")
+    settings.TORNADO = {**settings.TORNADO, "loop": "uvloop"}
+    call_command("runtornado", "--noreload")
+    call_command("runtornado", "--noreload", "--loop", "asyncio")
+    assert [call["loop"] for call in ran] == ["asyncio", "uvloop", "uvloop", "asyncio"]
+
+
+def test_a_bad_or_missing_loop_is_a_command_error_naming_the_fix(
+    ran: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(CommandError, match="invalid choice: 'trio'"):
+        call_command("runtornado", "--noreload", "--loop", "trio")
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # not importable, as where it is not installed
+    with pytest.raises(CommandError, match=r"pip install 'django-tornado-websockets\[uvloop\]'"):
+        call_command("runtornado", "--noreload", "--loop", "uvloop")
+    assert ran == []
+
+
+async def test_serves_django_and_websockets_on_the_uvloop_loop() -> None:
+    port = free_port()
+    argv = ["-m", "django", "runtornado", f"127.0.0.1:{port}", "--noreload", "--loop", "uvloop"]
+    async with running(argv, env=DJANGO_ENV) as server:
+        await wait_for_http(f"http://127.0.0.1:{port}/hello/")
+        http = tornado.httpclient.AsyncHTTPClient()
+        assert (await http.fetch(f"http://127.0.0.1:{port}/hello/")).body == b"hello from django"
+        client = await connect_when_up(f"ws://127.0.0.1:{port}/ws/discovered")
+        await client.emit("echo", {"over": "uvloop"})
+        assert await client.wait_for("echo") == {"over": "uvloop"}
+        server.send_signal(signal.SIGTERM)
+        assert await client.wait_closed() == 1001
+        output, _ = await asyncio.to_thread(server.communicate, timeout=15)
+    assert server.returncode == 0, output
+    assert "Event loop: uvloop.Loop" in output
 
 
 def test_several_processes_need_noreload(ran: list[dict[str, Any]], settings: Any) -> None:

@@ -12,6 +12,7 @@ from django.core import checks
 from django.core.checks import CheckMessage, Error, Tags, register
 
 from tornado_websockets.conf import DEFAULTS
+from tornado_websockets.loops import LOOP_NAMES, UVLOOP_MISSING, loop_available
 
 __all__ = ["check_public_endpoints", "check_rate_limits", "check_tornado_setting", "emits_to_everyone"]
 
@@ -26,6 +27,8 @@ E008 = "tornado_websockets.E008"  # bad explorer
 E009 = "tornado_websockets.E009"  # bad metrics
 E010 = "tornado_websockets.E010"  # bad xheaders
 E011 = "tornado_websockets.E011"  # bad session_check_interval
+E012 = "tornado_websockets.E012"  # bad loop
+E013 = "tornado_websockets.E013"  # loop = "uvloop" without uvloop installed
 W001 = "tornado_websockets.W001"  # unknown key
 W002 = "tornado_websockets.W002"  # deploy: metrics open to everyone
 W003 = "tornado_websockets.W003"  # deploy: DEBUG opens metrics, explorer and AsyncAPI to everyone
@@ -122,6 +125,7 @@ def check_tornado_setting(app_configs: Sequence[Any] | None = None, **kwargs: An
                 id=E011,
             )
         )
+    errors.extend(_check_loop(value.get("loop", DEFAULTS["loop"])))
     errors.extend(
         checks.Warning(
             f"TORNADO has an unknown key {key!r}; it is ignored.", hint=f"Known: {sorted(DEFAULTS)}", id=W001
@@ -130,6 +134,21 @@ def check_tornado_setting(app_configs: Sequence[Any] | None = None, **kwargs: An
         if key not in DEFAULTS
     )
     return errors
+
+
+def _check_loop(loop: object) -> list[CheckMessage]:
+    """``TORNADO['loop']``: a known loop, installed."""
+    if not isinstance(loop, str) or loop not in LOOP_NAMES:
+        return [
+            Error(
+                f"TORNADO['loop'] should be one of {', '.join(map(repr, LOOP_NAMES))}, not {loop!r}.",
+                hint="'asyncio' (the default) or 'uvloop' (pip install 'django-tornado-websockets[uvloop]').",
+                id=E012,
+            )
+        ]
+    if not loop_available(loop):
+        return [Error(f"TORNADO['loop'] is {loop!r}, which is not installed.", hint=UVLOOP_MISSING, id=E013)]
+    return []
 
 
 @register(Tags.security, deploy=True)

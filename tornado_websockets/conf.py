@@ -19,6 +19,8 @@
         "session_check_interval": 30,  # seconds between two re-validations of a signed-in
                                        # socket's session: the bound on how long a socket may
                                        # act for a session that ended without a signal here
+        "loop": "asyncio",             # the event loop: "asyncio", or "uvloop" (the uvloop extra;
+                                       # runtornado --loop overrides it)
     }
 """
 
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from tornado_websockets.loops import LOOP_NAMES
 
 __all__ = ["DEFAULTS", "TornadoSettings", "tornado_settings"]
 
@@ -41,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "metrics": None,
     "xheaders": False,
     "session_check_interval": 30.0,
+    "loop": "asyncio",
 }
 
 
@@ -59,6 +64,7 @@ class TornadoSettings:
     metrics: bool | None = None
     xheaders: bool = False
     session_check_interval: float = 30.0
+    loop: str = "asyncio"
 
 
 def tornado_settings() -> TornadoSettings:
@@ -67,7 +73,7 @@ def tornado_settings() -> TornadoSettings:
     A malformed value is reported by ``manage.py check`` (see `tornado_websockets.checks`), so it
     must not raise here, where the app's start-up reads it before any check can run: a setting
     that is not a dict, and a ``handlers``, ``settings`` or ``allowed_origins`` of the wrong
-    type, are read as their defaults. The other keys are taken as they are.
+    type, and an unknown ``loop``, are read as their defaults. The other keys are taken as they are.
     """
     from django.conf import settings
 
@@ -87,6 +93,7 @@ def tornado_settings() -> TornadoSettings:
         metrics=merged["metrics"],
         xheaders=merged["xheaders"] is True,
         session_check_interval=_interval(merged["session_check_interval"]),
+        loop=merged["loop"] if merged["loop"] in LOOP_NAMES else DEFAULTS["loop"],
     )
 
 

@@ -5,6 +5,9 @@ user's own). Work for that loop from another thread (an emit from a plain ``def`
 a view, a worker) goes through the loop's `Inbox`: calls are queued in order and one wake-up of the
 loop runs every call queued until then, so a function that emits and returns costs the loop one
 wake-up, not one per emit. Nothing queued waits longer than the loop takes to wake.
+
+Which event loop a server runs on is chosen here too: `use_loop` makes ``"uvloop"`` (the
+``uvloop`` extra) this thread's loop before Tornado asks for one; ``"asyncio"`` is the default.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import importlib.util
 import logging
 import threading
 import time
@@ -29,14 +33,19 @@ __all__ = [
     "CALLS_PER_WAKE",
     "CALL_COST",
     "DEFAULT_WAIT",
+    "LOOP_NAMES",
     "MAX_QUEUED",
+    "UVLOOP_MISSING",
     "Inbox",
     "LoopUnavailableError",
     "asyncio_loop_of",
     "call_soon",
     "call_wait",
+    "check_loop_name",
     "inbox",
+    "loop_available",
     "running_loop",
+    "use_loop",
 ]
 
 logger = logging.getLogger(__name__)
@@ -260,3 +269,68 @@ def asyncio_loop_of(io_loop: IOLoop) -> asyncio.AbstractEventLoop:
     if not isinstance(io_loop, BaseAsyncIOLoop):
         raise TypeError(f"{io_loop!r} runs on no asyncio loop: Tornado 6 or later is needed.")
     return io_loop.asyncio_loop
+
+
+#: The event loops a server can run on: ``TORNADO["loop"]``, ``runtornado --loop``, ``run(loop=...)``.
+LOOP_NAMES = ("asyncio", "uvloop")
+#: What to do when the uvloop loop is asked for and the package is not installed.
+UVLOOP_MISSING = (
+    "The 'uvloop' event loop needs the uvloop package: pip install 'django-tornado-websockets[uvloop]' "
+    "(Linux and macOS), or use the default loop, 'asyncio'."
+)
+
+
+def check_loop_name(name: object) -> str:
+    """``name`` if it names a loop of `LOOP_NAMES`; a `ValueError` naming them otherwise."""
+    if not isinstance(name, str) or name not in LOOP_NAMES:
+        raise ValueError(f"The event loop should be one of {', '.join(map(repr, LOOP_NAMES))}, not {name!r}.")
+    return name
+
+
+def loop_available(name: str) -> bool:
+    """Whether the loop ``name`` can be used here (uvloop: whether the package is installed)."""
+    if check_loop_name(name) == "asyncio":
+        return True
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ValueError:  # a module set to None in sys.modules: not importable
+        return False
+
+
+# The uvloop loop use_loop made for each thread (a second call keeps it rather than orphan the first).
+_made_here = threading.local()
+
+
+def use_loop(name: str) -> asyncio.AbstractEventLoop | None:
+    """Make ``name`` the loop the server of this thread runs on; call it before the loop is asked for.
+
+    ``"asyncio"`` changes nothing (Tornado makes or takes this thread's asyncio loop) and returns
+    None. ``"uvloop"`` sets a new uvloop loop as this thread's current loop, so that
+    ``IOLoop.current()`` wraps it, and returns it; a uvloop loop already current is kept.
+
+    :raise ValueError: ``name`` is not one of `LOOP_NAMES`.
+    :raise ImportError: uvloop is not installed (the message names the extra).
+    :raise RuntimeError: another loop already runs in this thread: it cannot be swapped.
+    """
+    if check_loop_name(name) == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError as error:
+        raise ImportError(UVLOOP_MISSING, name="uvloop") from error
+    running = running_loop()
+    if running is not None:
+        if isinstance(running, uvloop.Loop):
+            return running
+        raise RuntimeError(
+            f"An event loop ({type(running).__qualname__}) already runs in this thread: choose the "
+            "'uvloop' loop before it starts (TornadoWrapper.run(loop='uvloop') or use_loop before listen)."
+        )
+    made: asyncio.AbstractEventLoop | None = getattr(_made_here, "loop", None)
+    if made is not None and not made.is_closed():
+        return made  # listen() twice, or fork's add_sockets after run's: one loop per thread
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    _made_here.loop = loop
+    logger.debug("Serving on a uvloop event loop: %r", loop)
+    return loop

@@ -87,6 +87,8 @@ class Server(Routes):
         self.tornado_server: tornado.httpserver.HTTPServer | None = None
         self.tornado_port: int | None = None
         self.io_loop: tornado.ioloop.IOLoop | None = None
+        #: The event loop `add_sockets` serves on in its thread: "asyncio" or "uvloop" (`use_loop`).
+        self.loop_name = "asyncio"
         #: Event functions running now, on a loop or in a worker (shutdown waits for them).
         self.in_flight = 0
         #: The same, per loop their connection belongs to: shutdown waits only for its own loop's.
@@ -102,6 +104,16 @@ class Server(Routes):
 
     def _registrar(self) -> Callable[[Sequence[Any]], object] | None:
         return _default_registrar if self is _default else None
+
+    def use_loop(self, name: str) -> str:
+        """Serve on the event loop ``name`` ("asyncio", the default, or "uvloop"); call before `listen`.
+
+        :raise ValueError: an unknown name. :raise ImportError: uvloop is not installed.
+        """
+        if not loops.loop_available(name):
+            raise ImportError(loops.UVLOOP_MISSING, name=name)
+        self.loop_name = name
+        return name
 
     def use_broker(self, broker: Broker | str | None) -> Broker:
         """Set the backplane: a `Broker`, or a URL (``redis://127.0.0.1:6379/0``, ``memory://``)."""
@@ -202,6 +214,7 @@ class Server(Routes):
         """Start serving the application on sockets already bound (`listen` and `fork` bind them)."""
         if self.tornado_app is None:
             raise TypeError("No Tornado application yet: call start_app() first.")
+        loops.use_loop(self.loop_name)  # before Tornado asks for this thread's loop (accepting does)
         server = tornado.httpserver.HTTPServer(self.tornado_app, ssl_options=ssl_options, **server_options)
         server.add_sockets(sockets)
         self.tornado_server = server

@@ -153,6 +153,17 @@ class TornadoWrapper(metaclass=_Facade):
         return cls.runtime.use_broker(broker)
 
     @classmethod
+    def use_loop(cls, name: str) -> str:
+        """Serve on the event loop ``name``: ``"asyncio"`` (the default) or ``"uvloop"`` (the ``uvloop``
+        extra). Call it before `listen` or `fork`: the loop is set up as the server starts listening.
+
+        :raise ValueError: an unknown name. :raise ImportError: uvloop is not installed.
+
+        .. versionadded:: 1.0
+        """
+        return cls.runtime.use_loop(name)
+
+    @classmethod
     def deliver_envelope(cls, envelope: Envelope) -> None:
         """Deliver an envelope published by another process to this process's clients."""
         cls.runtime.deliver_envelope(envelope)
@@ -233,6 +244,7 @@ class TornadoWrapper(metaclass=_Facade):
         *,
         processes: int = 1,
         broker: Broker | str | None = None,
+        loop: str = "asyncio",
     ) -> None:
         """Quick starter for scripts: build the app, listen, and loop until SIGINT or SIGTERM.
 
@@ -240,7 +252,8 @@ class TornadoWrapper(metaclass=_Facade):
         (going away) and returns once they are closed or `SHUTDOWN_GRACE` seconds have passed.
 
         ``broker`` sets the backplane, as `use_broker` does. ``processes`` forks that many server
-        processes sharing the port (0: one per CPU); see `fork`.
+        processes sharing the port (0: one per CPU); see `fork`. ``loop`` is the event loop to serve
+        on, ``"asyncio"`` or ``"uvloop"`` (see `use_loop`).
 
         ``address`` is the interface to listen on: ``""`` (the default) is every interface, so
         other machines can connect; ``"127.0.0.1"`` is this machine only. Where it listens is
@@ -252,6 +265,7 @@ class TornadoWrapper(metaclass=_Facade):
             console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
             package.addHandler(console)
             package.setLevel(logging.INFO)
+        cls.use_loop(loop)  # first: a missing uvloop is reported before anything is bound
         if broker is not None:
             cls.use_broker(broker)
         cls.start_app(tornado_handlers, tornado_settings)

@@ -1,7 +1,8 @@
 """The servers under test, one module each, every one run in its own process by the harness.
 
 Each answers ``echo`` (to the sender) and ``broadcast`` (``tick`` to every client) on one path.
-`SERVERS` says how to start them and which packages each needs.
+`SERVERS` says how to start them and which packages each needs. `UVLOOP` are the variants on the
+uvloop event loop, measured when the harness is asked to (``run --uvloop``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 
-__all__ = ["SERVERS", "ServerSpec"]
+__all__ = ["SERVERS", "UVLOOP", "ServerSpec"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,15 @@ SERVERS: dict[str, ServerSpec] = {
             redis_requires="tornado_websockets.broker_redis",
         ),
         ServerSpec(
+            "ours-uvloop",
+            "ours (async def, uvloop)",
+            "bench.servers.ours",
+            "json",
+            ("tornado_websockets", "uvloop"),
+            ("--loop", "uvloop"),
+            redis_requires="tornado_websockets.broker_redis",
+        ),
+        ServerSpec(
             "ours-sync",
             "ours (plain def)",
             "bench.servers.ours",
@@ -98,6 +108,22 @@ SERVERS: dict[str, ServerSpec] = {
             echo_only=True,
         ),
         ServerSpec(
+            "aiohttp",
+            "raw aiohttp",
+            "bench.servers.raw_aiohttp",
+            "json",
+            ("aiohttp",),
+            redis_requires="redis",
+        ),
+        ServerSpec(
+            "websockets",
+            "raw websockets",
+            "bench.servers.raw_websockets",
+            "json",
+            ("websockets",),
+            redis_requires="redis",
+        ),
+        ServerSpec(
             "socketio",
             "python-socketio (aiohttp)",
             "bench.servers.socketio_aiohttp",
@@ -115,3 +141,6 @@ SERVERS: dict[str, ServerSpec] = {
         ),
     )
 }
+
+#: The variants on the uvloop loop: outside the plans' default server lists, added by ``run --uvloop``.
+UVLOOP = ("ours-uvloop",)

@@ -12,7 +12,7 @@ __all__ = ["ServerOptions", "parse_options"]
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
     """``--port``, ``--host``, ``--redis URL`` (cross-process run); ``--sync``, ``--typed``,
-    ``--tornado-reader``: ours only."""
+    ``--tornado-reader``, ``--loop``: ours only."""
 
     port: int
     host: str
@@ -21,6 +21,7 @@ class ServerOptions:
     typed: bool
     tornado_reader: bool = False
     on_loop: bool = False
+    loop: str = "asyncio"
 
 
 def parse_options(description: str, argv: list[str] | None = None) -> ServerOptions:
@@ -37,8 +38,11 @@ def parse_options(description: str, argv: list[str] | None = None) -> ServerOpti
     parser.add_argument(
         "--on-loop", action="store_true", help="plain def functions bound with blocking=False (ours only)"
     )
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop (ours only)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
     return ServerOptions(
-        args.port, args.host, args.redis, args.sync, args.typed, args.tornado_reader, args.on_loop
+        args.port, args.host, args.redis, args.sync, args.typed, args.tornado_reader, args.on_loop, args.loop
     )

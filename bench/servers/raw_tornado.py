@@ -3,9 +3,8 @@
 Same frames, same codec as ours (orjson when installed), nothing else: no event registry, no
 metrics, no limits. The ratio ours / raw is what the library costs on top of Tornado.
 
-With ``--redis URL``, the same work across processes done by hand with ``redis.asyncio`` pub/sub:
-a broadcast is written to this process's clients, then PUBLISHed (one channel, this process's id
-in front); a subscriber task writes what the other processes published to its clients.
+With ``--redis URL``, the same work across processes done by hand with ``redis.asyncio`` pub/sub
+(`bench.servers.relay`).
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import tornado.web
 import tornado.websocket
 
 from bench.servers.options import parse_options
+from bench.servers.relay import relay
 
 try:
     import orjson
@@ -82,29 +82,9 @@ def write_all(out: bytes) -> None:
 
 async def _relay(url: str) -> None:
     """Publish this process's broadcasts; write the other processes' ones to this process's clients."""
-    import os
-
-    import redis.asyncio
-
-    channel, me = "bench", f"{os.getpid()}|".encode()
-    client = redis.asyncio.Redis.from_url(url)
-    pubsub = client.pubsub()
-    await pubsub.subscribe(channel)
     outbox: asyncio.Queue[bytes] = asyncio.Queue()
     BenchHandler.outbox = outbox
-
-    async def publish() -> None:
-        while True:
-            out = await outbox.get()
-            await client.publish(channel, me + out)
-
-    async def receive() -> None:
-        async for message in pubsub.listen():
-            data = message["data"]
-            if message["type"] == "message" and not data.startswith(me):
-                write_all(data.partition(b"|")[2])
-
-    await asyncio.gather(publish(), receive())
+    await relay(url, outbox, write_all)
 
 
 def make_app() -> tornado.web.Application:

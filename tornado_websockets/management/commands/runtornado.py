@@ -16,6 +16,7 @@ from django.utils import autoreload
 
 from tornado_websockets import reloader
 from tornado_websockets.conf import tornado_settings
+from tornado_websockets.loops import LOOP_NAMES, UVLOOP_MISSING, asyncio_loop_of, loop_available
 from tornado_websockets.tornadowrapper import TornadoWrapper
 
 logger = logging.getLogger("tornado_websockets.runtornado")
@@ -58,6 +59,12 @@ class Command(BaseCommand):
             "Only behind a proxy that sets them: otherwise any client can pick its own address.",
         )
         parser.add_argument(
+            "--loop",
+            choices=LOOP_NAMES,
+            help="The event loop (default: TORNADO['loop'], 'asyncio' if unset); 'uvloop' needs the "
+            "uvloop extra.",
+        )
+        parser.add_argument(
             "--processes",
             type=int,
             default=1,
@@ -82,6 +89,10 @@ class Command(BaseCommand):
             raise CommandError("--view-threads should be at least 1.")
         if options["processes"] < 1:
             raise CommandError("--processes should be at least 1.")
+        loop = options.get("loop") or tornado_settings().loop
+        if not loop_available(loop):
+            raise CommandError(f"--loop {loop}: {UVLOOP_MISSING}")
+        options["loop"] = loop
         if options["processes"] > 1 and options["use_reloader"] and settings.DEBUG:
             raise CommandError(
                 "--processes > 1 needs --noreload: the autoreloader restarts a single process."
@@ -124,6 +135,7 @@ class Command(BaseCommand):
         threads = options.get("view_threads") or conf.view_threads
         handlers = [*conf.handlers, djangoapp.django_app(threads)]
         TornadoWrapper.start_app(handlers, djangoapp.application_settings(conf))
+        TornadoWrapper.use_loop(options.get("loop") or conf.loop)
         processes = options.get("processes", 1)
         xheaders = bool(options.get("xheaders") or conf.xheaders)
         if xheaders:
@@ -149,6 +161,10 @@ class Command(BaseCommand):
         """Say where the server listens and which WebSocket paths are live."""
         host = f"[{self.addr}]" if ":" in self.addr else self.addr
         logger.info("Serving Django and WebSockets at http://%s:%s/ (Ctrl-C to quit)", host, self.port)
+        io_loop = TornadoWrapper.io_loop
+        if io_loop is not None:
+            loop = asyncio_loop_of(io_loop)
+            logger.info("Event loop: %s.%s", type(loop).__module__, type(loop).__qualname__)
         for path in sorted(TornadoWrapper.websockets):
             logger.info("WebSocket ws://%s:%s/ws%s", host, self.port, path)
 
