@@ -32,6 +32,7 @@ import collections
 import functools
 import logging
 import socket
+import threading
 from typing import TYPE_CHECKING, Any, cast
 
 import tornado.iostream
@@ -68,7 +69,20 @@ _MESSAGES_PER_TURN = framereader._YIELD_AFTER // framereader._MESSAGE_COST
 _JSON_OPEN = 0x7B
 
 
-class TransportStream(asyncio.Protocol):
+# What the loop reads into: one buffer per thread, shared by its connections (the loop calls
+# buffer_updated right after reading into it, and the bytes are copied out at once). A buffer
+# per read, as data_received costs, is 256 KiB allocated per chunk however small the frame.
+_buffers = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    view: memoryview | None = getattr(_buffers, "view", None)
+    if view is None:
+        view = _buffers.view = memoryview(bytearray(framereader.READ_SIZE))
+    return view
+
+
+class TransportStream(asyncio.BufferedProtocol):
     """A connection's transport, seen by `OwnedFrameProtocol` as its stream (see the module).
 
     Write futures: a write the socket took at once returns one future, done, shared by every such
@@ -96,6 +110,7 @@ class TransportStream(asyncio.Protocol):
         self._flushed: asyncio.Future[None] = loop.create_future()
         self._flushed.set_result(None)
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._reading = _read_buffer()
 
     # asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -110,12 +125,18 @@ class TransportStream(asyncio.Protocol):
         early, self._early = self._early, []
         for data in early:
             transport.write(data)
+        if not transport.get_write_buffer_size():
+            self.resume_writing()  # the early writes' futures: all sent
         unread, self._unread = self._unread, b""
         if unread:
             self.owner.received(unread)
 
-    def data_received(self, data: bytes) -> None:
-        self.owner.received(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        self._reading = view = _read_buffer()
+        return view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.owner.received(bytes(self._reading[:nbytes]))
 
     def eof_received(self) -> bool:
         return False  # the client closed its side: the transport closes
@@ -153,6 +174,8 @@ class TransportStream(asyncio.Protocol):
         else:
             transport.write(data)
             if not transport.get_write_buffer_size():
+                if self._waiting:  # sent, and all before it: whatever the loop told or not
+                    self.resume_writing()
                 return self._flushed
         future = self._loop.create_future()
         self._waiting.append(future)
@@ -232,7 +255,7 @@ class OwnedFrameProtocol(framereader.BulkFrameProtocol):
             self._abort()
             self.handler.on_ws_connection_close(self.close_code, self.close_reason)
             return
-        if self.stream is not stream or not owns(stream) or self.client_terminated:
+        if self.stream is not stream or stream.closed() or not owns(stream) or self.client_terminated:
             self.handler.on_ws_connection_close(self.close_code, self.close_reason)
             return
         self._parser = FrameParser(self.params.max_message_size)

@@ -17,6 +17,7 @@ from typing import Any
 
 from bench.servers.options import ServerOptions, parse_options
 from tornado_websockets.framereader import FRAME_READER_SETTING
+from tornado_websockets.ownconnection import OWN_CONNECTION_SETTING
 from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
 
@@ -87,7 +88,9 @@ def serve(options: ServerOptions) -> None:
     build(options.sync, options.typed, options.on_loop)
     if options.redis is not None:
         TornadoWrapper.use_broker(options.redis)
-    settings = {FRAME_READER_SETTING: False} if options.tornado_reader else {}
+    settings: dict[str, Any] = {FRAME_READER_SETTING: False} if options.tornado_reader else {}
+    if options.own_connection:
+        settings[OWN_CONNECTION_SETTING] = True
     TornadoWrapper.run(options.port, address=options.host, tornado_settings=settings, loop=options.loop)
 
 
