@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from tests.redis_server import RedisServer
 
 
+#: The setting's default as released (``TW_OWN_CONNECTION`` changes it for a run).
+SHIPPED_OWN_CONNECTION_DEFAULT = ownconnection.OWN_CONNECTION_DEFAULT
+
+
 @pytest.fixture(autouse=True, scope="session")
 def own_connection_default() -> Iterator[None]:
     """``TW_OWN_CONNECTION=1``: every application owns its connections unless it says otherwise."""

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import websockets
 
+from tests.conftest import SHIPPED_OWN_CONNECTION_DEFAULT
 from tests.polling import wait_until
 from tests.rawclient import RawClient
 from tests.wsframes import client_frame
@@ -23,6 +24,7 @@ from tornado_websockets import ownconnection, wire
 from tornado_websockets.framereader import FRAME_READER_SETTING, BulkFrameProtocol
 from tornado_websockets.ownconnection import OWN_CONNECTION_SETTING, OwnedFrameProtocol, TransportStream
 from tornado_websockets.testing import serve
+from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
 
@@ -52,18 +54,30 @@ async def test_the_setting_serves_a_connection_on_a_transport_after_the_upgrade(
 
 
 @pytest.mark.parametrize(
-    "settings",
-    [{}, {OWN_CONNECTION_SETTING: False}, {OWN_CONNECTION_SETTING: True, FRAME_READER_SETTING: False}],
+    ("settings", "owned"),
+    [
+        ({}, SHIPPED_OWN_CONNECTION_DEFAULT),
+        ({OWN_CONNECTION_SETTING: False}, False),
+        ({OWN_CONNECTION_SETTING: True}, True),
+        ({OWN_CONNECTION_SETTING: True, FRAME_READER_SETTING: False}, False),
+    ],
+    ids=["default", "off", "on", "on-without-the-bulk-reader"],
 )
-async def test_off_by_default_and_never_without_the_bulk_reader(
-    settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+async def test_the_default_and_the_switches(
+    settings: dict[str, Any], owned: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ownconnection, "OWN_CONNECTION_DEFAULT", False)  # whatever TW_OWN_CONNECTION says
+    monkeypatch.setattr(ownconnection, "OWN_CONNECTION_DEFAULT", SHIPPED_OWN_CONNECTION_DEFAULT)
     ws = echo_app()
     async with serve(tornado_settings=settings) as server, server.connect("/own") as client:
         await client.emit("echo", {"n": 1})
         assert (await client.receive()).data == {"n": 1}
-        assert not isinstance(ws.handlers[0].ws_connection.stream, TransportStream)  # type: ignore[union-attr]
+        connection = ws.handlers[0].ws_connection
+        assert connection is not None
+        assert isinstance(connection.stream, TransportStream) is owned
+
+
+def test_the_released_default() -> None:
+    assert SHIPPED_OWN_CONNECTION_DEFAULT is False
 
 
 async def test_permessage_deflate_stays_on_tornados_reader() -> None:
@@ -158,3 +172,21 @@ async def test_a_client_that_does_not_read_is_closed_by_the_backlog_bound_from_t
         client.writer.write(b"")  # the server's close frame waits behind what the client never read
         assert BACKLOG_CLOSE_CODE == 1013
         client.close()
+
+
+def test_uvloop_serves_owned_connections_too() -> None:
+    """uvloop's transports: reading into the shared buffer, the write buffer as the backlog, pings."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        for test in (
+            test_the_setting_serves_a_connection_on_a_transport_after_the_upgrade,
+            test_frames_sent_right_behind_the_upgrade_request_are_read_first,
+            test_a_client_that_does_not_read_is_closed_by_the_backlog_bound_from_the_transports_buffer,
+        ):
+            TornadoWrapper.reset()
+            await test()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())

@@ -115,8 +115,8 @@ class TransportStream(asyncio.BufferedProtocol):
     # asyncio.Protocol ---------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A socket transport (uvloop's is one without subclassing asyncio.Transport).
+        self.transport = transport = cast("asyncio.Transport", transport)
         # Paused while anything is buffered, resumed once it is all sent: the flush signal.
         transport.set_write_buffer_limits(high=0, low=0)
         if self._closed:  # closed before the transport was made
