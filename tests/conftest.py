@@ -1,8 +1,9 @@
 """Shared fixtures: every test starts with an empty TornadoWrapper and no drop counts; ``redis_server``;
 ``reader_settings`` (the connection owned on a transport, the bulk frame reader, Tornado's reader).
 
-Set ``TW_OWN_CONNECTION=1`` to run every test with connections owned after the upgrade
-(`tornado_websockets.ownconnection`), the application setting's default switched on.
+``TW_OWN_CONNECTION=0`` runs every test with connections left on Tornado's stream where the
+application does not say (`tornado_websockets.ownconnection`'s default switched off); ``1`` with
+them owned after the upgrade (the default).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ SHIPPED_OWN_CONNECTION_DEFAULT = ownconnection.OWN_CONNECTION_DEFAULT
 
 @pytest.fixture(autouse=True, scope="session")
 def own_connection_default() -> Iterator[None]:
-    """``TW_OWN_CONNECTION=1``: every application owns its connections unless it says otherwise."""
+    """``TW_OWN_CONNECTION=0`` or ``1``: the default of every application that does not say."""
     default = ownconnection.OWN_CONNECTION_DEFAULT
-    ownconnection.OWN_CONNECTION_DEFAULT = os.environ.get("TW_OWN_CONNECTION", "") == "1"
+    chosen = os.environ.get("TW_OWN_CONNECTION", "")
+    if chosen in ("0", "1"):
+        ownconnection.OWN_CONNECTION_DEFAULT = chosen == "1"
     yield
     ownconnection.OWN_CONNECTION_DEFAULT = default
 

@@ -1,8 +1,9 @@
 """Connections owned after the upgrade: the switch, the handover, the writer, and what stays on Tornado.
 
 The rest of what a connection does on this path (order, limits, close codes, pings, the RFC 6455
-cases) is pinned by the connection tests, which run on it too: ``reader_settings`` and
-``connection_path`` (tests/conftest.py), or the whole suite with ``TW_OWN_CONNECTION=1``.
+cases) is pinned by the connection tests, which run on it by default and on Tornado's stream too:
+``reader_settings`` and ``connection_path`` (tests/conftest.py), or the whole suite with
+``TW_OWN_CONNECTION=0``.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ async def test_the_default_and_the_switches(
 
 
 def test_the_released_default() -> None:
-    assert SHIPPED_OWN_CONNECTION_DEFAULT is False
+    assert SHIPPED_OWN_CONNECTION_DEFAULT is True
 
 
 async def test_permessage_deflate_stays_on_tornados_reader() -> None:

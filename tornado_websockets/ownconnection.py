@@ -22,13 +22,13 @@ the drain after a failure, keepalive pings (``websocket_ping_interval``/``websoc
 ``closed``, ``set_nodelay``, ``io_loop``).
 
 Tornado keeps the connection (the bulk reader or its own, `tornado_websockets.framereader`)
-with permessage-deflate, with TLS (an ``SSLIOStream``), and with the setting off (the default).
+with permessage-deflate, with TLS (an ``SSLIOStream``), with the bulk reader switched off
+(`~tornado_websockets.framereader.FRAME_READER_SETTING`), and with this setting False.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import logging
 import socket
@@ -57,11 +57,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Tornado application setting: True serves each connection on an asyncio transport after the
-#: upgrade (see the module); False (the default) leaves it on Tornado's ``IOStream``.
+#: Tornado application setting: True (the default) serves each connection on an asyncio transport
+#: after the upgrade (see the module); False leaves it on Tornado's ``IOStream``.
 OWN_CONNECTION_SETTING = "tornado_websockets_own_connection"
 #: The setting's value where the application does not set it.
-OWN_CONNECTION_DEFAULT = False
+OWN_CONNECTION_DEFAULT = True
 
 # Messages handed over before letting other connections run: the bulk reader's rule (256 KiB
 # of work, a message counting as 1 KiB); the loop itself reads at most 256 KiB per chunk.
@@ -91,6 +91,20 @@ class TransportStream(asyncio.BufferedProtocol):
     when the connection is lost with it unsent, as ``IOStream.write``'s are.
     """
 
+    __slots__ = (
+        "_closed",
+        "_early",
+        "_flushed",
+        "_loop",
+        "_reading",
+        "_unread",
+        "_waiting",
+        "ended",
+        "io_loop",
+        "owner",
+        "transport",
+    )
+
     def __init__(
         self,
         owner: OwnedFrameProtocol,
@@ -109,7 +123,9 @@ class TransportStream(asyncio.BufferedProtocol):
         self._closed = False
         self._flushed: asyncio.Future[None] = loop.create_future()
         self._flushed.set_result(None)
-        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Futures of writes not sent yet, oldest first (a list: an idle connection's is empty,
+        # and a deque would cost 600 bytes per connection).
+        self._waiting: list[asyncio.Future[None]] = []
         self._reading = _read_buffer()
 
     # asyncio.Protocol ---------------------------------------------------------------------------
@@ -132,10 +148,12 @@ class TransportStream(asyncio.BufferedProtocol):
             self.owner.received(unread)
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        """Where the loop reads to: this thread's buffer, shared by its connections."""
         self._reading = view = _read_buffer()
         return view
 
     def buffer_updated(self, nbytes: int) -> None:
+        """The loop read ``nbytes``: copied out at once, parsed, handled."""
         self.owner.received(bytes(self._reading[:nbytes]))
 
     def eof_received(self) -> bool:
@@ -152,9 +170,8 @@ class TransportStream(asyncio.BufferedProtocol):
         pass  # the buffer is not empty: writes return futures (see write)
 
     def resume_writing(self) -> None:
-        waiting = self._waiting
-        while waiting:
-            future = waiting.popleft()
+        waiting, self._waiting = self._waiting, []
+        for future in waiting:
             if not future.done():
                 future.set_result(None)
 
@@ -213,7 +230,7 @@ class TransportStream(asyncio.BufferedProtocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if value else 0)
 
     def _fail_waiting(self) -> None:
-        waiting, self._waiting = self._waiting, collections.deque()
+        waiting, self._waiting = self._waiting, []
         for future in waiting:
             if not future.done():
                 future.set_exception(StreamClosedError())

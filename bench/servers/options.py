@@ -12,7 +12,7 @@ __all__ = ["ServerOptions", "parse_options"]
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
     """``--port``, ``--host``, ``--redis URL`` (cross-process run); ``--sync``, ``--typed``,
-    ``--tornado-reader``, ``--own-connection``, ``--loop``: ours only."""
+    ``--tornado-reader``, ``--tornado-stream``, ``--loop``: ours only."""
 
     port: int
     host: str
@@ -22,7 +22,7 @@ class ServerOptions:
     tornado_reader: bool = False
     on_loop: bool = False
     loop: str = "asyncio"
-    own_connection: bool = False
+    tornado_stream: bool = False
 
 
 def parse_options(description: str, argv: list[str] | None = None) -> ServerOptions:
@@ -40,9 +40,9 @@ def parse_options(description: str, argv: list[str] | None = None) -> ServerOpti
         "--on-loop", action="store_true", help="plain def functions bound with blocking=False (ours only)"
     )
     parser.add_argument(
-        "--own-connection",
+        "--tornado-stream",
         action="store_true",
-        help="serve connections on an asyncio transport after the upgrade (ours only)",
+        help="leave connections on Tornado's IOStream after the upgrade (ours only)",
     )
     parser.add_argument(
         "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop (ours only)"
@@ -58,5 +58,5 @@ def parse_options(description: str, argv: list[str] | None = None) -> ServerOpti
         args.tornado_reader,
         args.on_loop,
         args.loop,
-        args.own_connection,
+        args.tornado_stream,
     )

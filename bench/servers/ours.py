@@ -5,8 +5,9 @@
 with ``blocking=False``, which runs them on the loop. ``--typed`` annotates the
 echo's data with a ``msgspec.Struct`` (validated before the call, the ``typed`` extra), to show
 what validation costs beside the untyped path. ``--tornado-reader`` turns our bulk frame reader off
-(`tornado_websockets.framereader`), to show what it saves. ``--loop uvloop`` serves on uvloop
-(the ``uvloop`` extra). ``--redis URL`` sets the cross-process
+(`tornado_websockets.framereader`), to show what it saves; ``--tornado-stream`` leaves each
+connection on Tornado's stream after the upgrade (`tornado_websockets.ownconnection`).
+``--loop uvloop`` serves on uvloop (the ``uvloop`` extra). ``--redis URL`` sets the cross-process
 backplane (``?cluster=1`` for Redis Cluster with sharded pub/sub). Every variant also answers
 ``join`` (enter ``data["room"]``) and ``say`` (``tick`` to ``data["room"]``), for the sharding
 scenario, and ``post`` (``receipt``, then ``posted``: two small frames back to back, as a function
@@ -89,8 +90,8 @@ def serve(options: ServerOptions) -> None:
     if options.redis is not None:
         TornadoWrapper.use_broker(options.redis)
     settings: dict[str, Any] = {FRAME_READER_SETTING: False} if options.tornado_reader else {}
-    if options.own_connection:
-        settings[OWN_CONNECTION_SETTING] = True
+    if options.tornado_stream:
+        settings[OWN_CONNECTION_SETTING] = False
     TornadoWrapper.run(options.port, address=options.host, tornado_settings=settings, loop=options.loop)
 
 
