@@ -94,12 +94,12 @@ class TransportStream(asyncio.BufferedProtocol):
     __slots__ = (
         "_closed",
         "_early",
+        "_lost",
         "_flushed",
         "_loop",
         "_reading",
         "_unread",
         "_waiting",
-        "ended",
         "io_loop",
         "owner",
         "transport",
@@ -116,11 +116,11 @@ class TransportStream(asyncio.BufferedProtocol):
         #: Tornado's loop object, which the protocol's close timeout and drain timer use.
         self.io_loop = io_loop
         self.transport: asyncio.Transport | None = None
-        self.ended: asyncio.Future[None] = loop.create_future()
         self._loop = loop
         self._unread = unread  # what the IOStream had read past the upgrade request
         self._early: list[bytes] = []  # written before the transport was made
         self._closed = False
+        self._lost = False
         self._flushed: asyncio.Future[None] = loop.create_future()
         self._flushed.set_result(None)
         # Futures of writes not sent yet, oldest first (a list: an idle connection's is empty,
@@ -160,11 +160,12 @@ class TransportStream(asyncio.BufferedProtocol):
         return False  # the client closed its side: the transport closes
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._lost:  # the transport failed as it was made, and said so too
+            return
+        self._lost = True
         self._closed = True
         self._fail_waiting()
         self.owner.lost()
-        if not self.ended.done():
-            self.ended.set_result(None)
 
     def pause_writing(self) -> None:
         pass  # the buffer is not empty: writes return futures (see write)
@@ -276,11 +277,9 @@ class OwnedFrameProtocol(framereader.BulkFrameProtocol):
             self.handler.on_ws_connection_close(self.close_code, self.close_reason)
             return
         self._parser = FrameParser(self.params.max_message_size)
-        owned = self._take_over(stream)
-        try:
-            await owned.ended
-        finally:
-            self.handler.on_ws_connection_close(self.close_code, self.close_reason)
+        # Returns at once: no coroutine waits for the connection's end (the handler's request
+        # task ends here, its frames freed); the transport's connection_lost reports it (`lost`).
+        self._take_over(stream)
 
     def _take_over(self, stream: tornado.iostream.IOStream) -> TransportStream:
         """Take the socket from ``stream`` (nothing of it is left to Tornado) onto a transport."""
@@ -387,10 +386,11 @@ class OwnedFrameProtocol(framereader.BulkFrameProtocol):
             stream.transport.resume_reading()
 
     def lost(self) -> None:
-        """The transport is gone (either side closed it, or the network failed)."""
+        """The transport is gone (either side closed it, or the network failed): the end."""
         self._held = None
         if not (self.client_terminated and self.server_terminated):
             self._abort()
+        self.handler.on_ws_connection_close(self.close_code, self.close_reason)
 
     # Writing ------------------------------------------------------------------------------------
 
