@@ -94,9 +94,9 @@ class TransportStream(asyncio.BufferedProtocol):
     __slots__ = (
         "_closed",
         "_early",
-        "_lost",
         "_flushed",
         "_loop",
+        "_lost",
         "_reading",
         "_unread",
         "_waiting",
