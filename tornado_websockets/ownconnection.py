@@ -73,6 +73,8 @@ _JSON_OPEN = 0x7B
 # buffer_updated right after reading into it, and the bytes are copied out at once). A buffer
 # per read, as data_received costs, is 256 KiB allocated per chunk however small the frame.
 _buffers = threading.local()
+# The tasks making transports, until each is done.
+_making: set[asyncio.Future[Any]] = set()
 
 
 def _read_buffer() -> memoryview:
@@ -291,13 +293,14 @@ class OwnedFrameProtocol(framereader.BulkFrameProtocol):
         if stream._state is not None:
             stream.io_loop.remove_handler(sock)
             stream._state = None
-        # The IOStream keeps a socket object without a file descriptor: closing it (Tornado's
-        # HTTP connection still holds it) does nothing to the connection.
+        # The IOStream keeps a socket object without a file descriptor: closing it (whatever still
+        # holds the IOStream) does nothing to the connection.
         owned_socket = socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
         owned = TransportStream(self, stream.io_loop, loop, unread)
         # Typed as an IOStream by Tornado: the stream is the part of it that Tornado's protocol uses.
         self.stream = cast("tornado.iostream.IOStream", owned)
         made = asyncio.ensure_future(loop.connect_accepted_socket(lambda: owned, owned_socket))
+        _making.add(made)  # the loop holds tasks weakly: kept until the transport is made
         made.add_done_callback(functools.partial(_transport_made, owned))
         return owned
 
@@ -414,7 +417,8 @@ class OwnedFrameProtocol(framereader.BulkFrameProtocol):
 
 
 def _transport_made(owned: TransportStream, future: asyncio.Future[Any]) -> None:
-    """The transport could not be made (the socket failed meanwhile): the connection is over."""
+    """The transport is made; or it could not be (the socket failed meanwhile): the connection is over."""
+    _making.discard(future)
     error = None if future.cancelled() else future.exception()
     if future.cancelled() or error is not None:
         logger.debug("No transport for %r: %r", owned.owner.handler, error)
