@@ -162,7 +162,8 @@ def report(
         "",
         "Round trips per second move with whatever else the shared machine runs; the CPU time per round trip",
         "is the figure to compare. The MessagePack frame is a quarter smaller on the wire, and neither side",
-        "spends time on base64; the server's own cost is dominated by reading and writing 16 KiB either way.",
+        "spends time on base64; the server's CPU per round trip is about the same either way at this size",
+        "(the difference is within the spread between repetitions).",
     ]
     return "\n".join(lines) + "\n"
 

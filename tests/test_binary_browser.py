@@ -70,6 +70,7 @@ class PageHandler(tornado.web.RequestHandler):
 
 
 stored: dict[str, str] = {}
+received: list[dict[str, Any]] = []
 
 
 def register() -> None:
@@ -90,6 +91,11 @@ def register() -> None:
         socket.emit("echo", {"n": data["n"], "value": data["value"], "type": type(data["value"]).__name__})
 
     @files.on
+    async def mirror(data: dict[str, Any]) -> dict[str, Any]:
+        received.append(data)
+        return data
+
+    @files.on
     async def chat(data: dict[str, Any]) -> None:
         files.emit("chat", {"text": str(data.get("text", ""))})
 
@@ -105,6 +111,7 @@ feeds: list[WebSocket] = []
 @pytest.fixture
 def server() -> Iterator[ServerThread]:
     stored.clear()
+    received.clear()
     register()
     feeds[:] = [register_feed()]
     thread = ServerThread(
@@ -259,3 +266,70 @@ def test_binary_frames_missed_while_away_are_replayed_in_order(
     assert tab.errors == []
     first = said[0][2]
     assert said == [[1, [1, 1, 1], first], [2, [2, 2, 2], first + 1], [3, [3, 3, 3], first + 2]]
+
+
+INTEGERS = [0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**53 - 1, -1, -32, -33, -128, -129]
+INTEGERS += [-32768, -32769, -(2**31), -(2**31) - 1, -(2**53 - 1)]
+LENGTHS = [0, 31, 32, 255, 256, 65535, 65536]
+
+
+def test_the_clients_messagepack_codec_agrees_with_the_servers_at_every_size(
+    browser: Browser, server: ServerThread
+) -> None:
+    """Every format boundary of the specification (fixint to 64 bits, str 8/16/32, bin 8/16/32,
+    array and map 16), there and back: the server reads what the page meant, the page reads the reply."""
+    tab = Tab.open(browser, server.url("/page/classic"))
+    try:
+        result = tab.page.evaluate(
+            """async ([integers, lengths]) => {
+            const ws = new TornadoWebSocket("/files", {binary: true});
+            await nextEvent(ws, "open");
+            const bytes = (n) => Uint8Array.from({length: n}, (_, i) => i % 251);
+            const data = {
+                integers, floats: [1.5, -0.25, 1e300, NaN], constants: [null, true, false],
+                strings: lengths.map((n) => "é".repeat(Math.floor(n / 2)) + "x".repeat(n % 2)),
+                binaries: lengths.map(bytes),
+                array16: Array.from({length: 16}, (_, i) => i),
+                array15: Array.from({length: 15}, (_, i) => i),
+                map16: Object.fromEntries(Array.from({length: 16}, (_, i) => [`k${i}`, i])),
+                when: new Date(Date.UTC(2026, 0, 2)), skipped: undefined, nested: {a: [{b: [bytes(3)]}]},
+            };
+            const reply = await ws.request("mirror", data, {timeout: 30000});
+            ws.close();
+            const sum = (value) => value.reduce((a, b) => a + b, 0);
+            const entries = (value) => Object.entries(value).map(([k, v]) => [k, plain(v)]);
+            const plain = (value) => value instanceof Uint8Array ? {u8: value.length, sum: sum(value)}
+                : Array.isArray(value) ? value.map(plain)
+                : value !== null && typeof value === "object" ? Object.fromEntries(entries(value))
+                : value;
+            return plain(reply);
+        }""",
+            [INTEGERS, LENGTHS],
+        )
+    finally:
+        tab.close()
+    assert tab.errors == []
+
+    def expected_bytes(n: int) -> bytes:
+        return bytes(i % 251 for i in range(n))
+
+    strings = ["é" * (n // 2) + "x" * (n % 2) for n in LENGTHS]
+    [data] = received
+    assert data["integers"] == INTEGERS
+    assert data["floats"] == [1.5, -0.25, 1e300, None]  # NaN is null, as in JSON
+    assert data["constants"] == [None, True, False]
+    assert data["strings"] == strings
+    assert data["binaries"] == [expected_bytes(n) for n in LENGTHS]
+    assert data["array16"] == list(range(16))
+    assert data["array15"] == list(range(15))
+    assert data["map16"] == {f"k{i}": i for i in range(16)}
+    assert data["when"] == "2026-01-02T00:00:00.000Z"  # toJSON, as JSON.stringify does
+    assert "skipped" not in data
+    assert data["nested"] == {"a": [{"b": [expected_bytes(3)]}]}
+    # And back: the page decoded the server's MessagePack to the same values.
+    summed = [{"u8": n, "sum": sum(expected_bytes(n))} for n in LENGTHS]
+    assert result["binaries"] == summed
+    assert result["integers"] == INTEGERS
+    assert result["strings"] == strings
+    assert result["map16"] == data["map16"]
+    assert result["nested"] == {"a": [{"b": [{"u8": 3, "sum": 3}]}]}

@@ -9,7 +9,7 @@ import json
 import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypedDict
 
 import msgspec
 import pytest
@@ -31,6 +31,13 @@ from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
 
 MSGPACK = Subprotocol(binaryframes.SUBPROTOCOL)
+
+
+class Upload(TypedDict):
+    name: str
+    content: bytes
+
+
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 
 
@@ -367,3 +374,35 @@ async def test_binary_frames_through_redis_are_numbered_delivered_and_replayed(
         finally:
             await back.close()
     assert delivery.dropped() == {}
+
+
+async def test_the_test_client_sends_bytes_as_base64_as_a_client_without_messagepack_does() -> None:
+    ws = WebSocket("/typed")
+
+    @ws.on
+    async def size(data: Upload) -> int:
+        return len(data["content"])
+
+    @ws.on
+    async def store(socket: WebSocketHandler, data: Upload) -> None:
+        socket.emit("stored", {"content": data["content"]})
+
+    async with serve() as server, server.connect("/typed") as client:
+        assert await client.request("size", {"name": "a", "content": b"\x00\x01\x02"}) == 3
+        await client.emit("store", {"name": "a", "content": b"\xff"})
+        assert await client.wait_for("stored") == {"content": "/w=="}
+
+
+async def test_without_msgspec_the_subprotocol_is_refused_naming_the_extra_and_bytes_go_as_base64(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # msgspec is installed here; the binary extra missing is what this stands for.
+    monkeypatch.setattr(binaryframes, "msgspec", None)
+    assert protocol.encode("e", {"b": b"\x00"}) == b'{"event":"e","data":{"b":"AA=="}}'
+    files_app()
+    async with serve() as server, connect(server, "/files") as client:
+        assert client.subprotocol is None
+        assert "install the binary extra" in caplog.text
+        await client.send(json.dumps({"event": "gift", "id": 1}))
+        assert await frame_of(client) == ("text", {"event": "gift", "data": {"b": "AAE="}})
+        assert await frame_of(client) == ("text", {"event": "ack", "id": 1, "data": "Ag=="})

@@ -140,12 +140,12 @@ def _check(value: Any) -> None:
         raise ValueError(INVALID_MSGPACK)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=2)
 def as_text(frame: bytes) -> bytes:
     """A MessagePack frame as the JSON text frame a client without MessagePack gets.
 
-    Cached: a broadcast writes the same frame object to every member, so it is converted once
-    however many JSON clients there are.
+    Cached: a broadcast writes the same frame object to every member one after the other, so it is
+    converted once however many JSON clients there are. Two entries only: a frame may be megabytes.
     """
     if msgspec is None:  # cannot happen: without msgspec no frame is packed
         return frame
