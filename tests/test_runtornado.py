@@ -121,13 +121,16 @@ def test_the_loop_comes_from_the_option_or_the_setting(ran: list[dict[str, Any]]
 
 
 def test_a_bad_or_missing_loop_is_a_command_error_naming_the_fix(
-    ran: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    ran: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
     with pytest.raises(CommandError, match="invalid choice: 'trio'"):
         call_command("runtornado", "--noreload", "--loop", "trio")
     monkeypatch.setitem(sys.modules, "uvloop", None)  # not importable, as where it is not installed
-    with pytest.raises(CommandError, match=r"pip install 'django-tornado-websockets\[uvloop\]'"):
+    with pytest.raises(CommandError, match=r"--loop is 'uvloop'\. .*\[uvloop\]'"):
         call_command("runtornado", "--noreload", "--loop", "uvloop")
+    settings.TORNADO = {**settings.TORNADO, "loop": "uvloop"}
+    with pytest.raises(CommandError, match=r"TORNADO\['loop'\] is 'uvloop'\. .*\[uvloop\]'"):
+        call_command("runtornado", "--noreload")
     assert ran == []
 
 

@@ -306,7 +306,8 @@ def use_loop(name: str) -> asyncio.AbstractEventLoop | None:
 
     ``"asyncio"`` changes nothing (Tornado makes or takes this thread's asyncio loop) and returns
     None. ``"uvloop"`` sets a new uvloop loop as this thread's current loop, so that
-    ``IOLoop.current()`` wraps it, and returns it; a uvloop loop already current is kept.
+    ``IOLoop.current()`` wraps it, and returns it; a second call in the same thread keeps the loop
+    the first one made (or the uvloop loop running in it).
 
     :raise ValueError: ``name`` is not one of `LOOP_NAMES`.
     :raise ImportError: uvloop is not installed (the message names the extra).
@@ -328,7 +329,8 @@ def use_loop(name: str) -> asyncio.AbstractEventLoop | None:
         )
     made: asyncio.AbstractEventLoop | None = getattr(_made_here, "loop", None)
     if made is not None and not made.is_closed():
-        return made  # listen() twice, or fork's add_sockets after run's: one loop per thread
+        asyncio.set_event_loop(made)  # listen() twice: one loop per thread, not one per call
+        return made
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     _made_here.loop = loop

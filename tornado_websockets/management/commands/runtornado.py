@@ -91,7 +91,8 @@ class Command(BaseCommand):
             raise CommandError("--processes should be at least 1.")
         loop = options.get("loop") or tornado_settings().loop
         if not loop_available(loop):
-            raise CommandError(f"--loop {loop}: {UVLOOP_MISSING}")
+            asked = "--loop" if options.get("loop") else "TORNADO['loop']"
+            raise CommandError(f"{asked} is {loop!r}. {UVLOOP_MISSING}")
         options["loop"] = loop
         if options["processes"] > 1 and options["use_reloader"] and settings.DEBUG:
             raise CommandError(
