@@ -191,3 +191,33 @@ def test_uvloop_serves_owned_connections_too() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())
+
+
+async def test_tls_stays_on_tornados_stream() -> None:
+    """Tornado keeps TLS: the connection is read and written through its SSLIOStream."""
+    import ssl
+
+    import tornado.iostream
+    import trustme
+
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    ws = echo_app("/secure")
+    TornadoWrapper.start_app(tornado_settings=OWNED)
+    TornadoWrapper.listen(0, "127.0.0.1", ssl_options=server_context)
+    try:
+        url = f"wss://127.0.0.1:{TornadoWrapper.tornado_port}/ws/secure"
+        async with websockets.connect(url, ssl=client_context) as client:
+            await client.send(json.dumps({"event": "echo", "data": {"n": 3}}))
+            assert json.loads(await asyncio.wait_for(client.recv(), TIMEOUT)) == {
+                "event": "echo",
+                "data": {"n": 3},
+            }
+            connection = ws.handlers[0].ws_connection
+            assert connection is not None
+            assert isinstance(connection.stream, tornado.iostream.SSLIOStream)
+    finally:
+        await TornadoWrapper.shutdown()
