@@ -221,3 +221,29 @@ async def test_tls_stays_on_tornados_stream() -> None:
             assert isinstance(connection.stream, tornado.iostream.SSLIOStream)
     finally:
         await TornadoWrapper.shutdown()
+
+
+async def test_no_iostream_is_kept_for_an_owned_connection() -> None:
+    """The emptied IOStream is let go (the request's HTTP connection held it): memory per idle
+    connection is the transport's, not both."""
+    import gc
+
+    import tornado.iostream
+
+    ws = echo_app()
+    async with serve(tornado_settings=OWNED) as server:
+        clients = [await RawClient.connect(server.port, "/own") for _ in range(3)]
+        await wait_until(lambda: len(ws.handlers) == 3)
+        await wait_until(
+            lambda: all(isinstance(h.ws_connection.stream, TransportStream) for h in ws.handlers)
+        )  # type: ignore[union-attr]
+        gc.collect()
+        # The IOStreams whose socket was taken (its object left without a descriptor).
+        emptied = [
+            o
+            for o in gc.get_objects()
+            if type(o) is tornado.iostream.IOStream and o.socket is not None and o.socket.fileno() == -1
+        ]
+        assert emptied == []
+        for client in clients:
+            client.close()
