@@ -1,12 +1,14 @@
 """Own the connection after the upgrade: frames read and written on an asyncio transport.
 
-Tornado answers the HTTP upgrade (TLS, the handshake, the ``open`` function); then, with the
-application setting `OWN_CONNECTION_SETTING` on, `OwnedFrameProtocol` takes the socket from
+Tornado answers the HTTP upgrade (TLS, the handshake, the ``open`` function); then, unless the
+application setting `OWN_CONNECTION_SETTING` is False, `OwnedFrameProtocol` takes the socket from
 Tornado's ``IOStream`` and hands it to the loop (``loop.connect_accepted_socket``) with a
-`TransportStream`, an ``asyncio.Protocol``:
+`TransportStream`, an ``asyncio.BufferedProtocol``; no coroutine waits for the connection's end
+(the transport's ``connection_lost`` is it):
 
-- reading: each chunk the loop reads goes straight to the sans-I/O `~tornado_websockets.frames.FrameParser`
-  (no future, no coroutine per read), its messages to the bounded queue of
+- reading: each chunk the loop reads (into one buffer per thread) goes straight to the sans-I/O
+  `~tornado_websockets.frames.FrameParser` (no future, no coroutine per read), its messages to
+  the bounded queue of
   `~tornado_websockets.framereader.QueuingProtocol`; where the bulk reader awaits (a full queue,
   its fairness rule, a failure waiting for the messages before it), reading is paused and the
   events left are handled when the wait is over;
@@ -19,7 +21,8 @@ Tornado's ``IOStream`` and hands it to the loop (``loop.connect_accepted_socket`
 Everything else is the bulk reader's and Tornado's, unchanged: the close handshake, close codes,
 the drain after a failure, keepalive pings (``websocket_ping_interval``/``websocket_ping_timeout``),
 ``on_close``. `TransportStream` offers the part of ``IOStream`` they use (``write``, ``close``,
-``closed``, ``set_nodelay``, ``io_loop``).
+``closed``, ``set_nodelay``, ``socket``, ``io_loop``). The private names of Tornado used here
+(the stream's read buffer and state) are listed in `tornado_websockets.framereader.TORNADO_PRIVATE_NAMES`.
 
 Tornado keeps the connection (the bulk reader or its own, `tornado_websockets.framereader`)
 with permessage-deflate, with TLS (an ``SSLIOStream``), with the bulk reader switched off
