@@ -21,13 +21,14 @@ PEERS = ("socketio", "channels")
 #: Hand-written servers on the two other asyncio WebSocket stacks (issue 27), beside raw Tornado.
 RAW_PEERS = ("aiohttp", "websockets")
 #: Our variants set against raw Tornado and every peer in the ratios.
-OURS = ("ours", "ours-uvloop", "ours-sync")
+OURS = ("ours", "ours-uvloop", "ours-tornado-stream", "ours-sync")
 LABELS = {
     "raw": "raw Tornado",
     "aiohttp": "raw aiohttp",
     "websockets": "raw websockets",
     "ours": "ours (async def)",
     "ours-uvloop": "ours (async def, uvloop)",
+    "ours-tornado-stream": "ours (async def, Tornado's stream)",
     "ours-sync": "ours (plain def)",
     "ours-onloop": "ours (plain def, blocking=False)",
     "ours-typed": "ours (typed echo)",

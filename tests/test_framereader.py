@@ -4,6 +4,9 @@ Each case connects a raw client (tests/rawclient.py) to a real server and writes
 hand (tests/wsframes.py). The server's ``echo`` event answers every message it receives, and a
 message that is not an event earns a ``warning``: so every message delivered shows up as one
 reply, in order, and a message that must not be delivered shows up as none.
+
+Every case runs twice (the ``connection_path`` fixture): on a connection owned after the upgrade
+(`tornado_websockets.ownconnection`), then on Tornado's stream.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import struct
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +22,7 @@ from typing import Any
 import pytest
 import tornado.httpclient
 import tornado.httpserver
+import tornado.iostream
 import tornado.testing
 import tornado.web
 import tornado.websocket
@@ -33,6 +38,13 @@ from tornado_websockets.websocket import WebSocket
 from tornado_websockets.websockethandler import WebSocketHandler
 
 TIMEOUT = 10
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every case on both paths (``connection_path``); Tornado's own TestCase below takes none."""
+    if "connection_path" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("connection_path")
+    metafunc.parametrize("connection_path", [True, False], ids=["owned", "iostream"], indirect=True)
 
 
 def echo_app(limits: Limits | None = None, path: str = "/rfc") -> WebSocket:
@@ -123,7 +135,7 @@ async def test_framing_text_and_binary_messages_of_every_length_encoding(size: i
         client.writer.write(client_frame(0x1, echo_message(size)) + client_frame(0x2, echo_message(size)))
         assert len(await echoed(client)) == size - 32
         assert len(await echoed(client)) == size - 32
-        assert type(ws.handlers[0].ws_connection) is BulkFrameProtocol
+        assert isinstance(ws.handlers[0].ws_connection, BulkFrameProtocol)
 
 
 async def test_framing_an_empty_message_is_delivered() -> None:
@@ -508,7 +520,7 @@ async def test_with_permessage_deflate_tornados_reader_inflates() -> None:
         async with await WebSocketTestClient.connect(f"ws://127.0.0.1:{port}/ws/mine") as plain:
             await plain.emit("echo", {"t": "plain"})
             assert await plain.wait_for("echo") == {"t": "plain"}
-            assert any(type(h.ws_connection) is BulkFrameProtocol for h in ws.handlers)
+            assert any(isinstance(h.ws_connection, BulkFrameProtocol) for h in ws.handlers)
 
 
 class AlwaysBulk(Deflating):
@@ -527,7 +539,7 @@ async def test_a_bulk_protocol_that_negotiated_deflate_reads_with_tornados_reade
             await client.emit("echo", {"t": "y" * 5000})  # compressed: our parser would refuse RSV1
             assert await client.wait_for("echo") == {"t": "y" * 5000}
             (handler,) = ws.handlers
-            assert type(handler.ws_connection) is BulkFrameProtocol
+            assert isinstance(handler.ws_connection, BulkFrameProtocol)
 
 
 class UsersTestCase(tornado.testing.AsyncHTTPTestCase):
@@ -544,7 +556,7 @@ class UsersTestCase(tornado.testing.AsyncHTTPTestCase):
         frames = {await next_frame(client), await next_frame(client)}
         assert (0xA, b"p") in frames
         assert any(op == 0x1 and json.loads(data)["data"] == {"t": text} for op, data in frames)
-        assert type(self.ws.handlers[0].ws_connection) is BulkFrameProtocol
+        assert isinstance(self.ws.handlers[0].ws_connection, BulkFrameProtocol)
         client.writer.write(client_frame(0x8, close_payload(1000)))
         assert await next_frame(client) == (0x8, struct.pack("!H", 1000))
         client.close()
@@ -565,13 +577,16 @@ async def test_every_private_tornado_name_the_library_uses_exists_in_the_install
     """The canary: a Tornado release that renames one of them fails here, not in production."""
     async with raw_server() as (_, ws, client):
         protocol = ws.handlers[0].ws_connection
-        owners = {"tornado.websocket": tornado.websocket, "protocol": protocol, "stream": protocol.stream}
+        # An IOStream of its own: an owned connection's protocol has a TransportStream in its place.
+        stream = tornado.iostream.IOStream(socket.socket())
+        owners = {"tornado.websocket": tornado.websocket, "protocol": protocol, "stream": stream}
         missing = [
             f"{owner}.{name}"
             for owner, names in framereader.TORNADO_PRIVATE_NAMES.items()
             for name in names
             if not hasattr(owners[owner], name)
         ]
+        stream.close()
         assert missing == []
         client.writer.write(client_frame(0x9, b"p"))  # answered with or without the optional names
         assert await next_frame(client) == (0xA, b"p")

@@ -474,8 +474,11 @@ def test_a_message_in_4_byte_fragments_costs_its_bytes() -> None:
     assert held < 2 * size
 
 
-async def test_a_flood_of_empty_fragments_is_closed_with_1009_over_a_real_socket() -> None:
-    """A flood of empty continuation frames: the server closes the message at `MAX_FRAGMENTS`."""
+async def test_a_flood_of_empty_fragments_is_closed_with_1009_over_a_real_socket(
+    connection_path: bool,
+) -> None:
+    """A flood of empty continuation frames: the server closes the message at `MAX_FRAGMENTS`
+    (on a connection owned after the upgrade, then on Tornado's stream: ``connection_path``)."""
     from tornado_websockets.testing import serve
     from tornado_websockets.websocket import WebSocket
 

@@ -92,6 +92,8 @@ DRAIN_SECONDS = 5.0
 #: Every private name of Tornado the library uses, by what has it: ``tornado.websocket`` the module,
 #: ``protocol`` a server connection's ``WebSocketProtocol13``, ``stream`` its ``IOStream``.
 #: tests/test_framereader.py checks each against the installed Tornado (6.5 and 6.6 have them all).
+#: `tornado_websockets.ownconnection` uses those of the stream's read buffer and state, to take the
+#: socket from it, and ``_wire_bytes_out``.
 TORNADO_PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
     "tornado.websocket": ("_WebSocketParams",),
     "protocol": (
@@ -104,9 +106,17 @@ TORNADO_PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
         "_receive_frame_loop",
         "_run_callback",
         "_wire_bytes_in",
+        "_wire_bytes_out",
         "_write_frame",
     ),
-    "stream": ("_total_write_done_index", "_total_write_index"),
+    "stream": (
+        "_read_buffer",
+        "_read_buffer_size",
+        "_state",
+        "_total_write_done_index",
+        "_total_write_index",
+        "_user_read_buffer",
+    ),
 }
 #: Private names used where the installed Tornado has them: ``_send_pong`` (6.6) answers pings
 #: with at most one pong outstanding; without it, pongs are written as Tornado 6.5 writes them.

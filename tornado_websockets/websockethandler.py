@@ -23,7 +23,7 @@ import tornado.ioloop
 import tornado.web
 import tornado.websocket
 
-from tornado_websockets import binaryframes, delivery, framereader, loops, outbox, protocol
+from tornado_websockets import binaryframes, delivery, loops, outbox, ownconnection, protocol
 from tornado_websockets.catchup import CatchUp
 from tornado_websockets.dispatch import Dispatcher
 from tornado_websockets.exceptions import ConnectionDenied, InvalidInstanceError
@@ -123,8 +123,8 @@ class WebSocketHandler(DeprecatedPlumbing, tornado.websocket.WebSocketHandler):
             path=websocket.path,
             metrics=websocket.metrics,
             max_backlog=self.limits.max_backlog,
-            send=functools.partial(framereader.write_text, self),
-            backlog=functools.partial(framereader.write_backlog, self),
+            send=functools.partial(ownconnection.write_text, self),
+            backlog=functools.partial(ownconnection.write_backlog, self),
             is_closed=self._is_closing,
             close=self._close,
         )
@@ -403,12 +403,14 @@ class WebSocketHandler(DeprecatedPlumbing, tornado.websocket.WebSocketHandler):
         self._end()
 
     def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
-        """The protocol of the connection: frames read in bulk (`tornado_websockets.framereader`).
+        """The protocol of the connection: frames read in bulk (`tornado_websockets.framereader`),
+        on an asyncio transport after the upgrade where the application asks for it
+        (`tornado_websockets.ownconnection`).
 
         With permessage-deflate, or the bulk reader switched off, Tornado's own reader, whose
         close for a too large message still reaches the client (it drains the input first).
         """
-        return framereader.connection_protocol(
+        return ownconnection.connection_protocol(
             self, self.ping_interval, self.ping_timeout, self.max_message_size
         )
 

@@ -73,6 +73,15 @@ SERVERS: dict[str, ServerSpec] = {
             redis_requires="tornado_websockets.broker_redis",
         ),
         ServerSpec(
+            "ours-tornado-stream",
+            "ours (async def, Tornado's stream)",
+            "bench.servers.ours",
+            "json",
+            ("tornado_websockets",),
+            ("--tornado-stream",),
+            redis_requires="tornado_websockets.broker_redis",
+        ),
+        ServerSpec(
             "ours-sync",
             "ours (plain def)",
             "bench.servers.ours",

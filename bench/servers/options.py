@@ -12,7 +12,7 @@ __all__ = ["ServerOptions", "parse_options"]
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
     """``--port``, ``--host``, ``--redis URL`` (cross-process run); ``--sync``, ``--typed``,
-    ``--tornado-reader``, ``--loop``: ours only."""
+    ``--tornado-reader``, ``--tornado-stream``, ``--loop``: ours only."""
 
     port: int
     host: str
@@ -22,6 +22,7 @@ class ServerOptions:
     tornado_reader: bool = False
     on_loop: bool = False
     loop: str = "asyncio"
+    tornado_stream: bool = False
 
 
 def parse_options(description: str, argv: list[str] | None = None) -> ServerOptions:
@@ -39,10 +40,23 @@ def parse_options(description: str, argv: list[str] | None = None) -> ServerOpti
         "--on-loop", action="store_true", help="plain def functions bound with blocking=False (ours only)"
     )
     parser.add_argument(
+        "--tornado-stream",
+        action="store_true",
+        help="leave connections on Tornado's IOStream after the upgrade (ours only)",
+    )
+    parser.add_argument(
         "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop (ours only)"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
     return ServerOptions(
-        args.port, args.host, args.redis, args.sync, args.typed, args.tornado_reader, args.on_loop, args.loop
+        args.port,
+        args.host,
+        args.redis,
+        args.sync,
+        args.typed,
+        args.tornado_reader,
+        args.on_loop,
+        args.loop,
+        args.tornado_stream,
     )

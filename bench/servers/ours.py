@@ -5,8 +5,9 @@
 with ``blocking=False``, which runs them on the loop. ``--typed`` annotates the
 echo's data with a ``msgspec.Struct`` (validated before the call, the ``typed`` extra), to show
 what validation costs beside the untyped path. ``--tornado-reader`` turns our bulk frame reader off
-(`tornado_websockets.framereader`), to show what it saves. ``--loop uvloop`` serves on uvloop
-(the ``uvloop`` extra). ``--redis URL`` sets the cross-process
+(`tornado_websockets.framereader`), to show what it saves; ``--tornado-stream`` leaves each
+connection on Tornado's stream after the upgrade (`tornado_websockets.ownconnection`).
+``--loop uvloop`` serves on uvloop (the ``uvloop`` extra). ``--redis URL`` sets the cross-process
 backplane (``?cluster=1`` for Redis Cluster with sharded pub/sub). Every variant also answers
 ``join`` (enter ``data["room"]``) and ``say`` (``tick`` to ``data["room"]``), for the sharding
 scenario, and ``post`` (``receipt``, then ``posted``: two small frames back to back, as a function
@@ -17,6 +18,7 @@ from typing import Any
 
 from bench.servers.options import ServerOptions, parse_options
 from tornado_websockets.framereader import FRAME_READER_SETTING
+from tornado_websockets.ownconnection import OWN_CONNECTION_SETTING
 from tornado_websockets.tornadowrapper import TornadoWrapper
 from tornado_websockets.websocket import WebSocket
 
@@ -87,7 +89,9 @@ def serve(options: ServerOptions) -> None:
     build(options.sync, options.typed, options.on_loop)
     if options.redis is not None:
         TornadoWrapper.use_broker(options.redis)
-    settings = {FRAME_READER_SETTING: False} if options.tornado_reader else {}
+    settings: dict[str, Any] = {FRAME_READER_SETTING: False} if options.tornado_reader else {}
+    if options.tornado_stream:
+        settings[OWN_CONNECTION_SETTING] = False
     TornadoWrapper.run(options.port, address=options.host, tornado_settings=settings, loop=options.loop)
 
 
