@@ -5,13 +5,23 @@ is told (``resync``, a jump in ``seq``); the talker's own clients receive every 
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from tests.faults import flow_through
+import redis.asyncio
+
+from tests.backplane_app import news_app
+from tests.faults import flow_through, seen
+from tests.polling import wait_until
 from tests.redis_server import RedisServer
 from tests.servers import backplane, connect_when_up, free_port, running
-from tests.test_recovery_redis import joined, said, status
-from tornado_websockets.broker_redis import DEFAULT_CHANNEL
-from tornado_websockets.testing import WebSocketTestClient
+from tests.test_recovery_redis import joined, room_frames, said, status
+from tornado_websockets.broker_redis import CONNECTED, DEFAULT_CHANNEL, UNREACHABLE, RedisBroker
+from tornado_websockets.outbox import ORDER_TIMEOUT
+from tornado_websockets.redis.channels import OnMessage, SingleChannel, Subscription
+from tornado_websockets.testing import WebSocketTestClient, serve
+from tornado_websockets.tornadowrapper import TornadoWrapper
 
 
 async def two_processes_talking(
@@ -108,4 +118,88 @@ async def test_own_frames_said_while_resubscribing_reach_a_member_that_had_none_
             await client.emit("say", {"room": "lobby", "n": n})
         assert await said(client, 5) == [(n, position["seq"] + 1 + n) for n in range(5)]
         assert (await status(client))["dropped"] == 0
+        client.close()
+
+
+class _ClosingSubscription:
+    """A subscription of the single channel that calls ``closing`` as the broker closes it."""
+
+    def __init__(self, inner: Subscription, closing: Callable[[], None]) -> None:
+        self.inner = inner
+        self.closing = closing
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    def receivers(self, on_message: OnMessage) -> list[Coroutine[Any, Any, None]]:
+        return self.inner.receivers(on_message)
+
+    async def close(self) -> None:
+        self.closing()
+        await self.inner.close()
+
+
+class EmitWhileClosing(SingleChannel):
+    """The single channel, whose subscriptions call ``closing`` as the broker closes them.
+
+    Not a mock of Redis: a strategy passed in, as the broker's channels are. A client's frame
+    reaches the server while the broker closes its lost connections only when it happens to
+    land in those few turns of the loop (one failover in three, on a cluster): this puts one
+    there every time.
+    """
+
+    def __init__(self, closing: Callable[[], None]) -> None:
+        self.closing = closing
+
+    def subscription(
+        self, client: redis.asyncio.Redis, channel: str, timeout: float, keepalive: float
+    ) -> _ClosingSubscription:
+        return _ClosingSubscription(super().subscription(client, channel, timeout, keepalive), self.closing)
+
+
+async def test_a_frame_said_while_the_lost_connection_closes_comes_after_the_frames_queued_before_it(
+    redis_server: RedisServer,
+) -> None:
+    """Redis frozen: the frames said meanwhile wait to be numbered, longer than the order timeout
+    of their member's connection, until the command times out. Before: the broker stopped
+    numbering, closed its connections (a frame said then was written at once), and only then
+    gave its members the frames queued before: the member got that frame in the middle of them."""
+    news = news_app()
+    numbers = itertools.count()
+    armed = False
+
+    def say() -> None:
+        if armed:
+            news.emit("said", {"n": next(numbers)}, room="lobby")
+
+    broker = RedisBroker(
+        redis_server.url,
+        channels=EmitWhileClosing(say),
+        timeout=ORDER_TIMEOUT + 1.5,  # the frames queued outwait their order timeout
+        keepalive=60.0,  # the command's timeout notices the frozen Redis, not the keepalive
+        retry_base=0.05,
+        retry_cap=0.2,
+    )
+    TornadoWrapper.use_broker(broker)
+    async with serve() as server:
+        await wait_until(lambda: broker.state == CONNECTED)
+        client = await server.connect("/news")
+        await joined(client)
+        armed = True
+        redis_server.pause()
+        try:
+            while broker.state != UNREACHABLE:
+                say()
+                await asyncio.sleep(0.05)
+        finally:
+            armed = False
+            redis_server.resume()
+        sent = list(range(next(numbers)))
+        frames: list[Any] = []
+        while sum(frame.event == "said" for frame in frames) < len(sent):
+            frames += await room_frames(client, 1)
+        talking = seen(frames, sent)
+        print(f"{len(sent)} frames said, the last one as the connection closed")  # noqa: T201
+        assert talking.missing == []
+        assert talking.in_order, talking.disorder
         client.close()

@@ -301,7 +301,7 @@ class RedisBroker(Broker):
                 # A bug must not end cross-process delivery for good: log it and start over.
                 logger.exception("Redis backplane %s failed", redacted(self.url))
             finally:
-                self.recovery.disconnected()
+                self._connection_lost()
                 current, self._subscription = self._subscription, None
                 if current is not None:
                     await current.close()
@@ -365,6 +365,9 @@ class RedisBroker(Broker):
         finally:
             if sender is not None:
                 sender.cancel()
+            # Before the first await (see _connection_lost): the loop runs emits while it waits.
+            self._connection_lost()
+            if sender is not None:
                 await asyncio.gather(sender, return_exceptions=True)
 
     async def _resubscribe(self, client: redis.asyncio.Redis, sender: asyncio.Future[None]) -> Subscription:
@@ -515,6 +518,18 @@ class RedisBroker(Broker):
             if envelope.numbered:
                 # Still marked numbered (it carries no number): its clients' writes wait for it.
                 self.deliver(envelope)
+
+    def _connection_lost(self) -> None:
+        """Stop numbering, and give this process's clients the numbered frames still queued, in
+        one step, before anything else runs on the loop.
+
+        From the moment Redis cannot number frames (`SharedRecovery.ready` False), a new emit is
+        written to the local members at once; the numbered frames queued before it must reach them
+        first. Left queued until the connections were closed (awaits, during which the loop runs
+        emits), they came after it, behind whatever it was written after in the members' order.
+        """
+        self.recovery.disconnected()
+        self._drop_unsent()
 
     def _drop_unsent(self) -> None:
         """Count what was queued or being sent when the connection went: it is not retried.
