@@ -442,10 +442,19 @@ class SharedRecovery:
             raise_if_cancelling()
             entries = list(reply or [])
         numbers = [replay.entry_number(entry_id) for entry_id, _ in entries]
-        kept: list[Any] = []
-        if numbers and numbers[0] == upto and numbers == list(range(upto, upto - len(numbers), -1)):
-            kept = list(reversed(entries))
-        first = upto + 1 - len(kept)  # the first frame delivered from Redis
+        # The newest frames, down to the first number missing, then (of the same numbering) the
+        # oldest, up to the first number missing: a hole in the middle (numbers another process
+        # took for frames it could not publish, see gaps.py) costs its members those frames only.
+        tail = _run(numbers, upto, -1)
+        kept = list(reversed(entries[:tail]))
+        head: list[Any] = []
+        if same_epoch and not new_epoch:
+            older = list(reversed(entries[tail:]))
+            head = older[: _run(list(reversed(numbers[tail:])), last + 1, 1)]
+        if head:
+            self._hand_over_all(path, stream, head)
+            last += len(head)
+        first = upto + 1 - len(kept)  # the first frame delivered from Redis after the hole
         if new_epoch or first > last + 1:
             lost = first - 1 - last
             if not (new_epoch or same_epoch) and lost > limit:
@@ -457,12 +466,18 @@ class SharedRecovery:
             logger.info(
                 "Read back %d frames of %r on %s published while resubscribing", len(kept), stream, path
             )
+        envelopes = self._hand_over_all(path, stream, kept)
+        self._track(key, upto, envelopes[-1].base if envelopes else self._bases.get(key))
+
+    def _hand_over_all(self, path: str, stream: str, entries: list[Any]) -> list[Envelope]:
+        """Deliver frames read back from a recovery stream, oldest first; returns their envelopes."""
         envelopes = [
-            stored_envelope(path, stream, replay.entry_number(entry_id), fields) for entry_id, fields in kept
+            stored_envelope(path, stream, replay.entry_number(entry_id), fields)
+            for entry_id, fields in entries
         ]
         for envelope in envelopes:
             self.owner.hand_over(envelope)
-        self._track(key, upto, envelopes[-1].base if envelopes else self._bases.get(key))
+        return envelopes
 
     async def _resync(
         self, client: redis.asyncio.Redis, key: tuple[str, str], upto: int | None, lost: int = 0
@@ -500,3 +515,10 @@ class SharedRecovery:
         for handler in self._members(path, stream):
             handler.write_resync(stream, position, shared.epoch, shared.secret)
         self._track(key, position, None if base is None else int(base))
+
+
+def _run(numbers: list[int], start: int, step: int) -> int:
+    """How many of ``numbers`` follow one another from ``start``, by ``step``."""
+    return next(
+        (count for count, number in enumerate(numbers) if number != start + count * step), len(numbers)
+    )
