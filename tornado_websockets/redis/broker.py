@@ -508,6 +508,8 @@ class RedisBroker(Broker):
         if frames is None or match is None:
             return False
         frames.remove(match)
+        # Counted among the frames whose numbers are to be taken (`_drop_unsent`): it has one.
+        self.skipped.numbered_after_all(envelope.path, envelope.stream)
         return True
 
     def deliver_unnumbered(self, envelopes: list[Envelope]) -> None:

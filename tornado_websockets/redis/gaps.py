@@ -65,6 +65,14 @@ class Skipped:
             if envelope.numbered or self.recovers(envelope.path):
                 self.counts[envelope.path, envelope.stream] += 1
 
+    def numbered_after_all(self, path: str, stream: str) -> None:
+        """A frame counted here had reached Redis after all (it was being sent when the connection
+        went, and this process read it back): no number is to be taken for it."""
+        key = (path, stream)
+        self.counts[key] -= 1
+        if self.counts[key] <= 0:
+            del self.counts[key]
+
     async def advance(
         self, client: redis.asyncio.Redis, channels: Channels, channel: str, recovery: SharedRecovery
     ) -> None:
