@@ -423,7 +423,8 @@ class SharedRecovery:
         """Deliver the frames numbered after ``last`` up to ``upto``, read back from Redis; they
         were published while this process was not subscribed. Those Redis no longer keeps are
         lost to the members here: they get ``resync`` and the position before the first frame
-        still kept, then the kept ones; the frames lost are counted.
+        still kept, then the kept ones; the frames lost are counted. Frames kept below a hole
+        (``same_epoch``) are delivered first, before the ``resync``.
 
         ``same_epoch``: ``last`` is known to be of the numbering of ``upto``, so the numbers in
         between were all given. ``new_epoch``: ``last`` is the base of a new numbering (Redis lost
