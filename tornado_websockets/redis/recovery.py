@@ -358,7 +358,7 @@ class SharedRecovery:
         for handler in self._members(path, stream):
             # Ahead of a frame of theirs waiting for its number: it comes after the skipped ones.
             with handler.outbox.ahead_of_order():
-                handler.write_position(stream, after)
+                handler.catchup.write_position(stream, after)
 
     def _track(self, key: tuple[str, str], seq: int, base: int | None) -> None:
         """Remember the last number delivered of a stream, and its base (None: unknown), while this
@@ -514,7 +514,7 @@ class SharedRecovery:
             path,
         )
         for handler in self._members(path, stream):
-            handler.write_resync(stream, position, shared.epoch, shared.secret)
+            handler.catchup.write_resync(stream, position, shared.epoch, shared.secret)
         self._track(key, position, None if base is None else int(base))
 
 
