@@ -184,6 +184,14 @@ class RedisBroker(Broker):
         # here without a number: Redis may have numbered them all the same, and this process
         # must not deliver them again when it reads them back. (path, stream) -> frames less "}".
         self._in_flight: dict[tuple[str, str], list[bytes]] = {}
+        # This process's numbered frames Redis numbered (its reply came) whose copy on the
+        # subscription has not come back yet, oldest first: at the loss of the connection that copy
+        # may never come (the node died before sending it, or its reader was cancelled with it
+        # unread), so they are delivered here then, ahead of the frames still queued. Bounded: a
+        # frame of a stream this process does not hear is not kept.
+        self._unheard: collections.deque[Envelope] = collections.deque(maxlen=self.FILL_LIMIT)
+        # Those of them delivered here at the loss, as in _in_flight, but numbered: no number to take.
+        self._numbered_in_flight: dict[tuple[str, str], list[bytes]] = {}
 
     def __repr__(self) -> str:
         kind = type(self).__qualname__
@@ -329,6 +337,7 @@ class RedisBroker(Broker):
             while True:
                 await self.recovery.connected(client)
                 self._in_flight.clear()  # read back (and left out) by now, or never numbered
+                self._numbered_in_flight.clear()
                 await self.skipped.advance(client, self.channels, self.channel, self.recovery)
                 # Publishing starts after the numbers of the frames dropped before were taken: a
                 # frame numbered meanwhile would come before its process's members' new position.
@@ -443,6 +452,16 @@ class RedisBroker(Broker):
                 if isinstance(result, redis.ResponseError)
             ]
             sent, self._sending = self._sending, []
+            if self.state == CONNECTED:
+                self._unheard.extend(
+                    envelope
+                    for envelope, result in zip(sent, results, strict=True)
+                    if envelope.numbered
+                    and isinstance(result, list)
+                    and result
+                    and int(result[0])
+                    and self.recovery.has_members(envelope.path, envelope.stream)
+                )
             if self.state == RESUBSCRIBING:
                 # Not subscribed: this process's own numbered frames come back by the read-back.
                 for envelope, result in zip(sent, results, strict=True):
@@ -500,7 +519,13 @@ class RedisBroker(Broker):
 
     def _delivered_already(self, envelope: Envelope) -> bool:
         """Whether a frame read back is one of this process's, delivered here when its connection went."""
-        if not self._in_flight or envelope.origin != self.id:
+        if envelope.origin != self.id:
+            return False
+        if self._unheard and envelope.seq is not None:
+            self._heard(envelope)
+        if self._numbered_in_flight and _take(self._numbered_in_flight, envelope):
+            return True
+        if not self._in_flight:
             return False
         frames = self._in_flight.get((envelope.path, envelope.stream))
         # Redis numbered the frame by appending its stream and number to the object.
@@ -511,6 +536,13 @@ class RedisBroker(Broker):
         # Counted among the frames whose numbers are to be taken (`_drop_unsent`): it has one.
         self.skipped.numbered_after_all(envelope.path, envelope.stream)
         return True
+
+    def _heard(self, envelope: Envelope) -> None:
+        """This process's numbered frame came back: it is no longer awaited (see `_unheard`)."""
+        for index, sent in enumerate(self._unheard):
+            if envelope.frame.startswith(sent.frame[:-1]):
+                del self._unheard[index]
+                return
 
     def deliver_unnumbered(self, envelopes: list[Envelope]) -> None:
         """Give this process's clients the numbered envelopes Redis will not number now."""
@@ -538,6 +570,14 @@ class RedisBroker(Broker):
 
         The numbered ones had not reached this process's clients either: they get them now.
         """
+        unheard = list(self._unheard)
+        self._unheard.clear()
+        for envelope in unheard:
+            self._numbered_in_flight.setdefault((envelope.path, envelope.stream), []).append(
+                envelope.frame[:-1]
+            )
+        # Numbered by Redis before the frames still queued: its clients get them first.
+        self.deliver_unnumbered(unheard)
         unsent = [*self._sending, *self._pending]
         for envelope in self._sending:
             if self.skipped.recovers(envelope.path):
@@ -604,3 +644,13 @@ class RedisBroker(Broker):
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
             publisher.close()
+
+
+def _take(frames_by_stream: dict[tuple[str, str], list[bytes]], envelope: Envelope) -> bool:
+    """Remove the frame of ``envelope`` (less its number) from ``frames_by_stream``; whether it was there."""
+    frames = frames_by_stream.get((envelope.path, envelope.stream))
+    match = next((frame for frame in frames or () if envelope.frame.startswith(frame)), None)
+    if frames is None or match is None:
+        return False
+    frames.remove(match)
+    return True

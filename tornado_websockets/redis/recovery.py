@@ -382,6 +382,10 @@ class SharedRecovery:
             return tuple(websocket.handlers)
         return tuple(websocket.rooms.members(stream))
 
+    def has_members(self, path: str, stream: str) -> bool:
+        """Whether this process has members in ``stream`` of ``path`` (a recovering one)."""
+        return self._has_members(path, stream)
+
     def _has_members(self, path: str, stream: str) -> bool:
         host = self.owner.host
         websocket = None if host is None else host.websocket_for(path)
