@@ -410,6 +410,12 @@ class RedisBroker(Broker):
                 await self._wakeup.wait()
             count = min(len(self._pending), self.batch_size)
             self._sending = [self._pending.popleft() for _ in range(count)]
+            # Awaited from now on: the copy on the subscription may come before the reply does.
+            self._unheard.extend(
+                envelope
+                for envelope in self._sending
+                if envelope.numbered and self.recovery.has_members(envelope.path, envelope.stream)
+            )
             async with client.pipeline(transaction=False) as pipe:
                 for envelope in self._sending:
                     await self._queue(pipe, envelope, emit)
@@ -439,6 +445,7 @@ class RedisBroker(Broker):
                 await client.script_load(replay.EMIT_SCRIPT)
                 raise_if_cancelling()
                 self._pending.extendleft(reversed(unknown))
+                self._forget_unheard(unknown, [None] * len(unknown))
                 pairs = [
                     (envelope, result)
                     for envelope, result in zip(self._sending, results, strict=True)
@@ -452,16 +459,7 @@ class RedisBroker(Broker):
                 if isinstance(result, redis.ResponseError)
             ]
             sent, self._sending = self._sending, []
-            if self.state == CONNECTED:
-                self._unheard.extend(
-                    envelope
-                    for envelope, result in zip(sent, results, strict=True)
-                    if envelope.numbered
-                    and isinstance(result, list)
-                    and result
-                    and int(result[0])
-                    and self.recovery.has_members(envelope.path, envelope.stream)
-                )
+            self._forget_unheard(sent, results)
             if self.state == RESUBSCRIBING:
                 # Not subscribed: this process's own numbered frames come back by the read-back.
                 for envelope, result in zip(sent, results, strict=True):
@@ -537,6 +535,18 @@ class RedisBroker(Broker):
         self.skipped.numbered_after_all(envelope.path, envelope.stream)
         return True
 
+    def _forget_unheard(self, sent: list[Envelope], results: list[Any]) -> None:
+        """Stop awaiting the frames of ``sent`` Redis did not number (``results``: its replies)."""
+        unnumbered = {
+            id(envelope)
+            for envelope, result in zip(sent, results, strict=True)
+            if not (isinstance(result, list) and result and int(result[0]))
+        }
+        if unnumbered and self._unheard:
+            kept = [envelope for envelope in self._unheard if id(envelope) not in unnumbered]
+            self._unheard.clear()
+            self._unheard.extend(kept)
+
     def _heard(self, envelope: Envelope) -> None:
         """This process's numbered frame came back: it is no longer awaited (see `_unheard`)."""
         for index, sent in enumerate(self._unheard):
@@ -570,7 +580,9 @@ class RedisBroker(Broker):
 
         The numbered ones had not reached this process's clients either: they get them now.
         """
-        unheard = list(self._unheard)
+        # Those still being sent have no number known here: they are unsent, below.
+        sending = {id(envelope) for envelope in self._sending}
+        unheard = [envelope for envelope in self._unheard if id(envelope) not in sending]
         self._unheard.clear()
         for envelope in unheard:
             self._numbered_in_flight.setdefault((envelope.path, envelope.stream), []).append(
