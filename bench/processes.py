@@ -108,7 +108,14 @@ def package_source(pythonpath: str | None = None) -> str:
     command = [sys.executable, "-c", "import tornado_websockets; print(tornado_websockets.__file__)"]
     env = _environment(pythonpath)
     done = subprocess.run(command, cwd=tempfile.gettempdir(), env=env, capture_output=True, text=True)
-    return str(Path(done.stdout.strip()).parent) if done.returncode == 0 else "not importable"
+    if done.returncode != 0:
+        return "not importable"
+    location = Path(done.stdout.strip()).parent
+    # Said relative to the checkout: a result file names no machine's directories.
+    root = Path(__file__).resolve().parent.parent
+    if location.is_relative_to(root):
+        return f"{location.relative_to(root)} (this checkout)"
+    return "an installed copy (site-packages)" if "site-packages" in location.parts else location.name
 
 
 @contextlib.contextmanager
