@@ -264,7 +264,6 @@ class BulkFrameProtocol(QueuingProtocol):
             self.handler.on_ws_connection_close(self.close_code, self.close_reason)
 
     async def _read_frames(self, parser: FrameParser) -> None:
-        handler = self.handler
         read = self.stream.read_bytes
         work = 0
         while not self.client_terminated:
@@ -284,14 +283,8 @@ class BulkFrameProtocol(QueuingProtocol):
                     elif work >= _YIELD_AFTER:  # within a chunk too: it may hold thousands of messages
                         work = 0
                         await asyncio.sleep(0)
-                elif isinstance(event, Ping):
-                    self._pong(event.data)
-                    self._run_callback(handler.on_ping, event.data)
-                elif isinstance(event, Pong):
-                    self._received_pong = True
-                    self._run_callback(handler.on_pong, event.data)
-                elif isinstance(event, Close):
-                    self._closed_by_client(event)
+                elif isinstance(event, (Ping, Pong, Close)):
+                    self._control(event)
                 else:
                     # What came before the offending frame is handled first, as it was sent.
                     await self._idle()
@@ -301,6 +294,18 @@ class BulkFrameProtocol(QueuingProtocol):
                 await asyncio.sleep(0)
 
     # Control frames ------------------------------------------------------------------------------
+
+    def _control(self, event: Ping | Pong | Close) -> None:
+        """Answer a control frame at once, whatever the connection is running (both readers)."""
+        handler = self.handler
+        if isinstance(event, Ping):
+            self._pong(event.data)
+            self._run_callback(handler.on_ping, event.data)
+        elif isinstance(event, Pong):
+            self._received_pong = True
+            self._run_callback(handler.on_pong, event.data)
+        else:
+            self._closed_by_client(event)
 
     def _pong(self, data: bytes) -> None:
         """Answer a ping: through Tornado's ``_send_pong`` where it has one (6.6: at most one pong

@@ -330,7 +330,6 @@ class OwnedFrameProtocol(framereader.BulkFrameProtocol):
 
     def _handle(self, events: list[Event], start: int) -> None:
         """Handle ``events`` from ``start``; where the bulk reader would await, hold the rest."""
-        handler = self.handler
         turn = 0
         index = start
         count = len(events)
@@ -346,14 +345,8 @@ class OwnedFrameProtocol(framereader.BulkFrameProtocol):
                 if self._inbox_full() or turn >= _MESSAGES_PER_TURN:
                     self._hold(events, index, soon=not self._inbox_full())
                     return
-            elif isinstance(event, Ping):
-                self._pong(event.data)
-                self._run_callback(handler.on_ping, event.data)
-            elif isinstance(event, Pong):
-                self._received_pong = True
-                self._run_callback(handler.on_pong, event.data)
-            elif isinstance(event, Close):
-                self._closed_by_client(event)
+            elif isinstance(event, (Ping, Pong, Close)):
+                self._control(event)
             elif isinstance(event, Failure):
                 if self._running is not None:  # what came before it is handled first, as sent
                     self._hold(events, index - 1, soon=False)
