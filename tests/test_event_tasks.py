@@ -165,3 +165,32 @@ async def test_frames_of_one_connection_still_run_in_arrival_order() -> None:
             await client.emit("step", {"n": n})
         await wait_until(lambda: len(seen) == 30)
         assert seen == list(range(30))
+
+
+async def test_a_function_task_cancelled_from_outside_lets_the_next_frame_run() -> None:
+    # The reader goes on to the next frame when a function's task says it returned (not from a
+    # done callback): a task cancelled by code that does not own it must say so too.
+    ws = WebSocket("/cancelled")
+    started = asyncio.Event()
+    running: list[asyncio.Task[Any]] = []
+
+    @ws.on
+    async def hang(socket: Any) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        running.append(task)
+        started.set()
+        await asyncio.Event().wait()
+
+    @ws.on
+    async def ping(socket: Any) -> None:
+        socket.emit("pong")
+
+    async with serve() as server, server.connect("/cancelled") as client:
+        await client.emit("hang")
+        await client.emit("ping")  # waits in the connection's queue behind "hang"
+        await asyncio.wait_for(started.wait(), 5)
+        running[0].cancel()
+        assert await client.wait_for("pong") == {}
+        await client.emit("ping")
+        assert await client.wait_for("pong") == {}

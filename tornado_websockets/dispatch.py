@@ -48,6 +48,11 @@ class Dispatcher:
         #: Tasks of ``cancel_on_close`` event functions still running.
         self.cancel_on_close: set[asyncio.Task[None]] = set()
         self.ended = False  # the connection is over (see `end`)
+        #: Set by the connection's reader: called with an ``async def`` function's task as its
+        #: function returns (its last step), instead of the reader adding a done callback.
+        self.on_return: Callable[[asyncio.Task[Any]], None] | None = None
+        #: The task last started that will call `on_return`.
+        self.reporting: asyncio.Task[None] | None = None
 
     def receive(self, message: str | bytes) -> Awaitable[None] | None:
         """Decode one frame and start its function; a bad frame earns a ``warning`` and nothing else.
@@ -86,7 +91,12 @@ class Dispatcher:
             if frame.id is not None:
                 write(protocol.ack_error_frame(frame.id, refusal, frame.event))
             return None
-        return self.dispatch(function, frame.data, frame.id)
+        handled = self.dispatch(function, frame.data, frame.id)
+        # The reader waits for it: the task tells when its function returned. Not one that
+        # close may cancel before it runs (then only a done callback would tell).
+        if type(handled) is asyncio.Task and self.on_return is not None and not function.cancel_on_close:
+            self.reporting = handled
+        return handled
 
     def _refuse_rate(self) -> None:
         assert self._limiter is not None
@@ -120,8 +130,10 @@ class Dispatcher:
         started = time.perf_counter()
         if function.is_async:
             task = start_task(self.loop, self._await(function, kwargs, frame_id, started))
+            if task is None:
+                return None
             # Started after the end (only ``close`` can be): nothing left to cancel it for.
-            if task is not None and function.cancel_on_close and not self.ended:
+            if function.cancel_on_close and not self.ended:
                 self.cancel_on_close.add(task)
                 task.add_done_callback(self.cancel_on_close.discard)
             return task
@@ -179,6 +191,11 @@ class Dispatcher:
             self._finish(function, frame_id, started, None, error)
         else:
             self._finish(function, frame_id, started, result, None)
+        finally:
+            if self.reporting is not None and (task := asyncio.current_task(self.loop)) is self.reporting:
+                self.reporting = None
+                assert self.on_return is not None
+                self.on_return(task)
 
     def _in_worker(
         self,
@@ -238,7 +255,7 @@ class Dispatcher:
             self._finish(function, frame_id, started, result, None)
 
     def _done(self, started: float) -> None:
-        self.server.function_ended(self.loop)
+        self.server.function_ended(self.loop, on_loop=True)
         self.websocket.metrics.latency.observe(time.perf_counter() - started)
 
     def _finish(
@@ -299,4 +316,9 @@ else:
         loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, None]
     ) -> asyncio.Task[None] | None:
         """Run an event function's coroutine as a task of its own (the reader waits for it)."""
+        if type(loop).create_task is _BASE_CREATE_TASK and loop.get_task_factory() is None:
+            # What asyncio's create_task does then, without its checks that cost a frame each time.
+            return asyncio.Task(coroutine, loop=loop)
         return loop.create_task(coroutine)
+
+    _BASE_CREATE_TASK = asyncio.BaseEventLoop.create_task

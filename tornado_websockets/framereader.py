@@ -151,6 +151,11 @@ class QueuingProtocol(tornado.websocket.WebSocketProtocol13):
         self._running: asyncio.Future[Any] | None = None
         # Set when the queue has room again, while the reader waits for it.
         self._room: asyncio.Event | None = None
+        # Our handler's dispatcher: the tasks it starts say when their function returned (see
+        # `_function_returned`), a loop turn sooner and a callback fewer than a done callback.
+        self._dispatcher = getattr(handler, "dispatcher", None)
+        if self._dispatcher is not None:
+            self._dispatcher.on_return = self._function_returned
 
     def _run_callback(
         self, callback: Callable[..., Any], *args: Any, **kwargs: Any
@@ -180,10 +185,21 @@ class QueuingProtocol(tornado.websocket.WebSocketProtocol13):
                 self._wake()
                 return
             handled = self._call(self._take())
-        # No task of our own per message: a callback on the function's task (or future) chains.
-        running = asyncio.ensure_future(handled)
+        # No task of our own per message: the function's task (or future) chains to the next.
+        running = handled if type(handled) is asyncio.Task else asyncio.ensure_future(handled)
         self._running = running
-        running.add_done_callback(self._function_done)
+        dispatcher = self._dispatcher
+        if dispatcher is None or running is not dispatcher.reporting:
+            running.add_done_callback(self._function_done)
+
+    def _function_returned(self, task: asyncio.Task[Any]) -> None:
+        """The dispatcher's ``task`` ran its function to the end (its last step, now): next message.
+
+        A task that is not the one running (it returned while being started, eagerly) is the
+        reader's business already: `_start` goes on with the next message itself.
+        """
+        if self._running is task:
+            self._next()
 
     def _take(self) -> str | bytes:
         message = self._inbox.popleft()
@@ -198,6 +214,10 @@ class QueuingProtocol(tornado.websocket.WebSocketProtocol13):
         if error is not None:  # a coroutine returned by a subclass's on_message: as Tornado does
             self.handler.log_exception(type(error), error, error.__traceback__)
             self._abort()
+        self._next()
+
+    def _next(self) -> None:
+        self._running = None
         if self._inbox and not self._client_gone():
             self._start(self._take())
         else:
@@ -228,8 +248,10 @@ class QueuingProtocol(tornado.websocket.WebSocketProtocol13):
 
     async def _idle(self) -> None:
         """Wait until the running function and the queued messages are done."""
-        while self._running is not None:
-            await asyncio.wait([self._running])
+        while (running := self._running) is not None:
+            await asyncio.wait([running])
+            if self._running is running:  # a task cancelled before its function ever ran
+                self._next()
 
     def _client_gone(self) -> bool:
         return self.client_terminated or self.stream is None or self.stream.closed()

@@ -37,8 +37,9 @@ logger = logging.getLogger(__name__)
 #: Seconds a connection's writes wait behind a frame sent to the backplane to be numbered.
 ORDER_TIMEOUT = 2.0
 
-#: What writes one frame and returns the write's future (raises once the connection is closed).
-Send = Callable[[bytes], "asyncio.Future[None]"]
+#: What writes one frame and returns the write's future, or None when the socket took all of it
+#: at once (raises once the connection is closed).
+Send = Callable[[bytes], "asyncio.Future[None] | None"]
 _CLOSED = (tornado.websocket.WebSocketClosedError, tornado.iostream.StreamClosedError)
 
 
@@ -121,10 +122,18 @@ class Outbox:
         metrics = self.metrics
         metrics.frames_out += 1
         metrics.bytes_out += len(frame)
-        if future.done():  # flushed at once, as it is to a client that keeps up: no callback to run
+        if future is None:  # the socket took it at once, as it does for a client that keeps up
+            return
+        if future.done():
             self._written(future)
         else:
             future.add_done_callback(self._written)
+
+    def use(self, send: Send, backlog: Callable[[], int]) -> None:
+        """Write through ``send`` and measure the backlog with ``backlog`` from now on (the
+        connection's transport changed: `tornado_websockets.ownconnection`)."""
+        self._send = send
+        self._backlog = backlog
 
     def _written(self, future: asyncio.Future[None]) -> None:
         if not future.cancelled() and future.exception() is not None:

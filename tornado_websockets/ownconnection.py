@@ -154,9 +154,9 @@ class TransportStream(asyncio.BufferedProtocol):
             self.owner.received(unread)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        """Where the loop reads to: this thread's buffer, shared by its connections."""
-        self._reading = view = _read_buffer()
-        return view
+        """Where the loop reads to: this thread's buffer, shared by its connections (a connection
+        stays on the loop, so the thread, it was made on)."""
+        return self._reading
 
     def buffer_updated(self, nbytes: int) -> None:
         """The loop read ``nbytes``: copied out at once, parsed, handled."""
@@ -190,6 +190,11 @@ class TransportStream(asyncio.BufferedProtocol):
 
     def write(self, data: bytes) -> asyncio.Future[None]:
         """Write ``data``; the future is done once the socket took it (see the class)."""
+        future = self.send(data)
+        return self._flushed if future is None else future
+
+    def send(self, data: bytes) -> asyncio.Future[None] | None:
+        """`write`, returning None (no future) when the socket took all of ``data`` at once."""
         if self._closed:
             raise StreamClosedError()
         transport = self.transport
@@ -200,7 +205,7 @@ class TransportStream(asyncio.BufferedProtocol):
             if not transport.get_write_buffer_size():
                 if self._waiting:  # sent, and all before it: whatever the loop told or not
                     self.resume_writing()
-                return self._flushed
+                return None
         future = self._loop.create_future()
         self._waiting.append(future)
         return future
@@ -312,6 +317,9 @@ class OwnedFrameProtocol(framereader.BulkFrameProtocol):
         made = asyncio.ensure_future(loop.connect_accepted_socket(lambda: owned, owned_socket))
         _making.add(made)  # the loop holds tasks weakly: kept until the transport is made
         made.add_done_callback(functools.partial(_transport_made, owned))
+        outbox = getattr(self.handler, "outbox", None)
+        if outbox is not None:  # our handler's frames: straight to the transport from now on
+            outbox.use(self.send_text, owned.write_buffer_size)
         return owned
 
     # Reading ------------------------------------------------------------------------------------
@@ -418,6 +426,20 @@ class OwnedFrameProtocol(framereader.BulkFrameProtocol):
         self._wire_bytes_out += len(frame)
         return stream.write(frame)
 
+    def send_text(self, frame: bytes) -> asyncio.Future[None] | None:
+        """`write_text` on the owned connection: one encoded frame as one message (the outbox's
+        send once the connection is owned). None: the socket took it at once."""
+        opcode = wire.TEXT
+        if frame[0] != _JSON_OPEN:  # MessagePack: binary to a client that negotiated it, else its JSON
+            if getattr(self.handler, "binary", False):
+                opcode = wire.BINARY
+            else:
+                frame = binaryframes.as_text(frame)
+        self._message_bytes_out += len(frame)
+        data = wire.message_frame(opcode, frame)
+        self._wire_bytes_out += len(data)
+        return cast("TransportStream", self.stream).send(data)
+
 
 def _transport_made(owned: TransportStream, future: asyncio.Future[Any]) -> None:
     """The transport is made; or it could not be (the socket failed meanwhile): the connection is over."""
@@ -449,14 +471,8 @@ def write_text(handler: tornado.websocket.WebSocketHandler, frame: bytes) -> asy
     connection = handler.ws_connection
     if not isinstance(connection, OwnedFrameProtocol) or not isinstance(connection.stream, TransportStream):
         return framereader.write_text(handler, frame)
-    opcode = wire.TEXT
-    if frame[0] != _JSON_OPEN:  # MessagePack: binary to a client that negotiated it, else its JSON
-        if getattr(handler, "binary", False):
-            opcode = wire.BINARY
-        else:
-            frame = binaryframes.as_text(frame)
-    connection._message_bytes_out += len(frame)
-    return connection.write_payload(opcode, frame)
+    future = connection.send_text(frame)
+    return connection.stream._flushed if future is None else future
 
 
 def write_backlog(handler: tornado.websocket.WebSocketHandler) -> int:

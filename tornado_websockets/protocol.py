@@ -169,6 +169,8 @@ def _id_of(payload: dict[str, Any]) -> FrameId | None:
 
 def normalize_data(data: Any) -> Mapping[str, Any]:
     """Apply the emit rule: a ``str`` becomes ``{"message": data}``, ``None`` becomes ``{}``."""
+    if type(data) is dict:  # the usual case, before the abstract Mapping check (which costs more)
+        return data
     if data is None:
         return {}
     if isinstance(data, str):

@@ -300,9 +300,10 @@ class Server(Routes):
         running = self._running_on
         running[loop] = running.get(loop, 0) + 1
 
-    def function_ended(self, loop: asyncio.AbstractEventLoop) -> None:
-        """It ended: on ``loop``, or in any thread once ``loop`` has stopped (a plain ``def`` that
-        outlived its loop must not stay counted, nor keep a later shutdown waiting)."""
+    def function_ended(self, loop: asyncio.AbstractEventLoop, on_loop: bool = False) -> None:
+        """It ended: on ``loop`` (``on_loop``: the caller knows it runs there), or in any thread
+        once ``loop`` has stopped (a plain ``def`` that outlived its loop must not stay counted,
+        nor keep a later shutdown waiting)."""
         running = self._running_on
         count = running.get(loop)
         if count is None:  # started before reset(), which forgot it
@@ -312,7 +313,7 @@ class Server(Routes):
             running[loop] = left
         else:
             running.pop(loop, None)
-        if loops.running_loop() is loop or not self.call_in_loop(self._one_fewer):
+        if on_loop or loops.running_loop() is loop or not self.call_in_loop(self._one_fewer):
             self.in_flight -= 1
 
     def _one_fewer(self) -> None:
