@@ -129,11 +129,13 @@ class Outbox:
         else:
             future.add_done_callback(self._written)
 
-    def use(self, send: Send, backlog: Callable[[], int]) -> None:
-        """Write through ``send`` and measure the backlog with ``backlog`` from now on (the
-        connection's transport changed: `tornado_websockets.ownconnection`)."""
+    def use(self, send: Send, backlog: Callable[[], int], is_closed: Callable[[], bool]) -> None:
+        """Write through ``send``, measure the backlog with ``backlog`` and tell a closed
+        connection with ``is_closed`` from now on (the connection's transport changed:
+        `tornado_websockets.ownconnection`)."""
         self._send = send
         self._backlog = backlog
+        self._is_closed = is_closed
 
     def _written(self, future: asyncio.Future[None]) -> None:
         if not future.cancelled() and future.exception() is not None:

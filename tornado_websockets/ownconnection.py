@@ -103,6 +103,7 @@ class TransportStream(asyncio.BufferedProtocol):
         "_flushed",
         "_loop",
         "_lost",
+        "_paused",
         "_reading",
         "_unread",
         "_waiting",
@@ -127,6 +128,7 @@ class TransportStream(asyncio.BufferedProtocol):
         self._early: list[bytes] = []  # written before the transport was made
         self._closed = False
         self._lost = False
+        self._paused = False  # the transport holds bytes the socket did not take (pause_writing)
         self._flushed: asyncio.Future[None] = loop.create_future()
         self._flushed.set_result(None)
         # Futures of writes not sent yet, oldest first (a list: an idle connection's is empty,
@@ -174,9 +176,11 @@ class TransportStream(asyncio.BufferedProtocol):
         self.owner.lost()
 
     def pause_writing(self) -> None:
-        pass  # the buffer is not empty: writes return futures (see write)
+        # The buffer is not empty (the limits are 0): writes return futures (see write).
+        self._paused = True
 
     def resume_writing(self) -> None:
+        self._paused = False
         waiting, self._waiting = self._waiting, []
         for future in waiting:
             if not future.done():
@@ -202,9 +206,8 @@ class TransportStream(asyncio.BufferedProtocol):
             self._early.append(data)
         else:
             transport.write(data)
-            if not transport.get_write_buffer_size():
-                if self._waiting:  # sent, and all before it: whatever the loop told or not
-                    self.resume_writing()
+            # With limits of 0 the transport pauses the protocol as soon as it keeps a byte.
+            if not self._paused:
                 return None
         future = self._loop.create_future()
         self._waiting.append(future)
@@ -212,10 +215,10 @@ class TransportStream(asyncio.BufferedProtocol):
 
     def write_buffer_size(self) -> int:
         """Bytes written that the socket has not taken yet."""
+        if not self._paused:  # all sent (the transport's pause tells otherwise), or not made yet
+            return sum(len(data) for data in self._early) if self._early else 0
         transport = self.transport
-        if transport is None:
-            return sum(len(data) for data in self._early)
-        return transport.get_write_buffer_size()
+        return 0 if transport is None else transport.get_write_buffer_size()
 
     def close(self) -> None:
         """Close now: what the socket took goes out, what it did not is dropped (as IOStream does)."""
@@ -319,8 +322,13 @@ class OwnedFrameProtocol(framereader.BulkFrameProtocol):
         made.add_done_callback(functools.partial(_transport_made, owned))
         outbox = getattr(self.handler, "outbox", None)
         if outbox is not None:  # our handler's frames: straight to the transport from now on
-            outbox.use(self.send_text, owned.write_buffer_size)
+            outbox.use(self.send_text, owned.write_buffer_size, self.is_closing)
         return owned
+
+    def is_closing(self) -> bool:
+        """Whether the connection is closing or closed (Tornado's test, the stream's first)."""
+        stream: TransportStream = self.stream  # type: ignore[assignment]
+        return stream._closed or self.client_terminated or self.server_terminated
 
     # Reading ------------------------------------------------------------------------------------
 
@@ -438,7 +446,8 @@ class OwnedFrameProtocol(framereader.BulkFrameProtocol):
         self._message_bytes_out += len(frame)
         data = wire.message_frame(opcode, frame)
         self._wire_bytes_out += len(data)
-        return cast("TransportStream", self.stream).send(data)
+        stream: TransportStream = self.stream  # type: ignore[assignment]  # owned: it is one
+        return stream.send(data)
 
 
 def _transport_made(owned: TransportStream, future: asyncio.Future[Any]) -> None:
