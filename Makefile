@@ -17,7 +17,7 @@ ifneq ($(PYENV_PYTHONS),)
 export PYENV_VERSION := $(PYENV_PYTHONS)
 endif
 
-.PHONY: install lint docs test test-matrix test-latest lock demo soak clean bench bench-quick bench-echo bench-peers bench-pyclient js
+.PHONY: install lint docs test test-matrix test-latest lock demo soak clean bench bench-quick bench-echo bench-peers bench-floor bench-pyclient js
 
 # What the example project imports: Django, and msgspec for the chat's typed payloads.
 DEMO_EXTRAS ?= django,typed,metrics
@@ -112,6 +112,11 @@ bench-echo: $(BENCH_VENV)/.installed
 
 # The Python client's own cost (bench/pyclient.py, under a minute): CPU per frame received from a fan-out
 # of 10,000 small frames per second, beside the websockets package and the benchmark's load client.
+# The kernel's floor under a fan-out (bench/sendfloor.py, under a minute): CPU of one bare socket.send
+# per member to 5,000 loopback connections, what no server's CPU per delivery can go below here.
+bench-floor: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m bench.sendfloor
+
 bench-pyclient: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[fast,typed,client]'
 	$(BENCH_VENV)/bin/python -m bench.pyclient
