@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine, scaleout
-from bench.processes import package_source, raise_file_limit, redis_server, rss_bytes, server_process
+from bench.processes import (
+    cpu_seconds,
+    package_source,
+    raise_file_limit,
+    redis_server,
+    rss_bytes,
+    server_process,
+)
 from bench.protocols import DIALECTS
 from bench.servers import SERVERS, UVLOOP, ServerSpec
 
@@ -270,10 +277,13 @@ def run_fanout(
         _warm(load, url, spec.dialect)
         time.sleep(0.5)
         before = rss_bytes(process.pid)
+        cpu_before = cpu_seconds(process.pid)
         opened = load.call("connect", url=url, dialect=spec.dialect, count=size)
+        connect_cpu = cpu_seconds(process.pid) - cpu_before
         if opened["failed"]:
             raise RuntimeError(f"{opened['failed']} of {size} connections failed: {opened['error']}")
         recorder.add(spec.name, "connect_per_s", size, rep, size / opened["seconds"])
+        recorder.add(spec.name, "connect_cpu_us", size, rep, connect_cpu / size * 1e6)
         idle = load.call("idle", seconds=plan.idle_seconds)
         after = rss_bytes(process.pid)
         if idle["open"] != size:

@@ -20,6 +20,7 @@ from bench.servers import ServerSpec
 
 __all__ = [
     "ROOT",
+    "cpu_seconds",
     "free_port",
     "package_source",
     "raise_file_limit",
@@ -132,6 +133,14 @@ def redis_server() -> Iterator[str]:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         _stop(process, "redis-server")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a process has used so far."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def rss_bytes(pid: int) -> int:

@@ -66,6 +66,7 @@ METRICS = {
     "fanout_last_ms": Metric("Fan-out: time until the last client has it", "ms", False, 1),
     "fanout_first_ms": Metric("Fan-out: time until the first client has it", "ms", False, 2),
     "connect_per_s": Metric("Connections opened per second", "connections/s", True),
+    "connect_cpu_us": Metric("Server CPU time per connection opened", "µs", False),
     "rss_kib_per_conn": Metric("RSS per idle connection", "KiB", False, 1),
     "redis_p50_ms": Metric("Cross-process (Redis) fan-out latency p50", "ms", False, 2),
     "redis_p99_ms": Metric("Cross-process (Redis) fan-out latency p99", "ms", False, 2),
@@ -340,6 +341,7 @@ def _peers_table(summary: Summary) -> list[str]:
         f"fan-out {size:,}: deliveries/s",
         f"fan-out {size:,}: CPU per delivery (µs)",
         f"idle KiB/conn ({idle:,})",
+        "connections/s (server CPU per connection, µs)",
     ]
     rows = [
         [
@@ -349,6 +351,7 @@ def _peers_table(summary: Summary) -> list[str]:
             summary.cell(server, "fanout_deliveries_per_s", size),
             summary.cell(server, "fanout_cpu_us", size),
             summary.cell(server, "rss_kib_per_conn", idle),
+            f"{summary.cell(server, 'connect_per_s', idle)} ({summary.cell(server, 'connect_cpu_us', idle)})",
         ]
         for server in servers
     ]
@@ -545,7 +548,7 @@ def render(results: dict[str, Any], title: str = "Benchmark results") -> str:
     for metric in ("fanout_deliveries_per_s", "fanout_cpu_us", "fanout_last_ms", "fanout_first_ms"):
         lines += _metric_table(summary, metric, "clients")
     lines += ["## Memory and connection rate", ""]
-    for metric in ("rss_kib_per_conn", "connect_per_s"):
+    for metric in ("rss_kib_per_conn", "connect_per_s", "connect_cpu_us"):
         lines += _metric_table(summary, metric, "connections")
     lines += ["## Cross-process fan-out through Redis", ""]
     redis_rows = _metric_table(summary, "redis_p50_ms", "receivers") + _metric_table(
