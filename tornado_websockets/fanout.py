@@ -150,7 +150,7 @@ class FanOut:
         if seq is None and not own:  # the common case, kept lean: this runs once per member
             skip = envelope.skip
             for handler in tuple(targets):
-                if handler.id == skip:
+                if skip is not None and handler.id == skip:
                     continue
                 if handler.loop is here:
                     handler.outbox.write(frame)
