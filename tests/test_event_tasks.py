@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -194,3 +195,47 @@ async def test_a_function_task_cancelled_from_outside_lets_the_next_frame_run() 
         assert await client.wait_for("pong") == {}
         await client.emit("ping")
         assert await client.wait_for("pong") == {}
+
+
+async def test_a_function_task_cancelled_before_its_first_step_lets_the_next_frame_run() -> None:
+    # On Python 3.11 a task starts at the loop's next turn, so code that cancels it first (here a
+    # task factory) stops its function from ever running: nothing in it can say it returned.
+    # From 3.12 tasks start eagerly (the factory is not used): the frames just run.
+    ws = WebSocket("/unstarted")
+    ran: list[str] = []
+
+    @ws.on
+    async def victim(socket: Any) -> None:
+        ran.append("victim")
+
+    @ws.on
+    async def ping(socket: Any) -> None:
+        ran.append("ping")
+        socket.emit("pong")
+
+    cancelled: list[asyncio.Task[Any]] = []
+
+    def cancel_victims(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        function = getattr(coro, "cr_frame", None) and coro.cr_frame.f_locals.get("function")
+        if getattr(function, "name", None) == "victim":
+            task.cancel()
+            cancelled.append(task)
+        return task
+
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(cancel_victims)
+    try:
+        async with serve() as server, server.connect("/unstarted") as client:
+            await client.emit("victim")
+            if sys.version_info < (3, 12):  # the next frame comes once the victim's task is over
+                await wait_until(lambda: bool(cancelled))
+                await asyncio.wait(cancelled)
+            await client.emit("ping")
+            assert await client.wait_for("pong") == {}
+            await client.emit("ping")
+            assert await client.wait_for("pong") == {}
+    finally:
+        loop.set_task_factory(None)
+    # On 3.11 the victim never ran; from 3.12 it ran at once, eagerly.
+    assert ran == (["ping", "ping"] if sys.version_info < (3, 12) else ["victim", "ping", "ping"])

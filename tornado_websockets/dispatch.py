@@ -93,7 +93,9 @@ class Dispatcher:
             return None
         handled = self.dispatch(function, frame.data, frame.id)
         # The reader waits for it: the task tells when its function returned. Not one that
-        # close may cancel before it runs (then only a done callback would tell).
+        # close may cancel before it runs (then only a done callback would tell). A task that
+        # other code cancels before its first step (Python 3.11, where tasks do not start
+        # eagerly) tells nothing either: the reader finds it done at the next frame.
         if type(handled) is asyncio.Task and self.on_return is not None and not function.cancel_on_close:
             self.reporting = handled
         return handled

@@ -170,6 +170,11 @@ class QueuingProtocol(tornado.websocket.WebSocketProtocol13):
         return asyncio.ensure_future(self._wait_for_room()) if self._inbox_full() else None
 
     def _deliver(self, message: str | bytes) -> None:
+        running = self._running
+        if running is not None and running.done():
+            # Its end not heard yet: a done callback still to run, or a task cancelled before
+            # its first step, which never says it returned (see `_function_returned`).
+            self._function_done(running)
         if self._running is None and not self._inbox:
             self._start(message)
             return
@@ -208,6 +213,8 @@ class QueuingProtocol(tornado.websocket.WebSocketProtocol13):
         return message
 
     def _function_done(self, running: asyncio.Future[Any]) -> None:
+        if self._running is not running:  # heard already (`_deliver`)
+            return
         self._running = None
         # A cancelled task is its own business (cancel_on_close): the next message goes on.
         error = None if running.cancelled() else running.exception()
