@@ -258,6 +258,8 @@ def owns(stream: Any) -> bool:
 class OwnedFrameProtocol(framereader.BulkFrameProtocol):
     """The bulk reader's protocol, serving the connection on `TransportStream` once it is open."""
 
+    __slots__ = ("_held", "_held_at", "_parser", "_resume_scheduled")  # see QueuingProtocol's
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._parser: FrameParser | None = None
