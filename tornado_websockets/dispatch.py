@@ -45,8 +45,8 @@ class Dispatcher:
         self.websocket = connection.websocket
         self.server = connection.runtime
         self.loop = connection.loop
-        #: Tasks of ``cancel_on_close`` event functions still running.
-        self.cancel_on_close: set[asyncio.Task[None]] = set()
+        # See `cancel_on_close`: made on first use (a set is 216 bytes; most connections have none).
+        self._cancel_on_close: set[asyncio.Task[None]] | None = None
         self.ended = False  # the connection is over (see `end`)
 
     def receive(self, message: str | bytes) -> Awaitable[None] | None:
@@ -135,10 +135,18 @@ class Dispatcher:
             return None
         return self._in_worker(function, kwargs, frame_id, started)
 
+    @property
+    def cancel_on_close(self) -> set[asyncio.Task[None]]:
+        """Tasks of ``cancel_on_close`` event functions still running."""
+        tasks = self._cancel_on_close
+        if tasks is None:
+            tasks = self._cancel_on_close = set()
+        return tasks
+
     def end(self) -> None:
         """The connection is over: cancel the ``cancel_on_close`` functions still running."""
         self.ended = True
-        for task in list(self.cancel_on_close):
+        for task in list(self._cancel_on_close or ()):
             task.cancel()
 
     def _arguments(

@@ -134,6 +134,17 @@ INBOX_MESSAGES = 100
 INBOX_BYTES = 1024 * 1024
 
 
+class _NoMessages(collections.deque[str | bytes]):
+    """The inbox of every connection that has not queued a message yet: shared, always empty
+    (a deque is 600+ bytes, and most connections never queue one)."""
+
+    def append(self, message: str | bytes) -> None:
+        raise RuntimeError("The shared empty inbox takes no message: give the connection its own.")
+
+
+_NO_MESSAGES = _NoMessages()
+
+
 class QueuingProtocol(tornado.websocket.WebSocketProtocol13):
     """``WebSocketProtocol13`` whose data messages wait in a bounded queue (see the module)."""
 
@@ -150,7 +161,7 @@ class QueuingProtocol(tornado.websocket.WebSocketProtocol13):
     ) -> None:
         super().__init__(handler, mask_outgoing, params)
         # Data messages waiting for the running event function, and their size in bytes.
-        self._inbox: collections.deque[str | bytes] = collections.deque()
+        self._inbox: collections.deque[str | bytes] = _NO_MESSAGES  # its own on the first queued
         self._inbox_bytes = 0
         # The running function's task or future; None when none runs.
         self._running: asyncio.Future[Any] | None = None
@@ -173,6 +184,8 @@ class QueuingProtocol(tornado.websocket.WebSocketProtocol13):
         if self._running is None and not self._inbox:
             self._start(message)
             return
+        if self._inbox is _NO_MESSAGES:
+            self._inbox = collections.deque()
         self._inbox.append(message)
         self._inbox_bytes += len(message)
 
