@@ -15,13 +15,14 @@ import os
 from typing import Any
 
 import pytest
+import tornado.websocket
 import websockets
 
 from tests.conftest import SHIPPED_OWN_CONNECTION_DEFAULT
 from tests.polling import wait_until
 from tests.rawclient import RawClient
 from tests.wsframes import client_frame
-from tornado_websockets import ownconnection, wire
+from tornado_websockets import framereader, ownconnection, wire
 from tornado_websockets.framereader import FRAME_READER_SETTING, BulkFrameProtocol
 from tornado_websockets.ownconnection import OWN_CONNECTION_SETTING, OwnedFrameProtocol, TransportStream
 from tornado_websockets.testing import serve
@@ -247,3 +248,47 @@ async def test_no_iostream_is_kept_for_an_owned_connection() -> None:
         assert emptied == []
         for client in clients:
             client.close()
+
+
+class _Bare(tornado.websocket.WebSocketHandler):
+    """Tornado's own handler, nothing of this library: what its instance dicts hold by themselves."""
+
+    opened: list[_Bare] = []
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        self.opened.append(self)
+
+
+async def test_the_library_adds_nothing_to_tornados_instance_dicts() -> None:
+    """This library's attributes of a handler and its protocol live in slots: Tornado's own fill
+    the instance dicts nearly to the 30 keys a dict can share with its class's other instances,
+    past which every connection would carry two unshared dicts (2-3 KiB)."""
+    ws = echo_app()
+    _Bare.opened.clear()
+    async with (
+        serve(tornado_settings=OWNED, tornado_handlers=[(r"/bare", _Bare)]) as server,
+        server.connect("/own") as client,
+    ):
+        await client.emit("echo", {"n": 1})
+        assert (await client.receive()).data == {"n": 1}
+        bare_client = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{server.port}/bare")
+        await wait_until(lambda: len(_Bare.opened) == 1)
+        bare = _Bare.opened[0]
+        handler = ws.handlers[0]
+        assert set(vars(handler)) - set(vars(bare)) == set()
+        assert set(vars(handler.ws_connection)) - set(vars(bare.ws_connection)) == set()
+        bare_client.close()
+
+
+async def test_an_idle_connection_has_no_queue_or_task_set_of_its_own() -> None:
+    """Made on first use (tests/test_liveness.py queues messages, test_event_tasks.py cancels)."""
+    ws = echo_app()
+    async with serve(tornado_settings=OWNED) as server, server.connect("/own") as client:
+        await client.emit("echo", {"n": 1})
+        assert (await client.receive()).data == {"n": 1}
+        handler = ws.handlers[0]
+        connection = handler.ws_connection
+        assert isinstance(connection, OwnedFrameProtocol)
+        assert connection._inbox is framereader._NO_MESSAGES
+        assert handler.dispatcher._cancel_on_close is None
+        assert handler.catchup._tasks is None
