@@ -292,3 +292,29 @@ async def test_an_idle_connection_has_no_queue_or_task_set_of_its_own() -> None:
         assert connection._inbox is framereader._NO_MESSAGES
         assert handler.dispatcher._cancel_on_close is None
         assert handler.catchup._tasks is None
+
+
+async def test_no_http_server_connection_is_kept_for_an_owned_connection() -> None:
+    """The request's HTTP server connection (its finished request loop's task, its emptied stream)
+    is let go; the request itself, its headers, cookies and address stay readable."""
+    import gc
+
+    from tornado.http1connection import HTTP1ServerConnection
+
+    ws = echo_app()
+    async with serve(tornado_settings=OWNED) as server:
+        clients = [await RawClient.connect(server.port, "/own") for _ in range(3)]
+        await wait_until(lambda: len(ws.handlers) == 3)
+        await wait_until(
+            lambda: all(isinstance(h.ws_connection.stream, TransportStream) for h in ws.handlers)
+        )  # type: ignore[union-attr]
+        gc.collect()
+        contexts = {id(h.request.connection.context) for h in ws.handlers}  # type: ignore[attr-defined]
+        kept = [o for o in gc.get_objects() if type(o) is HTTP1ServerConnection and id(o.context) in contexts]
+        assert kept == []
+        request = ws.handlers[0].request
+        assert request.headers["Upgrade"].lower() == "websocket"
+        assert request.remote_ip == "127.0.0.1"
+        assert request.path == "/ws/own"
+        for client in clients:
+            client.close()

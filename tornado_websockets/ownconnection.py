@@ -302,12 +302,13 @@ class OwnedFrameProtocol(framereader.BulkFrameProtocol):
         # The IOStream keeps a socket object without a file descriptor: closing it (whatever still
         # holds the IOStream) does nothing to the connection.
         owned_socket = socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
-        # The request keeps its HTTP connection (``request.server_connection``), which would keep
-        # the emptied IOStream: 2-3 KiB per connection for nothing. Its request loop has ended.
-        server_connection = getattr(getattr(self.handler, "request", None), "server_connection", None)
+        # The request keeps its HTTP server connection (``request.server_connection``, read only
+        # to route the request), which keeps the emptied IOStream (2-3 KiB) and its request loop's
+        # finished task (0.7 KiB) for nothing. The request loop has ended: the request lets it go.
+        request: Any = getattr(self.handler, "request", None)
+        server_connection = getattr(request, "server_connection", None)
         if isinstance(server_connection, HTTP1ServerConnection) and server_connection.stream is stream:
-            # Typed as always holding a stream; it holds none once the request loop has ended.
-            server_connection.stream = None  # type: ignore[assignment]
+            request.server_connection = None
         owned = TransportStream(self, stream.io_loop, loop, unread)
         # Typed as an IOStream by Tornado: the stream is the part of it that Tornado's protocol uses.
         self.stream = cast("tornado.iostream.IOStream", owned)
