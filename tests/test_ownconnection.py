@@ -318,3 +318,25 @@ async def test_no_http_server_connection_is_kept_for_an_owned_connection() -> No
         assert request.path == "/ws/own"
         for client in clients:
             client.close()
+
+
+async def test_keepalive_pings_go_out_on_a_timer_not_a_task_per_connection() -> None:
+    """Tornado pings from a task per connection; an owned connection pings from a timer of the
+    loop, as often, and still closes a client that stops answering (tests/test_limits.py)."""
+    from tornado_websockets.limits import Limits
+
+    ws = WebSocket("/kept", limits=Limits(ping_interval=0.05, ping_timeout=0.05))
+    async with (
+        serve(tornado_settings=OWNED) as server,
+        websockets.connect(server.url("/kept"), ping_interval=None) as client,  # answers pings
+    ):
+        await wait_until(lambda: len(ws.handlers) == 1)
+        connection = ws.handlers[0].ws_connection
+        assert isinstance(connection, OwnedFrameProtocol)
+        sent = connection._wire_bytes_out
+        ping = len(wire.server_frame(wire.PING, b""))
+        await wait_until(lambda: connection._wire_bytes_out >= sent + 3 * ping)  # pings, each answered
+        assert client.close_code is None
+        assert not connection.is_closing()
+        pinging = [t for t in asyncio.all_tasks() if "periodic_ping" in repr(t.get_coro())]
+        assert pinging == []
