@@ -16,11 +16,12 @@ Tornado's ``IOStream`` and hands it to the loop (``loop.connect_accepted_socket`
   a broadcast's frame is built once for all its members), no ``IOStream`` buffer, no future
   unless the socket did not take it all. Bytes the socket has not taken are the transport's write
   buffer (`TransportStream.write_buffer_size`): the outbox's backlog, so the slow-consumer bound
-  (1013) is unchanged.
+  (1013) is unchanged;
+- keepalive pings (``websocket_ping_interval``/``websocket_ping_timeout``): Tornado's steps, on a
+  timer of the loop instead of a task per connection (`OwnedFrameProtocol.start_pinging`).
 
 Everything else is the bulk reader's and Tornado's, unchanged: the close handshake, close codes,
-the drain after a failure, keepalive pings (``websocket_ping_interval``/``websocket_ping_timeout``),
-``on_close``. `TransportStream` offers the part of ``IOStream`` they use (``write``, ``close``,
+the drain after a failure, ``on_close``. `TransportStream` offers the part of ``IOStream`` they use (``write``, ``close``,
 ``closed``, ``set_nodelay``, ``socket``, ``io_loop``). The private names of Tornado used here
 (the stream's read buffer and state) are listed in `tornado_websockets.framereader.TORNADO_PRIVATE_NAMES`.
 
