@@ -21,9 +21,10 @@ Tornado's ``IOStream`` and hands it to the loop (``loop.connect_accepted_socket`
   timer of the loop instead of a task per connection (`OwnedFrameProtocol.start_pinging`).
 
 Everything else is the bulk reader's and Tornado's, unchanged: the close handshake, close codes,
-the drain after a failure, ``on_close``. `TransportStream` offers the part of ``IOStream`` they use (``write``, ``close``,
-``closed``, ``set_nodelay``, ``socket``, ``io_loop``). The private names of Tornado used here
-(the stream's read buffer and state) are listed in `tornado_websockets.framereader.TORNADO_PRIVATE_NAMES`.
+the drain after a failure, ``on_close``. `TransportStream` offers the part of ``IOStream`` they
+use (``write``, ``close``, ``closed``, ``set_nodelay``, ``socket``, ``io_loop``). The private
+names of Tornado used here (the stream's read buffer and state) are listed in
+`tornado_websockets.framereader.TORNADO_PRIVATE_NAMES`.
 
 Tornado keeps the connection (the bulk reader or its own, `tornado_websockets.framereader`)
 with permessage-deflate, with TLS (an ``SSLIOStream``), with the bulk reader switched off
