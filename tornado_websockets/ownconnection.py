@@ -83,6 +83,16 @@ _buffers = threading.local()
 _making: set[asyncio.Future[Any]] = set()
 
 
+def _flushed(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+    """A done future of ``loop``, shared by its thread's connections (see `TransportStream`): one
+    per connection is 144 bytes, and a done future is the same to whoever awaits it."""
+    future: asyncio.Future[None] | None = getattr(_buffers, "flushed", None)
+    if future is None or future.get_loop() is not loop:  # the thread's first loop, or a new one
+        future = _buffers.flushed = loop.create_future()
+        future.set_result(None)
+    return future
+
+
 def _read_buffer() -> memoryview:
     view: memoryview | None = getattr(_buffers, "view", None)
     if view is None:
@@ -94,9 +104,10 @@ class TransportStream(asyncio.BufferedProtocol):
     """A connection's transport, seen by `OwnedFrameProtocol` as its stream (see the module).
 
     Write futures: a write the socket took at once returns one future, done, shared by every such
-    write; a write left in the transport's buffer returns a future resolved when the buffer is
-    empty again (``resume_writing``, the limits being 0), or failed with ``StreamClosedError``
-    when the connection is lost with it unsent, as ``IOStream.write``'s are.
+    write of the thread's connections; a write left in the transport's buffer returns a future
+    resolved when the buffer is empty again (``resume_writing``, the limits being 0), or failed
+    with ``StreamClosedError`` when the connection is lost with it unsent, as ``IOStream.write``'s
+    are.
     """
 
     __slots__ = (
@@ -129,8 +140,7 @@ class TransportStream(asyncio.BufferedProtocol):
         self._early: list[bytes] = []  # written before the transport was made
         self._closed = False
         self._lost = False
-        self._flushed: asyncio.Future[None] = loop.create_future()
-        self._flushed.set_result(None)
+        self._flushed = _flushed(loop)
         # Futures of writes not sent yet, oldest first (a list: an idle connection's is empty,
         # and a deque would cost 600 bytes per connection).
         self._waiting: list[asyncio.Future[None]] = []
