@@ -15,13 +15,14 @@ import os
 from typing import Any
 
 import pytest
+import tornado.websocket
 import websockets
 
 from tests.conftest import SHIPPED_OWN_CONNECTION_DEFAULT
 from tests.polling import wait_until
 from tests.rawclient import RawClient
 from tests.wsframes import client_frame
-from tornado_websockets import ownconnection, wire
+from tornado_websockets import framereader, ownconnection, wire
 from tornado_websockets.framereader import FRAME_READER_SETTING, BulkFrameProtocol
 from tornado_websockets.ownconnection import OWN_CONNECTION_SETTING, OwnedFrameProtocol, TransportStream
 from tornado_websockets.testing import serve
@@ -247,3 +248,95 @@ async def test_no_iostream_is_kept_for_an_owned_connection() -> None:
         assert emptied == []
         for client in clients:
             client.close()
+
+
+class _Bare(tornado.websocket.WebSocketHandler):
+    """Tornado's own handler, nothing of this library: what its instance dicts hold by themselves."""
+
+    opened: list[_Bare] = []
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        self.opened.append(self)
+
+
+async def test_the_library_adds_nothing_to_tornados_instance_dicts() -> None:
+    """This library's attributes of a handler and its protocol live in slots: Tornado's own fill
+    the instance dicts nearly to the 30 keys a dict can share with its class's other instances,
+    past which every connection would carry two unshared dicts (2-3 KiB)."""
+    ws = echo_app()
+    _Bare.opened.clear()
+    async with (
+        serve(tornado_settings=OWNED, tornado_handlers=[(r"/bare", _Bare)]) as server,
+        server.connect("/own") as client,
+    ):
+        await client.emit("echo", {"n": 1})
+        assert (await client.receive()).data == {"n": 1}
+        bare_client = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{server.port}/bare")
+        await wait_until(lambda: len(_Bare.opened) == 1)
+        bare = _Bare.opened[0]
+        handler = ws.handlers[0]
+        assert set(vars(handler)) - set(vars(bare)) == set()
+        assert set(vars(handler.ws_connection)) - set(vars(bare.ws_connection)) == set()
+        bare_client.close()
+
+
+async def test_an_idle_connection_has_no_queue_or_task_set_of_its_own() -> None:
+    """Made on first use (tests/test_liveness.py queues messages, test_event_tasks.py cancels)."""
+    ws = echo_app()
+    async with serve(tornado_settings=OWNED) as server, server.connect("/own") as client:
+        await client.emit("echo", {"n": 1})
+        assert (await client.receive()).data == {"n": 1}
+        handler = ws.handlers[0]
+        connection = handler.ws_connection
+        assert isinstance(connection, OwnedFrameProtocol)
+        assert connection._inbox is framereader._NO_MESSAGES
+        assert handler.dispatcher._cancel_on_close is None
+        assert handler.catchup._tasks is None
+
+
+async def test_no_http_server_connection_is_kept_for_an_owned_connection() -> None:
+    """The request's HTTP server connection (its finished request loop's task, its emptied stream)
+    is let go; the request itself, its headers, cookies and address stay readable."""
+    import gc
+
+    from tornado.http1connection import HTTP1ServerConnection
+
+    ws = echo_app()
+    async with serve(tornado_settings=OWNED) as server:
+        clients = [await RawClient.connect(server.port, "/own") for _ in range(3)]
+        await wait_until(lambda: len(ws.handlers) == 3)
+        await wait_until(
+            lambda: all(isinstance(h.ws_connection.stream, TransportStream) for h in ws.handlers)
+        )  # type: ignore[union-attr]
+        gc.collect()
+        contexts = {id(h.request.connection.context) for h in ws.handlers}  # type: ignore[attr-defined]
+        kept = [o for o in gc.get_objects() if type(o) is HTTP1ServerConnection and id(o.context) in contexts]
+        assert kept == []
+        request = ws.handlers[0].request
+        assert request.headers["Upgrade"].lower() == "websocket"
+        assert request.remote_ip == "127.0.0.1"
+        assert request.path == "/ws/own"
+        for client in clients:
+            client.close()
+
+
+async def test_keepalive_pings_go_out_on_a_timer_not_a_task_per_connection() -> None:
+    """Tornado pings from a task per connection; an owned connection pings from a timer of the
+    loop, as often, and still closes a client that stops answering (tests/test_limits.py)."""
+    from tornado_websockets.limits import Limits
+
+    ws = WebSocket("/kept", limits=Limits(ping_interval=0.05, ping_timeout=0.05))
+    async with (
+        serve(tornado_settings=OWNED) as server,
+        websockets.connect(server.url("/kept"), ping_interval=None) as client,  # answers pings
+    ):
+        await wait_until(lambda: len(ws.handlers) == 1)
+        connection = ws.handlers[0].ws_connection
+        assert isinstance(connection, OwnedFrameProtocol)
+        sent = connection._wire_bytes_out
+        ping = len(wire.server_frame(wire.PING, b""))
+        await wait_until(lambda: connection._wire_bytes_out >= sent + 3 * ping)  # pings, each answered
+        assert client.close_code is None
+        assert not connection.is_closing()
+        pinging = [t for t in asyncio.all_tasks() if "periodic_ping" in repr(t.get_coro())]
+        assert pinging == []

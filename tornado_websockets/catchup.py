@@ -47,7 +47,8 @@ class CatchUp:
         self._signing: tuple[str, bytes] | None = None  # the epoch and secret of the last position
         #: The grant of the tokens handed to this connection in each stream (see `left`).
         self._grants: dict[str, str] = {}
-        self._tasks: set[asyncio.Future[None]] = set()
+        # The catch-up tasks running, made on first use (a set is 216 bytes; most connections have none).
+        self._tasks: set[asyncio.Future[None]] | None = None
         #: Streams whose shared catch-up waits for the backplane to connect (see `backplane_ready`).
         self.waiting: dict[str, None] = {}
 
@@ -94,8 +95,11 @@ class CatchUp:
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
-        self._tasks.add(task)  # the loop keeps only a weak reference to a task
-        task.add_done_callback(self._tasks.discard)
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = set()
+        tasks.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(tasks.discard)
 
     def left(self, stream: str) -> None:
         """The connection left ``stream``: the tokens it was handed there recover nothing any more,

@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tornado_websockets import delivery, loops, protocol
 from tornado_websockets.events import RESERVED_EVENTS, EventFunction, is_async_callable
@@ -27,11 +27,18 @@ from tornado_websockets.limits import RATE_CLOSE_CODE, Limits, RateLimiter
 if TYPE_CHECKING:
     from tornado_websockets.websockethandler import WebSocketHandler
 
-__all__ = ["Dispatcher", "start_task"]
+__all__ = ["Dispatcher", "Reader", "start_task"]
 
 logger = logging.getLogger(__name__)
 
 _PONG = protocol.encode(protocol.PONG_EVENT, {})
+
+
+class Reader(Protocol):
+    """What reads a connection's frames and hands them over one at a time (`Dispatcher.reader`)."""
+
+    def function_returned(self, task: asyncio.Task[Any]) -> None:
+        """The function ``task`` runs has returned (the task's last step is under way)."""
 
 
 class Dispatcher:
@@ -45,13 +52,13 @@ class Dispatcher:
         self.websocket = connection.websocket
         self.server = connection.runtime
         self.loop = connection.loop
-        #: Tasks of ``cancel_on_close`` event functions still running.
-        self.cancel_on_close: set[asyncio.Task[None]] = set()
+        # See `cancel_on_close`: made on first use (a set is 216 bytes; most connections have none).
+        self._cancel_on_close: set[asyncio.Task[None]] | None = None
         self.ended = False  # the connection is over (see `end`)
-        #: Set by the connection's reader: called with an ``async def`` function's task as its
-        #: function returns (its last step), instead of the reader adding a done callback.
-        self.on_return: Callable[[asyncio.Task[Any]], None] | None = None
-        #: The task last started that will call `on_return`.
+        #: Set by the connection's reader: told of an ``async def`` function's task as its
+        #: function returns (its last step), instead of adding a done callback to it.
+        self.reader: Reader | None = None
+        #: The task last started that will tell `reader`.
         self.reporting: asyncio.Task[None] | None = None
 
     def receive(self, message: str | bytes) -> Awaitable[None] | None:
@@ -96,7 +103,7 @@ class Dispatcher:
         # close may cancel before it runs (then only a done callback would tell). A task that
         # other code cancels before its first step (Python 3.11, where tasks do not start
         # eagerly) tells nothing either: the reader finds it done at the next frame.
-        if type(handled) is asyncio.Task and self.on_return is not None and not function.cancel_on_close:
+        if type(handled) is asyncio.Task and self.reader is not None and not function.cancel_on_close:
             self.reporting = handled
         return handled
 
@@ -149,10 +156,18 @@ class Dispatcher:
             return None
         return self._in_worker(function, kwargs, frame_id, started)
 
+    @property
+    def cancel_on_close(self) -> set[asyncio.Task[None]]:
+        """Tasks of ``cancel_on_close`` event functions still running."""
+        tasks = self._cancel_on_close
+        if tasks is None:
+            tasks = self._cancel_on_close = set()
+        return tasks
+
     def end(self) -> None:
         """The connection is over: cancel the ``cancel_on_close`` functions still running."""
         self.ended = True
-        for task in list(self.cancel_on_close):
+        for task in list(self._cancel_on_close or ()):
             task.cancel()
 
     def _arguments(
@@ -196,8 +211,8 @@ class Dispatcher:
         finally:
             if self.reporting is not None and (task := asyncio.current_task(self.loop)) is self.reporting:
                 self.reporting = None
-                assert self.on_return is not None
-                self.on_return(task)
+                assert self.reader is not None
+                self.reader.function_returned(task)
 
     def _in_worker(
         self,

@@ -16,13 +16,15 @@ Tornado's ``IOStream`` and hands it to the loop (``loop.connect_accepted_socket`
   a broadcast's frame is built once for all its members), no ``IOStream`` buffer, no future
   unless the socket did not take it all. Bytes the socket has not taken are the transport's write
   buffer (`TransportStream.write_buffer_size`): the outbox's backlog, so the slow-consumer bound
-  (1013) is unchanged.
+  (1013) is unchanged;
+- keepalive pings (``websocket_ping_interval``/``websocket_ping_timeout``): Tornado's steps, on a
+  timer of the loop instead of a task per connection (`OwnedFrameProtocol.start_pinging`).
 
 Everything else is the bulk reader's and Tornado's, unchanged: the close handshake, close codes,
-the drain after a failure, keepalive pings (``websocket_ping_interval``/``websocket_ping_timeout``),
-``on_close``. `TransportStream` offers the part of ``IOStream`` they use (``write``, ``close``,
-``closed``, ``set_nodelay``, ``socket``, ``io_loop``). The private names of Tornado used here
-(the stream's read buffer and state) are listed in `tornado_websockets.framereader.TORNADO_PRIVATE_NAMES`.
+the drain after a failure, ``on_close``. `TransportStream` offers the part of ``IOStream`` they
+use (``write``, ``close``, ``closed``, ``set_nodelay``, ``socket``, ``io_loop``). The private
+names of Tornado used here (the stream's read buffer and state) are listed in
+`tornado_websockets.framereader.TORNADO_PRIVATE_NAMES`.
 
 Tornado keeps the connection (the bulk reader or its own, `tornado_websockets.framereader`)
 with permessage-deflate, with TLS (an ``SSLIOStream``), with the bulk reader switched off
@@ -81,6 +83,16 @@ _buffers = threading.local()
 _making: set[asyncio.Future[Any]] = set()
 
 
+def _flushed(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+    """A done future of ``loop``, shared by its thread's connections (see `TransportStream`): one
+    per connection is 144 bytes, and a done future is the same to whoever awaits it."""
+    future: asyncio.Future[None] | None = getattr(_buffers, "flushed", None)
+    if future is None or future.get_loop() is not loop:  # the thread's first loop, or a new one
+        future = _buffers.flushed = loop.create_future()
+        future.set_result(None)
+    return future
+
+
 def _read_buffer() -> memoryview:
     view: memoryview | None = getattr(_buffers, "view", None)
     if view is None:
@@ -92,9 +104,10 @@ class TransportStream(asyncio.BufferedProtocol):
     """A connection's transport, seen by `OwnedFrameProtocol` as its stream (see the module).
 
     Write futures: a write the socket took at once returns one future, done, shared by every such
-    write; a write left in the transport's buffer returns a future resolved when the buffer is
-    empty again (``resume_writing``, the limits being 0), or failed with ``StreamClosedError``
-    when the connection is lost with it unsent, as ``IOStream.write``'s are.
+    write of the thread's connections; a write left in the transport's buffer returns a future
+    resolved when the buffer is empty again (``resume_writing``, the limits being 0), or failed
+    with ``StreamClosedError`` when the connection is lost with it unsent, as ``IOStream.write``'s
+    are.
     """
 
     __slots__ = (
@@ -129,8 +142,7 @@ class TransportStream(asyncio.BufferedProtocol):
         self._closed = False
         self._lost = False
         self._paused = False  # the transport holds bytes the socket did not take (pause_writing)
-        self._flushed: asyncio.Future[None] = loop.create_future()
-        self._flushed.set_result(None)
+        self._flushed = _flushed(loop)
         # Futures of writes not sent yet, oldest first (a list: an idle connection's is empty,
         # and a deque would cost 600 bytes per connection).
         self._waiting: list[asyncio.Future[None]] = []
@@ -266,6 +278,8 @@ def owns(stream: Any) -> bool:
 class OwnedFrameProtocol(framereader.BulkFrameProtocol):
     """The bulk reader's protocol, serving the connection on `TransportStream` once it is open."""
 
+    __slots__ = ("_held", "_held_at", "_keepalive", "_parser", "_resume_scheduled")  # see QueuingProtocol's
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._parser: FrameParser | None = None
@@ -273,6 +287,43 @@ class OwnedFrameProtocol(framereader.BulkFrameProtocol):
         self._held: list[Event] | None = None
         self._held_at = 0
         self._resume_scheduled = False
+        # The keepalive's next step (see start_pinging), None when it is not running.
+        self._keepalive: asyncio.TimerHandle | None = None
+
+    # Keepalive ----------------------------------------------------------------------------------
+
+    def start_pinging(self) -> None:
+        """Keepalive pings, as Tornado's ``periodic_ping`` sends them (``websocket_ping_interval``,
+        ``websocket_ping_timeout``), on a timer of the loop instead of a task per connection: a
+        task, its coroutine and its sleep cost an idle connection 1 KiB more than one timer."""
+        if self._keepalive is None and self.ping_interval > 0:
+            self._keepalive = asyncio.get_running_loop().call_later(self.ping_interval, self._send_ping)
+
+    def _send_ping(self) -> None:
+        if self.is_closing():
+            self._keepalive = None
+            return
+        loop = asyncio.get_running_loop()
+        self._received_pong = False
+        sent = loop.time()
+        self.write_ping(b"")
+        self._keepalive = loop.call_later(self.ping_timeout, self._check_pong, sent)
+
+    def _check_pong(self, sent: float) -> None:
+        """The ping's timeout is over: close without its pong, else ping again ``ping_interval``
+        after the last ping."""
+        if self.ping_timeout > 0 and not self._received_pong:
+            self._keepalive = None
+            self.close(reason="ping timed out")
+            return
+        loop = asyncio.get_running_loop()
+        self._keepalive = loop.call_later(max(0.0, sent + self.ping_interval - loop.time()), self._send_ping)
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        super().close(code, reason)
+        keepalive, self._keepalive = self._keepalive, None
+        if keepalive is not None:
+            keepalive.cancel()
 
     async def _receive_frame_loop(self) -> None:
         stream = self.stream
@@ -308,12 +359,13 @@ class OwnedFrameProtocol(framereader.BulkFrameProtocol):
         # The IOStream keeps a socket object without a file descriptor: closing it (whatever still
         # holds the IOStream) does nothing to the connection.
         owned_socket = socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
-        # The request keeps its HTTP connection (``request.server_connection``), which would keep
-        # the emptied IOStream: 2-3 KiB per connection for nothing. Its request loop has ended.
-        server_connection = getattr(getattr(self.handler, "request", None), "server_connection", None)
+        # The request keeps its HTTP server connection (``request.server_connection``, read only
+        # to route the request), which keeps the emptied IOStream (2-3 KiB) and its request loop's
+        # finished task (0.7 KiB) for nothing. The request loop has ended: the request lets it go.
+        request: Any = getattr(self.handler, "request", None)
+        server_connection = getattr(request, "server_connection", None)
         if isinstance(server_connection, HTTP1ServerConnection) and server_connection.stream is stream:
-            # Typed as always holding a stream; it holds none once the request loop has ended.
-            server_connection.stream = None  # type: ignore[assignment]
+            request.server_connection = None
         owned = TransportStream(self, stream.io_loop, loop, unread)
         # Typed as an IOStream by Tornado: the stream is the part of it that Tornado's protocol uses.
         self.stream = cast("tornado.iostream.IOStream", owned)
