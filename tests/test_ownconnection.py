@@ -44,6 +44,16 @@ def echo_app(path: str = "/own") -> WebSocket:
     return ws
 
 
+async def owned_clients(port: int, ws: WebSocket, count: int) -> list[RawClient]:
+    """``count`` clients of ``ws`` (at "/own"), once each of their connections is owned."""
+    clients = [await RawClient.connect(port, "/own") for _ in range(count)]
+    await wait_until(lambda: len(ws.handlers) == count)
+    await wait_until(
+        lambda: all(isinstance(h.ws_connection.stream, TransportStream) for h in ws.handlers)  # type: ignore[union-attr]
+    )
+    return clients
+
+
 async def test_the_setting_serves_a_connection_on_a_transport_after_the_upgrade() -> None:
     ws = echo_app()
     async with serve(tornado_settings=OWNED) as server, server.connect("/own") as client:
@@ -233,11 +243,7 @@ async def test_no_iostream_is_kept_for_an_owned_connection() -> None:
 
     ws = echo_app()
     async with serve(tornado_settings=OWNED) as server:
-        clients = [await RawClient.connect(server.port, "/own") for _ in range(3)]
-        await wait_until(lambda: len(ws.handlers) == 3)
-        await wait_until(
-            lambda: all(isinstance(h.ws_connection.stream, TransportStream) for h in ws.handlers)
-        )  # type: ignore[union-attr]
+        clients = await owned_clients(server.port, ws, 3)
         gc.collect()
         # The IOStreams whose socket was taken (its object left without a descriptor).
         emptied = [
@@ -303,11 +309,7 @@ async def test_no_http_server_connection_is_kept_for_an_owned_connection() -> No
 
     ws = echo_app()
     async with serve(tornado_settings=OWNED) as server:
-        clients = [await RawClient.connect(server.port, "/own") for _ in range(3)]
-        await wait_until(lambda: len(ws.handlers) == 3)
-        await wait_until(
-            lambda: all(isinstance(h.ws_connection.stream, TransportStream) for h in ws.handlers)
-        )  # type: ignore[union-attr]
+        clients = await owned_clients(server.port, ws, 3)
         gc.collect()
         contexts = {id(h.request.connection.context) for h in ws.handlers}  # type: ignore[attr-defined]
         kept = [o for o in gc.get_objects() if type(o) is HTTP1ServerConnection and id(o.context) in contexts]
