@@ -286,8 +286,7 @@ class QueuingProtocol(tornado.websocket.WebSocketProtocol13):
         """Wait until the running function and the queued messages are done."""
         while (running := self._running) is not None:
             await asyncio.wait([running])
-            if self._running is running:  # a task cancelled before its function ever ran
-                self._next()
+            self._function_done(running)  # if not heard yet (see `_deliver`)
 
     def _client_gone(self) -> bool:
         return self.client_terminated or self.stream is None or self.stream.closed()

@@ -57,8 +57,6 @@ __all__ = [
     "TransportStream",
     "connection_protocol",
     "owns",
-    "write_backlog",
-    "write_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -477,8 +475,8 @@ class OwnedFrameProtocol(framereader.BulkFrameProtocol):
         return stream.write(frame)
 
     def send_text(self, frame: bytes) -> asyncio.Future[None] | None:
-        """`write_text` on the owned connection: one encoded frame as one message (the outbox's
-        send once the connection is owned). None: the socket took it at once."""
+        """`framereader.write_text` on the owned connection: one encoded frame as one message (the
+        outbox's send once the connection is owned). None: the socket took it at once."""
         opcode = wire.TEXT
         if frame[0] != _JSON_OPEN:  # MessagePack: binary to a client that negotiated it, else its JSON
             if getattr(self.handler, "binary", False):
@@ -515,20 +513,3 @@ def connection_protocol(
     ):
         return OwnedFrameProtocol(handler, False, protocol.params)
     return protocol
-
-
-def write_text(handler: tornado.websocket.WebSocketHandler, frame: bytes) -> asyncio.Future[None]:
-    """Write one encoded frame (`framereader.write_text`, or one ``transport.write`` when owned)."""
-    connection = handler.ws_connection
-    if not isinstance(connection, OwnedFrameProtocol) or not isinstance(connection.stream, TransportStream):
-        return framereader.write_text(handler, frame)
-    future = connection.send_text(frame)
-    return connection.stream._flushed if future is None else future
-
-
-def write_backlog(handler: tornado.websocket.WebSocketHandler) -> int:
-    """Bytes written to ``handler``'s connection that its socket has not taken yet."""
-    stream = getattr(handler.ws_connection, "stream", None)
-    if isinstance(stream, TransportStream):
-        return stream.write_buffer_size()
-    return framereader.write_backlog(handler)

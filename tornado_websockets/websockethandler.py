@@ -23,7 +23,7 @@ import tornado.ioloop
 import tornado.web
 import tornado.websocket
 
-from tornado_websockets import binaryframes, delivery, loops, outbox, ownconnection, protocol
+from tornado_websockets import binaryframes, delivery, framereader, loops, outbox, ownconnection, protocol
 from tornado_websockets.catchup import CatchUp
 from tornado_websockets.dispatch import Dispatcher
 from tornado_websockets.exceptions import ConnectionDenied, InvalidInstanceError
@@ -144,8 +144,9 @@ class WebSocketHandler(DeprecatedPlumbing, tornado.websocket.WebSocketHandler):
             path=websocket.path,
             metrics=websocket.metrics,
             max_backlog=self.limits.max_backlog,
-            send=functools.partial(ownconnection.write_text, self),
-            backlog=functools.partial(ownconnection.write_backlog, self),
+            # Through Tornado's stream until the connection is owned (then `Outbox.use`).
+            send=functools.partial(framereader.write_text, self),
+            backlog=functools.partial(framereader.write_backlog, self),
             is_closed=self._is_closing,
             close=self._close,
         )
