@@ -523,14 +523,8 @@ class RedisBroker(Broker):
             self._heard(envelope)
         if self._numbered_in_flight and _take(self._numbered_in_flight, envelope):
             return True
-        if not self._in_flight:
+        if not (self._in_flight and _take(self._in_flight, envelope)):
             return False
-        frames = self._in_flight.get((envelope.path, envelope.stream))
-        # Redis numbered the frame by appending its stream and number to the object.
-        match = next((frame for frame in frames or () if envelope.frame.startswith(frame)), None)
-        if frames is None or match is None:
-            return False
-        frames.remove(match)
         # Counted among the frames whose numbers are to be taken (`_drop_unsent`): it has one.
         self.skipped.numbered_after_all(envelope.path, envelope.stream)
         return True
@@ -659,7 +653,11 @@ class RedisBroker(Broker):
 
 
 def _take(frames_by_stream: dict[tuple[str, str], list[bytes]], envelope: Envelope) -> bool:
-    """Remove the frame of ``envelope`` (less its number) from ``frames_by_stream``; whether it was there."""
+    """Remove the frame of ``envelope`` (less its number) from ``frames_by_stream``; whether it was there.
+
+    Redis numbered the frame by appending its stream and number to the object: the frame kept is
+    the start of the one read back.
+    """
     frames = frames_by_stream.get((envelope.path, envelope.stream))
     match = next((frame for frame in frames or () if envelope.frame.startswith(frame)), None)
     if frames is None or match is None:
