@@ -14,7 +14,6 @@ per delivery" cannot go below on this machine, whatever the server is written in
 from __future__ import annotations
 
 import argparse
-import resource
 import selectors
 import socket
 import statistics
@@ -23,23 +22,14 @@ import sys
 import time
 from pathlib import Path
 
+from bench.processes import raise_file_limit
+from bench.pyclient import cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 #: A ``tick`` frame as the fan-out scenario sends it (bench/loadclient.py: a sequence number and
 #: a chat-sized text).
 PAYLOAD = b'{"event":"tick","data":{"seq":123,"text":"The quick brown fox jumps over the lazy dog"}}'
 FRAME = bytes((0x81, len(PAYLOAD))) + PAYLOAD
-
-
-def cpu() -> float:
-    """This process's CPU seconds so far, user and system."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def raise_file_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def receive(port: int, clients: int) -> None:
